@@ -1,0 +1,62 @@
+# Hubbub developer entry points. `make run` and `make test` create/refresh .venv themselves.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROTO_SRC := protos/hubbub/v1/messenger.proto
+GEN := generated/hubbub/v1
+BUF := node_modules/.bin/buf
+
+.PHONY: venv run proto check-proto lint-proto lint typecheck pytest test bench torture clean
+
+$(PY):
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; set PYTHON=python3" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall when the package metadata changes.
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/hubbub-server --host 127.0.0.1 --port 50051 --database ./data/hubbub.db
+
+proto: $(STAMP)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m grpc_tools.protoc -I protos \
+		--python_out=generated --mypy_out=quiet:generated \
+		--grpc_python_out=generated --mypy_grpc_out=quiet:generated \
+		$(PROTO_SRC)
+	@touch $(GEN)/py.typed
+
+# Regenerates the stubs and fails if the committed ones differ.
+check-proto: proto
+	@git diff --exit-code --stat -- generated/ || { echo "generated/ is stale: run 'make proto' and commit" >&2; exit 1; }
+	@test -z "$$(git status --porcelain -- generated/)" || { git status --porcelain -- generated/; echo "untracked generated files: commit them" >&2; exit 1; }
+
+$(BUF): package.json
+	npm install --no-audit --no-fund --silent
+	@touch $(BUF)
+
+lint-proto: $(BUF)
+	$(BUF) lint protos
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check server client tests scripts
+	$(VENV)/bin/ruff format --check server client tests scripts
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy server client
+
+pytest: $(STAMP)
+	$(VENV)/bin/pytest -q
+
+test: lint typecheck check-proto lint-proto pytest
+
+bench: $(STAMP)
+	$(PY) scripts/bench.py
+
+clean:
+	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache
