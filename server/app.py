@@ -1,0 +1,123 @@
+"""Server assembly: store, auth, hub, gRPC server with health, reflection and keepalive."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from hubbub.v1 import messenger_pb2 as pb
+from hubbub.v1 import messenger_pb2_grpc as pb_grpc
+
+from .auth import AuthService
+from .broker_memory import MemoryBroker
+from .config import ServerConfig
+from .grpc_interceptor import AuthInterceptor
+from .grpc_servicer import MessengerServicer
+from .hub import Hub, HubLimits
+from .passwords import PasswordHashing
+from .presence_memory import MemoryPresence
+from .store_sqlite import SqliteStore
+
+log = logging.getLogger(__name__)
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["MessengerService"].full_name
+
+
+def channel_options(config: ServerConfig) -> list[tuple[str, int]]:
+    """gRPC server options: keepalive so dead peers are found within ~30 s (< 60 s)."""
+    return [
+        ("grpc.keepalive_time_ms", config.keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", config.keepalive_timeout_ms),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+        ("grpc.http2.max_ping_strikes", 0),
+        ("grpc.max_receive_message_length", max(4 * 1024 * 1024, config.max_message_bytes * 2)),
+        ("grpc.max_send_message_length", max(4 * 1024 * 1024, config.max_message_bytes * 2)),
+    ]
+
+
+@dataclass
+class HubbubServer:
+    """A running Hubbub node; ``port`` is the bound TCP port."""
+
+    config: ServerConfig
+    server: grpc.aio.Server
+    store: SqliteStore
+    hub: Hub
+    auth: AuthService
+    hashing: PasswordHashing
+    health: health.HealthServicer
+    port: int
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Graceful shutdown: NOT_SERVING, going-away to every stream, drain, close the store."""
+        grace = self.config.grace_s if grace_s is None else grace_s
+        self.health.enter_graceful_shutdown()
+        await self.hub.shutdown()
+        await self.server.stop(grace)
+        await self.store.close()
+        self.hashing.close()
+
+
+async def start_server(config: ServerConfig) -> HubbubServer:
+    """Open the store, build the services and start listening.
+
+    Raises:
+        RuntimeError: the port cannot be bound or the database is unusable.
+    """
+    store = SqliteStore(config.database)
+    await store.open()
+    hashing = PasswordHashing()
+    auth = AuthService(store, hashing)
+    hub = Hub(
+        store,
+        MemoryBroker(),
+        MemoryPresence(),
+        HubLimits(
+            max_clients=config.max_clients,
+            max_message_bytes=config.max_message_bytes,
+            outbox_events=config.outbox_events,
+            outbox_bytes=config.outbox_bytes,
+        ),
+    )
+    await hub.start()
+    server = grpc.aio.server(
+        interceptors=[AuthInterceptor(auth)], options=channel_options(config)
+    )
+    pb_grpc.add_MessengerServiceServicer_to_server(
+        MessengerServicer(auth, hub, config.write_timeout_s), server
+    )
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ("", SERVICE_NAME):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    port = server.add_insecure_port(f"{config.host}:{config.port}")
+    if port == 0:
+        await store.close()
+        raise RuntimeError(f"cannot listen on {config.host}:{config.port}")
+    await server.start()
+    return HubbubServer(config, server, store, hub, auth, hashing, health_servicer, port)
+
+
+async def serve(config: ServerConfig) -> None:
+    """Run until SIGINT/SIGTERM, then shut down gracefully."""
+    node = await start_server(config)
+    print(f"listening on {config.host}:{node.port}", flush=True)
+    log.info("hubbub-server listening on %s:%d (database %s)", config.host, node.port, config.database)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down (grace %.1f s)", config.grace_s)
+    await node.stop()
+    log.info("stopped")

@@ -1,0 +1,38 @@
+"""The broker interface: fan-out of stored messages and presence changes to the nodes.
+
+One delivery path whatever the backend: the hub stores a message, then
+publishes it; the broker hands it to every node's :class:`BrokerHandler`
+(``broker_memory`` for one process). Handlers never await.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from .models import PresenceChange, StoredMessage
+
+
+class BrokerHandler(Protocol):
+    """What a node does with broker traffic (implemented by the hub)."""
+
+    def on_message(self, message: StoredMessage) -> None:
+        """A message was stored in ``message.recipient``'s inbox."""
+
+    def on_presence(self, change: PresenceChange) -> None:
+        """A user's presence changed."""
+
+
+class Broker(Protocol):
+    """Publish/subscribe between hub instances."""
+
+    async def start(self, handler: BrokerHandler) -> None:
+        """Begin delivering traffic to ``handler``."""
+
+    async def publish_message(self, message: StoredMessage) -> None:
+        """Announce a stored message to the node(s) serving its recipient."""
+
+    async def publish_presence(self, change: PresenceChange) -> None:
+        """Announce a presence change to every node."""
+
+    async def close(self) -> None:
+        """Stop delivering."""

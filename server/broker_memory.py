@@ -1,0 +1,31 @@
+"""In-process broker: one node, direct hand-off to the local hub."""
+
+from __future__ import annotations
+
+from .broker import BrokerHandler
+from .models import PresenceChange, StoredMessage
+
+
+class MemoryBroker:
+    """:class:`~hubbub.server.broker.Broker` for a single process."""
+
+    def __init__(self) -> None:
+        self._handler: BrokerHandler | None = None
+
+    async def start(self, handler: BrokerHandler) -> None:
+        """Deliver to ``handler`` from now on."""
+        self._handler = handler
+
+    async def publish_message(self, message: StoredMessage) -> None:
+        """Hand the message to the local hub."""
+        if self._handler is not None:
+            self._handler.on_message(message)
+
+    async def publish_presence(self, change: PresenceChange) -> None:
+        """Hand the presence change to the local hub."""
+        if self._handler is not None:
+            self._handler.on_presence(change)
+
+    async def close(self) -> None:
+        """Stop delivering."""
+        self._handler = None

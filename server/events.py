@@ -1,0 +1,126 @@
+"""Chat stream events as plain records: client → server (``In*``) and server → client (``Out*``).
+
+The transport decodes ``hubbub.v1.ChatRequest`` into an ``InEvent`` and encodes
+each ``OutEvent`` into a ``hubbub.v1.ChatResponse``; the hub sees only these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import HubbubError
+from .models import InboxCursor, PresenceChange, SendReceipt, StoredMessage, UserView
+
+
+@dataclass(frozen=True, slots=True)
+class InResume:
+    """The client has every inbox message up to ``after_sequence`` (None: use the acked cursor)."""
+
+    after_sequence: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class InSend:
+    """Send ``body`` to ``recipient`` under the client-chosen ``client_id``."""
+
+    client_id: str
+    recipient: str
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class InAck:
+    """The client has shown every inbox message up to ``sequence``."""
+
+    sequence: int
+
+
+@dataclass(frozen=True, slots=True)
+class InPing:
+    """Liveness check; answered with :class:`OutPong`."""
+
+    nonce: int
+
+
+@dataclass(frozen=True, slots=True)
+class InMalformed:
+    """A client event the transport could not decode (e.g. no event set)."""
+
+    error: HubbubError
+
+
+InEvent = InResume | InSend | InAck | InPing | InMalformed
+
+
+@dataclass(frozen=True, slots=True)
+class OutWelcome:
+    """First event of a stream: who the user is, who is online, inbox positions."""
+
+    user: UserView
+    online: list[UserView]
+    cursor: InboxCursor
+
+
+@dataclass(frozen=True, slots=True)
+class OutMessage:
+    """An inbox message for this user."""
+
+    message: StoredMessage
+
+
+@dataclass(frozen=True, slots=True)
+class OutSendResult:
+    """A send was stored durably."""
+
+    receipt: SendReceipt
+
+
+@dataclass(frozen=True, slots=True)
+class OutPresence:
+    """Another user came online or went offline."""
+
+    change: PresenceChange
+
+
+@dataclass(frozen=True, slots=True)
+class OutError:
+    """The client event number ``request_index`` (1-based) was refused."""
+
+    request_index: int
+    client_id: str
+    error: HubbubError
+
+
+@dataclass(frozen=True, slots=True)
+class OutGoingAway:
+    """The server closes this stream; reconnect after ``reconnect_delay_ms`` milliseconds."""
+
+    reason: str
+    message: str
+    reconnect_delay_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutPong:
+    """Answer to :class:`InPing`."""
+
+    nonce: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutSynced:
+    """Replay of stored messages complete up to ``last_sequence``."""
+
+    last_sequence: int
+
+
+OutEvent = (
+    OutWelcome
+    | OutMessage
+    | OutSendResult
+    | OutPresence
+    | OutError
+    | OutGoingAway
+    | OutPong
+    | OutSynced
+)

@@ -1,0 +1,139 @@
+"""Transport: convert between hubbub.v1 protobuf messages and the hub's plain records."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from hubbub.v1 import messenger_pb2 as pb
+
+from .errors import MalformedEvent
+from .events import (
+    InAck,
+    InEvent,
+    InMalformed,
+    InPing,
+    InResume,
+    InSend,
+    OutError,
+    OutEvent,
+    OutGoingAway,
+    OutMessage,
+    OutPong,
+    OutPresence,
+    OutSendResult,
+    OutSynced,
+    OutWelcome,
+)
+from .grpc_errors import STATUS_OF
+from .models import StoredMessage, UserView
+
+
+def timestamp(when: datetime) -> Timestamp:
+    """A protobuf Timestamp for an aware datetime."""
+    ts = Timestamp()
+    ts.FromDatetime(when)
+    return ts
+
+
+def user(view: UserView) -> pb.User:
+    """hubbub.v1.User for a :class:`UserView`."""
+    msg = pb.User(
+        username=view.username,
+        display_name=view.display_name,
+        presence=pb.PRESENCE_ONLINE if view.online else pb.PRESENCE_OFFLINE,
+        bot=view.bot,
+    )
+    if view.presence_changed_at is not None:
+        msg.presence_change_time.CopyFrom(timestamp(view.presence_changed_at))
+    return msg
+
+
+def message(m: StoredMessage) -> pb.Message:
+    """hubbub.v1.Message for a stored inbox message."""
+    return pb.Message(
+        sequence=m.sequence,
+        message_id=m.message_id,
+        sender=m.sender,
+        sender_display_name=m.sender_display_name,
+        recipient=m.recipient,
+        body=m.body,
+        send_time=timestamp(m.sent_at),
+        client_id=m.client_id,
+    )
+
+
+def client_event(request: pb.ChatRequest) -> InEvent:
+    """Decode one ChatRequest; an empty one becomes :class:`InMalformed`."""
+    kind = request.WhichOneof("event")
+    if kind == "send":
+        s = request.send
+        return InSend(client_id=s.client_id, recipient=s.recipient, body=s.body)
+    if kind == "ack":
+        return InAck(request.ack.sequence)
+    if kind == "resume":
+        r = request.resume
+        return InResume(r.after_sequence if r.HasField("after_sequence") else None)
+    if kind == "ping":
+        return InPing(request.ping.nonce)
+    return InMalformed(
+        MalformedEvent.for_field("event", "the event is empty: set resume, send, ack or ping")
+    )
+
+
+def server_event(event: OutEvent) -> pb.ChatResponse:
+    """Encode one hub event as a ChatResponse."""
+    match event:
+        case OutMessage():
+            return pb.ChatResponse(message=message(event.message))
+        case OutSendResult():
+            r = event.receipt
+            return pb.ChatResponse(
+                send_result=pb.SendResult(
+                    client_id=r.client_id,
+                    message_id=r.message_id,
+                    sequence=r.sequence,
+                    send_time=timestamp(r.sent_at),
+                    duplicate=r.duplicate,
+                    recipient_online=r.recipient_online,
+                )
+            )
+        case OutPresence():
+            return pb.ChatResponse(presence_change=pb.PresenceChange(user=user(event.change.user)))
+        case OutWelcome():
+            return pb.ChatResponse(
+                welcome=pb.Welcome(
+                    user=user(event.user),
+                    online_users=[user(u) for u in event.online],
+                    acked_sequence=event.cursor.acked_sequence,
+                    last_sequence=event.cursor.last_sequence,
+                )
+            )
+        case OutError():
+            err = event.error
+            return pb.ChatResponse(
+                error=pb.Error(
+                    request_index=event.request_index,
+                    client_id=event.client_id,
+                    code=STATUS_OF[err.category].value[0],
+                    reason=err.reason,
+                    message=err.message,
+                    field_violations=[
+                        pb.FieldViolation(field=v.field, description=v.description)
+                        for v in err.violations
+                    ],
+                )
+            )
+        case OutGoingAway():
+            return pb.ChatResponse(
+                going_away=pb.GoingAway(
+                    reason=event.reason,
+                    message=event.message,
+                    reconnect_delay_ms=event.reconnect_delay_ms,
+                )
+            )
+        case OutPong():
+            return pb.ChatResponse(pong=pb.Pong(nonce=event.nonce))
+        case OutSynced():
+            return pb.ChatResponse(synced=pb.Synced(last_sequence=event.last_sequence))

@@ -1,0 +1,89 @@
+"""Transport: one server interceptor that authenticates calls and maps domain errors.
+
+Every method of ``hubbub.v1.MessengerService`` except Register and Login needs
+``authorization: Bearer <token>``; the caller's account is put in
+:data:`current_account` for the servicer. Health and reflection pass through.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from .auth import AuthService
+from .errors import HubbubError, TokenInvalid
+from .grpc_errors import to_status
+from .models import Account
+
+log = logging.getLogger(__name__)
+
+SERVICE_PREFIX = "/hubbub.v1.MessengerService/"
+PUBLIC_METHODS = frozenset({SERVICE_PREFIX + "Register", SERVICE_PREFIX + "Login"})
+
+current_account: contextvars.ContextVar[Account] = contextvars.ContextVar("current_account")
+current_token: contextvars.ContextVar[str] = contextvars.ContextVar("current_token")
+
+
+def bearer_token(metadata: Any) -> str | None:
+    """The token of an ``authorization: Bearer <token>`` metadata entry, if any."""
+    for key, value in metadata or ():
+        if key == "authorization" and isinstance(value, str):
+            scheme, _, token = value.partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+    return None
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    """Authenticates Hubbub calls and turns :class:`HubbubError` into statuses."""
+
+    def __init__(self, auth: AuthService) -> None:
+        self.auth = auth
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        """Wrap Hubbub handlers; leave other services (health, reflection) alone."""
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or not method.startswith(SERVICE_PREFIX):
+            return handler
+        needs_auth = method not in PUBLIC_METHODS
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._wrap(handler.unary_unary, needs_auth),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_stream is not None:
+            return grpc.stream_stream_rpc_method_handler(
+                self._wrap(handler.stream_stream, needs_auth),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+    def _wrap(self, behaviour: Any, needs_auth: bool) -> Any:
+        auth = self.auth
+
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            try:
+                if needs_auth:
+                    token = bearer_token(context.invocation_metadata())
+                    if token is None:
+                        raise TokenInvalid(
+                            "Log in first: missing 'authorization: Bearer <token>' metadata."
+                        )
+                    current_account.set(await auth.authenticate(token))
+                    current_token.set(token)
+                return await behaviour(request, context)
+            except HubbubError as error:
+                await context.abort_with_status(to_status(error))
+
+        return wrapped

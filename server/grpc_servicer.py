@@ -1,0 +1,127 @@
+"""Transport: the thin hubbub.v1.MessengerService servicer.
+
+Each RPC decodes its request, calls one domain service (auth or hub) and
+encodes the answer; authentication and error mapping live in
+:mod:`hubbub.server.grpc_interceptor`. ``Chat`` runs a reader task that drains
+the request stream into the hub while this handler writes the session's
+outbox with ``context.write`` (each write bounded by ``write_timeout_s``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from hubbub.v1 import messenger_pb2 as pb
+from hubbub.v1 import messenger_pb2_grpc as pb_grpc
+
+from . import grpc_convert as convert
+from .auth import AuthService
+from .errors import SlowConsumer
+from .grpc_interceptor import current_account, current_token
+from .hub import ChatSession, Hub
+from .models import UserView
+from .outbox import OutboxClosed
+
+log = logging.getLogger(__name__)
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class MessengerServicer(pb_grpc.MessengerServiceServicer):
+    """hubbub.v1.MessengerService over :class:`AuthService` and :class:`Hub`.
+
+    Args:
+        write_timeout_s: longest wait for one stream write (seconds) before the
+            client is disconnected as a slow consumer.
+    """
+
+    def __init__(self, auth: AuthService, hub: Hub, write_timeout_s: float = 30.0) -> None:
+        self.auth = auth
+        self.hub = hub
+        self.write_timeout_s = write_timeout_s
+
+    async def Register(self, request: pb.RegisterRequest, context: Context) -> pb.RegisterResponse:
+        """Create an account."""
+        account = await self.auth.register(
+            request.username, request.password, request.display_name
+        )
+        view = UserView(account.username, account.display_name, False, None, account.bot)
+        return pb.RegisterResponse(user=convert.user(view))
+
+    async def Login(self, request: pb.LoginRequest, context: Context) -> pb.LoginResponse:
+        """Check credentials and return a session token."""
+        result = await self.auth.login(request.username, request.password)
+        account = result.account
+        online = account.username in self.hub.sessions
+        view = UserView(account.username, account.display_name, online, None, account.bot)
+        return pb.LoginResponse(
+            token=result.token,
+            expire_time=convert.timestamp(result.expires_at),
+            user=convert.user(view),
+        )
+
+    async def Logout(self, request: pb.LogoutRequest, context: Context) -> pb.LogoutResponse:
+        """Revoke the caller's token."""
+        await self.auth.logout(current_token.get())
+        return pb.LogoutResponse()
+
+    async def ListUsers(
+        self, request: pb.ListUsersRequest, context: Context
+    ) -> pb.ListUsersResponse:
+        """List users with presence."""
+        users = await self.hub.list_users(request.online_only)
+        return pb.ListUsersResponse(users=[convert.user(u) for u in users])
+
+    async def Chat(  # type: ignore[override]
+        self, request_iterator: AsyncIterator[pb.ChatRequest], context: Context
+    ) -> None:
+        """The live session: read events in a task, write the outbox here."""
+        session = await self.hub.open_session(current_account.get())
+        reader = asyncio.create_task(
+            self._read(request_iterator, session), name=f"chat-reader-{session.username}"
+        )
+        try:
+            await self._write(session, context)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+            await self.hub.close_session(session)
+        if session.close_error is not None:
+            raise session.close_error
+
+    async def _read(self, requests: AsyncIterator[pb.ChatRequest], session: ChatSession) -> None:
+        try:
+            async for request in requests:
+                await self.hub.handle(session, convert.client_event(request))
+            await self.hub.finish(session)  # half-close: answer, deliver, end with OK
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the call broke (peer gone): end the writer too
+            log.debug("reader of %s ended: %r", session.username, exc)
+            session.outbox.close(drain=False)
+
+    async def _write(self, session: ChatSession, context: Context) -> None:
+        while True:
+            try:
+                event = await session.outbox.get()
+            except OutboxClosed:
+                return
+            try:
+                await asyncio.wait_for(
+                    context.write(convert.server_event(event)), self.write_timeout_s
+                )
+            except TimeoutError:
+                session.fail(
+                    SlowConsumer(
+                        "Disconnected: a write to this client took longer than "
+                        f"{self.write_timeout_s:g} s. Stored messages will be delivered "
+                        "on reconnect."
+                    )
+                )
+                return

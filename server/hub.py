@@ -1,0 +1,580 @@
+"""The chat hub: live sessions, ordered gap-free delivery, presence and bots.
+
+Delivery path (the same whatever store/broker backend is used):
+
+1. ``send``: validate → store durably (per-recipient sequence, idempotent per
+   sender client id) → publish to the broker → answer the sender.
+2. The broker hands the stored message to the node serving the recipient
+   (:meth:`Hub.on_message`); the recipient's :class:`ChatSession` enqueues it
+   if it is the next sequence, otherwise its *fill* task reads the missing
+   range from the store, so every stream sees 1, 2, 3, … in order, no gaps.
+3. The stream's writer drains the session's bounded :class:`Outbox`. The hub
+   never waits for a consumer: a full outbox disconnects that client with
+   ``SLOW_CONSUMER``; its messages stay stored for the next connect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from . import usernames
+from .broker import Broker
+from .errors import (
+    AlreadyConnected,
+    HubbubError,
+    InvalidArgument,
+    InvalidMessage,
+    MalformedEvent,
+    ServerFull,
+    ShuttingDown,
+    SlowConsumer,
+    UserNotFound,
+)
+from .events import (
+    InAck,
+    InEvent,
+    InMalformed,
+    InPing,
+    InResume,
+    InSend,
+    OutError,
+    OutEvent,
+    OutGoingAway,
+    OutMessage,
+    OutPong,
+    OutPresence,
+    OutSendResult,
+    OutSynced,
+    OutWelcome,
+)
+from .models import Account, PresenceChange, SendReceipt, StoredMessage, UserView, utc_now
+from .outbox import Outbox, OutboxClosed
+from .passwords import UNUSABLE_HASH
+from .presence import PresenceRegistry
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+ECHOBOT = "echobot"
+CLIENT_ID_MAX = 128
+FILL_BATCH = 256
+CONTROL_EVENT_SIZE = 128  # bytes counted for non-message events
+
+
+@dataclass(frozen=True, slots=True)
+class HubLimits:
+    """Tunable limits.
+
+    Attributes:
+        max_clients: most live streams on this node (0 = unlimited).
+        max_message_bytes: largest message body, UTF-8 bytes.
+        outbox_events: per-stream outbound queue bound, events.
+        outbox_bytes: per-stream outbound queue bound, bytes.
+    """
+
+    max_clients: int = 0
+    max_message_bytes: int = 65536
+    outbox_events: int = 1024
+    outbox_bytes: int = 8 * 1024 * 1024
+
+
+class ChatSession:
+    """One live Chat stream of one user.
+
+    The transport feeds client events to :meth:`Hub.handle` and writes what
+    :attr:`outbox` yields. ``close_error`` says why the hub closed the stream
+    (None for a normal end).
+    """
+
+    def __init__(self, hub: Hub, account: Account, outbox: Outbox) -> None:
+        self.hub = hub
+        self.account = account
+        self.outbox = outbox
+        self.close_error: HubbubError | None = None
+        self.requests = 0  # client events read so far
+        self.delivering = False
+        self.enqueued_seq = 0  # last inbox sequence queued for the writer
+        self.target_seq = 0  # highest inbox sequence known to exist
+        self.synced = asyncio.Event()  # first replay done
+        self._fill_task: asyncio.Task[None] | None = None
+        self._welcomed = False
+        self._early_presence: list[PresenceChange] = []
+        self._acked = 0
+        self._ack_persisted = 0
+        self._ack_task: asyncio.Task[None] | None = None
+
+    @property
+    def username(self) -> str:
+        """Canonical username of the session's user."""
+        return self.account.username
+
+    # -- outbound ---------------------------------------------------------------
+
+    def offer(self, event: OutEvent, size: int = CONTROL_EVENT_SIZE) -> None:
+        """Queue an event without waiting; a full outbox disconnects the client."""
+        if self.outbox.closed:
+            return
+        if not self.outbox.offer(event, size):
+            self.fail(
+                SlowConsumer(
+                    "Disconnected: this client did not read its messages fast enough "
+                    "(outbound queue full). Stored messages will be delivered on reconnect."
+                )
+            )
+
+    def fail(self, error: HubbubError) -> None:
+        """Close the stream at once with ``error``; queued events are dropped (not lost: stored)."""
+        if self.close_error is None:
+            self.close_error = error
+            log.info("closing stream of %s: %s", self.username, error.reason)
+        self.outbox.close(drain=False)
+
+    def go_away(self, reason: str, message: str, reconnect_delay_ms: int) -> None:
+        """Tell the client to reconnect, then close after the queue drains."""
+        if not self.outbox.closed:
+            self.outbox.offer(OutGoingAway(reason, message, reconnect_delay_ms), 0)
+            self.close_error = ShuttingDown(message)
+            self.outbox.close(drain=True)
+
+    def _welcome(self, event: OutWelcome) -> None:
+        self.offer(event)
+        self._welcomed = True
+        for change in self._early_presence:
+            self.on_presence(change)
+        self._early_presence.clear()
+
+    def on_presence(self, change: PresenceChange) -> None:
+        """Forward another user's presence change."""
+        if change.user.username == self.username:
+            return
+        if not self._welcomed:
+            self._early_presence.append(change)
+            return
+        self.offer(OutPresence(change))
+
+    # -- inbox delivery ------------------------------------------------------------
+
+    def start_delivery(self, after_sequence: int, last_sequence: int) -> None:
+        """Replay stored messages after ``after_sequence``, then go live."""
+        self.delivering = True
+        self.enqueued_seq = after_sequence
+        self.target_seq = max(self.target_seq, last_sequence)
+        self._kick_fill()
+
+    def on_message(self, message: StoredMessage) -> None:
+        """A message was stored for this user: enqueue it in sequence order."""
+        if message.sequence > self.target_seq:
+            self.target_seq = message.sequence
+        if not self.delivering or message.sequence <= self.enqueued_seq:
+            return
+        if message.sequence == self.enqueued_seq + 1 and self._fill_task is None:
+            self.enqueued_seq = message.sequence
+            self.offer(OutMessage(message), message.size)
+            return
+        self._kick_fill()
+
+    def _kick_fill(self) -> None:
+        if self._fill_task is None and not self.outbox.closed:
+            self._fill_task = asyncio.create_task(self._fill(), name=f"fill-{self.username}")
+
+    async def _fill(self) -> None:
+        """Copy inbox messages (enqueued_seq, target_seq] from the store, in order."""
+        try:
+            while self.enqueued_seq < self.target_seq:
+                batch = await self.hub.store.messages_after(
+                    self.account, self.enqueued_seq, FILL_BATCH
+                )
+                if not batch:
+                    break
+                for message in batch:
+                    if message.sequence != self.enqueued_seq + 1:
+                        break
+                    await self.outbox.put(OutMessage(message), message.size)
+                    self.enqueued_seq = message.sequence
+            if not self.synced.is_set():
+                self.synced.set()
+                self.offer(OutSynced(self.enqueued_seq))
+        except OutboxClosed:
+            pass
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("inbox replay failed for %s", self.username)
+            self.fail(ShuttingDown("Internal error while replaying the inbox; reconnect."))
+        finally:
+            self._fill_task = None
+        if self.enqueued_seq < self.target_seq and not self.outbox.closed:
+            self._kick_fill()  # messages arrived while the last batch was being queued
+
+    async def wait_delivered(self) -> None:
+        """Wait until every message known at call time is queued for the writer."""
+        target = self.target_seq
+        while (
+            (self._fill_task is not None or self.enqueued_seq < target)
+            and not self.outbox.closed
+        ):
+            if self._fill_task is None:
+                self._kick_fill()
+            task = self._fill_task
+            if task is None:
+                break
+            await asyncio.shield(task)
+
+    # -- acks ------------------------------------------------------------------------
+
+    def ack(self, sequence: int) -> None:
+        """Record a cumulative ack; persisted in the background, coalesced."""
+        if sequence <= self._acked:
+            return
+        self._acked = sequence
+        if self._ack_task is None:
+            self._ack_task = asyncio.create_task(self._persist_acks(), name=f"ack-{self.username}")
+
+    async def _persist_acks(self) -> None:
+        try:
+            while self._ack_persisted < self._acked:
+                target = self._acked
+                await self.hub.store.ack(self.account, target)
+                self._ack_persisted = target
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("could not persist ack for %s", self.username)
+        finally:
+            self._ack_task = None
+
+    async def flush_acks(self) -> None:
+        """Wait until every recorded ack is stored."""
+        while self._ack_task is not None:
+            await asyncio.shield(self._ack_task)
+        if self._ack_persisted < self._acked:
+            await self.hub.store.ack(self.account, self._acked)
+            self._ack_persisted = self._acked
+
+    def cancel_tasks(self) -> None:
+        """Stop the replay task (the ack task is left to finish)."""
+        if self._fill_task is not None:
+            self._fill_task.cancel()
+
+
+class Hub:
+    """Live sessions of one node and the delivery path between them.
+
+    Args:
+        store: durable state.
+        broker: fan-out between nodes.
+        presence: who is online, claimed atomically per user.
+        limits: stream and message limits.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        broker: Broker,
+        presence: PresenceRegistry,
+        limits: HubLimits | None = None,
+    ) -> None:
+        self.store = store
+        self.broker = broker
+        self.presence = presence
+        self.limits = limits or HubLimits()
+        self.sessions: dict[str, ChatSession] = {}
+        self._accounts: dict[str, Account] = {}
+        self._bots: dict[str, Account] = {}
+        self._bot_queue: asyncio.Queue[StoredMessage] = asyncio.Queue()
+        self._bot_task: asyncio.Task[None] | None = None
+        self._opening = 0
+        self.shutting_down = False
+
+    # -- life cycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create the built-in users, subscribe to the broker, start the bots."""
+        echobot = await self.store.get_account(ECHOBOT)
+        if echobot is None:
+            echobot = await self.store.create_account(
+                ECHOBOT, "Echo Bot", UNUSABLE_HASH, bot=True
+            )
+        self._bots[ECHOBOT] = echobot
+        self._accounts[ECHOBOT] = echobot
+        await self.broker.start(self)
+        self._bot_task = asyncio.create_task(self._run_bots(), name="bots")
+        # Catch up with messages stored for the bot while no server was running.
+        cursor = await self.store.cursor(echobot)
+        after = cursor.acked_sequence
+        while after < cursor.last_sequence:
+            batch = await self.store.messages_after(echobot, after, FILL_BATCH)
+            if not batch:
+                break
+            for message in batch:
+                self._bot_queue.put_nowait(message)
+            after = batch[-1].sequence
+
+    async def shutdown(self, reconnect_delay_ms: int = 1000) -> None:
+        """Tell every stream to go away (graceful shutdown); stop the bots."""
+        self.shutting_down = True
+        for session in list(self.sessions.values()):
+            session.go_away(
+                "SERVER_SHUTDOWN", "The server is restarting; reconnect.", reconnect_delay_ms
+            )
+        if self._bot_task is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._bot_queue.join(), 2.0)
+            self._bot_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._bot_task
+        await self.broker.close()
+
+    # -- accounts ----------------------------------------------------------------------
+
+    async def account(self, username: str) -> Account | None:
+        """The account with canonical ``username`` (cached), or None."""
+        account = self._accounts.get(username)
+        if account is None:
+            account = await self.store.get_account(username)
+            if account is not None:
+                self._accounts[username] = account
+        return account
+
+    async def list_users(self, online_only: bool) -> list[UserView]:
+        """Users sorted by username, with presence; bots are always online."""
+        online = await self.presence.online()
+        changed = await self.presence.last_change()
+        views = [
+            self._view(account, online, changed)
+            for account in await self.store.list_accounts()
+        ]
+        return [v for v in views if v.online or not online_only]
+
+    def _view(
+        self,
+        account: Account,
+        online: dict[str, object] | None = None,
+        changed: dict[str, object] | None = None,
+    ) -> UserView:
+        is_online = account.bot or (online is not None and account.username in online)
+        at = (changed or {}).get(account.username)
+        return UserView(
+            username=account.username,
+            display_name=account.display_name,
+            online=is_online,
+            presence_changed_at=at if at is None or hasattr(at, "tzinfo") else None,  # type: ignore[arg-type]
+            bot=account.bot,
+        )
+
+    # -- streams -----------------------------------------------------------------------
+
+    async def open_session(self, account: Account) -> ChatSession:
+        """Register a live stream for ``account`` and queue its Welcome.
+
+        Raises:
+            ShuttingDown: the server is stopping.
+            ServerFull: ``max_clients`` live streams already.
+            AlreadyConnected: the user has a live stream.
+        """
+        if self.shutting_down:
+            raise ShuttingDown("The server is shutting down; reconnect later.")
+        cap = self.limits.max_clients
+        if cap and len(self.sessions) + self._opening >= cap:
+            raise ServerFull("The server is full.")
+        self._opening += 1
+        try:
+            now = utc_now()
+            if not await self.presence.claim(account.username, now):
+                raise AlreadyConnected(
+                    f"'{account.username}' is already logged in elsewhere."
+                )
+            session = ChatSession(
+                self,
+                account,
+                Outbox(self.limits.outbox_events, self.limits.outbox_bytes),
+            )
+            self.sessions[account.username] = session
+        finally:
+            self._opening -= 1
+        try:
+            online = await self.presence.online()
+            changed = await self.presence.last_change()
+            cursor = await self.store.cursor(account)
+            online_views = [
+                self._view(a, online, changed)
+                for a in await self._accounts_named(set(online) | set(self._bots))
+            ]
+            me = self._view(account, online, changed)
+            session._welcome(OutWelcome(me, online_views, cursor))
+            session.target_seq = cursor.last_sequence
+            await self.broker.publish_presence(PresenceChange(me, now))
+        except BaseException:
+            await self.close_session(session)
+            raise
+        return session
+
+    async def _accounts_named(self, names: Iterable[str]) -> list[Account]:
+        found = [await self.account(n) for n in sorted(names)]
+        return [a for a in found if a is not None]
+
+    async def close_session(self, session: ChatSession) -> None:
+        """Forget a stream: stop its tasks, store its acks, announce it offline."""
+        if self.sessions.get(session.username) is not session:
+            return
+        del self.sessions[session.username]
+        session.cancel_tasks()
+        session.outbox.close(drain=False)
+        now = utc_now()
+        try:
+            await session.flush_acks()
+        finally:
+            await self.presence.release(session.username, now)
+            view = UserView(
+                session.username, session.account.display_name, False, now, session.account.bot
+            )
+            await self.broker.publish_presence(PresenceChange(view, now))
+
+    async def handle(self, session: ChatSession, event: InEvent) -> None:
+        """Process one client event; refusals become an :class:`OutError`, never an exception."""
+        session.requests += 1
+        index = session.requests
+        if not session.delivering and not isinstance(event, InResume):
+            await self._resume(session, None)  # any first event starts delivery
+        try:
+            match event:
+                case InSend():
+                    await self._send(session, event)
+                case InAck():
+                    self._ack(session, event.sequence)
+                case InResume():
+                    await self._resume(session, event.after_sequence)
+                case InPing():
+                    session.offer(OutPong(event.nonce))
+                case InMalformed():
+                    raise event.error
+        except HubbubError as error:
+            client_id = event.client_id if isinstance(event, InSend) else ""
+            session.offer(OutError(index, client_id, error))
+
+    async def finish(self, session: ChatSession) -> None:
+        """The client half-closed: deliver what is pending, then end the stream."""
+        if not session.delivering:
+            await self._resume(session, None)
+        await self._wait_bots_idle()
+        await session.wait_delivered()
+        session.outbox.close(drain=True)
+
+    async def _wait_bots_idle(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._bot_queue.join(), 2.0)
+
+    async def _resume(self, session: ChatSession, after: int | None) -> None:
+        if session.delivering:
+            raise MalformedEvent.for_field("resume", "the stream has already resumed")
+        cursor = await self.store.cursor(session.account)
+        start = cursor.acked_sequence if after is None else after
+        if start > cursor.last_sequence:
+            session.start_delivery(cursor.last_sequence, cursor.last_sequence)
+            raise InvalidArgument.for_field(
+                "resume.after_sequence",
+                f"beyond the last stored sequence ({cursor.last_sequence})",
+            )
+        session.start_delivery(start, cursor.last_sequence)
+
+    def _ack(self, session: ChatSession, sequence: int) -> None:
+        if sequence > session.enqueued_seq:
+            raise InvalidArgument.for_field(
+                "ack.sequence",
+                f"{sequence} was not sent on this stream (last sent: {session.enqueued_seq})",
+            )
+        session.ack(sequence)
+
+    async def _send(self, session: ChatSession, event: InSend) -> None:
+        receipt = await self.send_direct(
+            session.account, event.recipient, event.client_id, event.body
+        )
+        session.offer(OutSendResult(receipt))
+
+    async def send_direct(
+        self, sender: Account, recipient_name: str, client_id: str, body: str
+    ) -> SendReceipt:
+        """Store a direct message durably, then publish it for delivery.
+
+        Raises:
+            MalformedEvent: bad client id or missing recipient.
+            InvalidMessage: empty body or over ``max_message_bytes``.
+            UserNotFound: no such recipient.
+        """
+        if not 1 <= len(client_id) <= CLIENT_ID_MAX:
+            raise MalformedEvent.for_field(
+                "send.client_id", f"must be 1 to {CLIENT_ID_MAX} characters"
+            )
+        if not recipient_name:
+            raise MalformedEvent.for_field("send.recipient", "a recipient is required")
+        size = len(body.encode())
+        if size == 0:
+            raise InvalidMessage.for_field("send.body", "the message is empty")
+        if size > self.limits.max_message_bytes:
+            raise InvalidMessage.for_field(
+                "send.body",
+                f"the message is {size} bytes; the limit is {self.limits.max_message_bytes}",
+            )
+        try:
+            name = usernames.canonical(recipient_name)
+        except HubbubError:
+            name = ""
+        recipient = await self.account(name) if name else None
+        if recipient is None:
+            raise UserNotFound("The destination user does not exist")
+        stored, duplicate = await self.store.store_message(
+            sender, recipient, client_id, body, utc_now()
+        )
+        # Publish even a duplicate: the first publish may have been lost in a crash;
+        # receivers drop sequences they already have.
+        await self.broker.publish_message(stored)
+        return SendReceipt(
+            client_id=client_id,
+            message_id=stored.message_id,
+            sequence=stored.sequence,
+            sent_at=stored.sent_at,
+            duplicate=duplicate,
+            recipient_online=recipient.bot or recipient.username in self.sessions,
+        )
+
+    # -- broker handler -----------------------------------------------------------------
+
+    def on_message(self, message: StoredMessage) -> None:
+        """Broker callback: route a stored message to its local session or bot."""
+        if message.recipient in self._bots:
+            self._bot_queue.put_nowait(message)
+            return
+        session = self.sessions.get(message.recipient)
+        if session is not None:
+            session.on_message(message)
+
+    def on_presence(self, change: PresenceChange) -> None:
+        """Broker callback: tell every local session about a presence change."""
+        for session in list(self.sessions.values()):
+            session.on_presence(change)
+
+    # -- bots --------------------------------------------------------------------------
+
+    async def _run_bots(self) -> None:
+        while True:
+            message = await self._bot_queue.get()
+            try:
+                await self._bot_reply(message)
+            except asyncio.CancelledError:
+                raise
+            except HubbubError as error:
+                log.info("echobot could not answer %s: %s", message.sender, error.message)
+            except Exception:
+                log.exception("echobot failed on message %d", message.message_id)
+            finally:
+                self._bot_queue.task_done()
+
+    async def _bot_reply(self, message: StoredMessage) -> None:
+        bot = self._bots[message.recipient]
+        if message.sender not in self._bots:
+            await self.send_direct(bot, message.sender, f"echo-{message.message_id}", message.body)
+        await self.store.ack(bot, message.sequence)
