@@ -10,7 +10,6 @@ from dataclasses import dataclass
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-
 from hubbub.v1 import messenger_pb2 as pb
 from hubbub.v1 import messenger_pb2_grpc as pb_grpc
 
@@ -87,9 +86,7 @@ async def start_server(config: ServerConfig) -> HubbubServer:
         ),
     )
     await hub.start()
-    server = grpc.aio.server(
-        interceptors=[AuthInterceptor(auth)], options=channel_options(config)
-    )
+    server = grpc.aio.server(interceptors=[AuthInterceptor(auth)], options=channel_options(config))
     pb_grpc.add_MessengerServiceServicer_to_server(
         MessengerServicer(auth, hub, config.write_timeout_s), server
     )
@@ -112,7 +109,9 @@ async def serve(config: ServerConfig) -> None:
     """Run until SIGINT/SIGTERM, then shut down gracefully."""
     node = await start_server(config)
     print(f"listening on {config.host}:{node.port}", flush=True)
-    log.info("hubbub-server listening on %s:%d (database %s)", config.host, node.port, config.database)
+    log.info(
+        "hubbub-server listening on %s:%d (database %s)", config.host, node.port, config.database
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

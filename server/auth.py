@@ -68,7 +68,7 @@ class LoginThrottle:
 
     def check(self, key: str, now: float) -> None:
         """Raises LoginThrottled while ``key`` is locked out."""
-        count, locked_until = self._failures.get(key, (0, 0.0))
+        _, locked_until = self._failures.get(key, (0, 0.0))
         if now < locked_until:
             raise LoginThrottled(locked_until - now)
 
@@ -171,4 +171,3 @@ class AuthService:
     async def logout(self, token: str) -> None:
         """Revoke the session of ``token``."""
         await self.store.delete_session(token_hash(token))
-

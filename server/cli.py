@@ -31,13 +31,12 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
-        import uvloop
+        if sys.platform != "win32":
+            import uvloop
 
-        runner = uvloop.run
-    except ImportError:  # pragma: no cover - uvloop is absent on Windows
-        runner = asyncio.run
-    try:
-        runner(serve(cfg))
+            uvloop.run(serve(cfg))
+        else:  # pragma: no cover - uvloop does not support Windows
+            asyncio.run(serve(cfg))
     except KeyboardInterrupt:
         return 0
     except (RuntimeError, OSError) as exc:

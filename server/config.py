@@ -49,7 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = ServerConfig()
     parser.add_argument("--host", default=_env("host", d.host), help="listen address (HUBBUB_HOST)")
     parser.add_argument(
-        "--port", type=int, default=int(_env("port", d.port)), help="TCP port, 0 = any (HUBBUB_PORT)"
+        "--port",
+        type=int,
+        default=int(_env("port", d.port)),
+        help="TCP port, 0 = any (HUBBUB_PORT)",
     )
     parser.add_argument(
         "--database",

@@ -49,4 +49,5 @@ def to_status(error: HubbubError) -> grpc.Status:
     status = status_pb2.Status(
         code=getattr(code_pb2, code.name), message=error.message, details=details
     )
-    return rpc_status.to_status(status)  # type: ignore[no-any-return]
+    result: grpc.Status = rpc_status.to_status(status)
+    return result

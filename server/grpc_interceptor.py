@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextvars
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import grpc
 
@@ -23,6 +23,13 @@ log = logging.getLogger(__name__)
 
 SERVICE_PREFIX = "/hubbub.v1.MessengerService/"
 PUBLIC_METHODS = frozenset({SERVICE_PREFIX + "Register", SERVICE_PREFIX + "Login"})
+
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+
+if TYPE_CHECKING:
+    _Interceptor = grpc.aio.ServerInterceptor[Any, Any]
+else:
+    _Interceptor = grpc.aio.ServerInterceptor
 
 current_account: contextvars.ContextVar[Account] = contextvars.ContextVar("current_account")
 current_token: contextvars.ContextVar[str] = contextvars.ContextVar("current_token")
@@ -38,7 +45,7 @@ def bearer_token(metadata: Any) -> str | None:
     return None
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):
+class AuthInterceptor(_Interceptor):
     """Authenticates Hubbub calls and turns :class:`HubbubError` into statuses."""
 
     def __init__(self, auth: AuthService) -> None:
@@ -46,9 +53,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
+        ],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> Handler:
         """Wrap Hubbub handlers; leave other services (health, reflection) alone."""
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
@@ -84,6 +93,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                     current_token.set(token)
                 return await behaviour(request, context)
             except HubbubError as error:
-                await context.abort_with_status(to_status(error))
+                status = to_status(error)
+                await context.abort(status.code, status.details, status.trailing_metadata)
 
         return wrapped

@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-
 from hubbub.v1 import messenger_pb2 as pb
 from hubbub.v1 import messenger_pb2_grpc as pb_grpc
 
@@ -47,9 +46,7 @@ class MessengerServicer(pb_grpc.MessengerServiceServicer):
 
     async def Register(self, request: pb.RegisterRequest, context: Context) -> pb.RegisterResponse:
         """Create an account."""
-        account = await self.auth.register(
-            request.username, request.password, request.display_name
-        )
+        account = await self.auth.register(request.username, request.password, request.display_name)
         view = UserView(account.username, account.display_name, False, None, account.bot)
         return pb.RegisterResponse(user=convert.user(view))
 

@@ -18,8 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 from . import usernames
 from .broker import Broker
@@ -196,8 +197,8 @@ class ChatSession:
                     await self.outbox.put(OutMessage(message), message.size)
                     self.enqueued_seq = message.sequence
             if not self.synced.is_set():
+                await self.outbox.put(OutSynced(self.enqueued_seq), CONTROL_EVENT_SIZE)
                 self.synced.set()
-                self.offer(OutSynced(self.enqueued_seq))
         except OutboxClosed:
             pass
         except asyncio.CancelledError:
@@ -214,9 +215,8 @@ class ChatSession:
         """Wait until every message known at call time is queued for the writer."""
         target = self.target_seq
         while (
-            (self._fill_task is not None or self.enqueued_seq < target)
-            and not self.outbox.closed
-        ):
+            self._fill_task is not None or self.enqueued_seq < target
+        ) and not self.outbox.closed:
             if self._fill_task is None:
                 self._kick_fill()
             task = self._fill_task
@@ -296,9 +296,7 @@ class Hub:
         """Create the built-in users, subscribe to the broker, start the bots."""
         echobot = await self.store.get_account(ECHOBOT)
         if echobot is None:
-            echobot = await self.store.create_account(
-                ECHOBOT, "Echo Bot", UNUSABLE_HASH, bot=True
-            )
+            echobot = await self.store.create_account(ECHOBOT, "Echo Bot", UNUSABLE_HASH, bot=True)
         self._bots[ECHOBOT] = echobot
         self._accounts[ECHOBOT] = echobot
         await self.broker.start(self)
@@ -345,24 +343,19 @@ class Hub:
         online = await self.presence.online()
         changed = await self.presence.last_change()
         views = [
-            self._view(account, online, changed)
-            for account in await self.store.list_accounts()
+            self._view(account, online, changed) for account in await self.store.list_accounts()
         ]
         return [v for v in views if v.online or not online_only]
 
+    @staticmethod
     def _view(
-        self,
-        account: Account,
-        online: dict[str, object] | None = None,
-        changed: dict[str, object] | None = None,
+        account: Account, online: Mapping[str, datetime], changed: Mapping[str, datetime]
     ) -> UserView:
-        is_online = account.bot or (online is not None and account.username in online)
-        at = (changed or {}).get(account.username)
         return UserView(
             username=account.username,
             display_name=account.display_name,
-            online=is_online,
-            presence_changed_at=at if at is None or hasattr(at, "tzinfo") else None,  # type: ignore[arg-type]
+            online=account.bot or account.username in online,
+            presence_changed_at=changed.get(account.username),
             bot=account.bot,
         )
 
@@ -385,9 +378,7 @@ class Hub:
         try:
             now = utc_now()
             if not await self.presence.claim(account.username, now):
-                raise AlreadyConnected(
-                    f"'{account.username}' is already logged in elsewhere."
-                )
+                raise AlreadyConnected(f"'{account.username}' is already logged in elsewhere.")
             session = ChatSession(
                 self,
                 account,

@@ -40,7 +40,9 @@ class Store(Protocol):
         """Every account, sorted by username."""
         ...
 
-    async def create_session(self, token_hash: bytes, account_id: int, expires_at: datetime) -> None:
+    async def create_session(
+        self, token_hash: bytes, account_id: int, expires_at: datetime
+    ) -> None:
         """Store a session under the SHA-256 of its token (the token itself is never stored)."""
 
     async def get_session(self, token_hash: bytes, now: datetime) -> Account | None:

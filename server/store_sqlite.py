@@ -312,7 +312,9 @@ class SqliteStore:
 
     # -- sessions -----------------------------------------------------------------
 
-    async def create_session(self, token_hash: bytes, account_id: int, expires_at: datetime) -> None:
+    async def create_session(
+        self, token_hash: bytes, account_id: int, expires_at: datetime
+    ) -> None:
         """Store a session keyed by the token's hash."""
         now_ms = to_ms(utc_now())
 

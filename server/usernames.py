@@ -36,7 +36,9 @@ def canonical(raw: str) -> str:
             _FIELD, "only letters, digits, '_', '.' and '-' are allowed"
         ) from None
     if not all(ch.isalnum() or ch in _EXTRA for ch in name):
-        raise InvalidUsername.for_field(_FIELD, "only letters, digits, '_', '.' and '-' are allowed")
+        raise InvalidUsername.for_field(
+            _FIELD, "only letters, digits, '_', '.' and '-' are allowed"
+        )
     if not MIN_LENGTH <= len(name) <= MAX_LENGTH:
         raise InvalidUsername.for_field(
             _FIELD, f"must be {MIN_LENGTH} to {MAX_LENGTH} characters long"

@@ -1,4 +1,4 @@
-"""Shared fixtures: a real `hubbub-server` subprocess on a free loopback port with a temp database."""
+"""Shared fixtures: a real `hubbub-server` subprocess on a free port with a temp database."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ class ServerProcess:
         return f"{self.host}:{self.port}"
 
     def start(self, timeout: float = 30.0) -> None:
-        """Start the server (on the same port as before, if it ran already) and wait until it listens."""
+        """Start the server (same port as before, if it ran already); wait until it listens."""
         cmd = [
             str(VENV_BIN / "hubbub-server"),
             "--host",
