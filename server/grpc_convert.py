@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
+
 from hubbub.v1 import messenger_pb2 as pb
 
 from .errors import MalformedEvent

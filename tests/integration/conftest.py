@@ -108,18 +108,18 @@ class Chat:
         """Write any event."""
         await self.call.write(request)
 
-    async def next(self, kind: str | None = None, timeout: float = 5.0) -> pb.ChatResponse:
-        """Next event (of ``kind``, skipping others), or fail after ``timeout`` seconds."""
+    async def next(self, kind: str | None = None, wait_s: float = 5.0) -> pb.ChatResponse:
+        """Next event (of ``kind``, skipping others), or fail after ``wait_s`` seconds."""
         while True:
-            event = await asyncio.wait_for(self.call.read(), timeout)
+            event = await asyncio.wait_for(self.call.read(), wait_s)
             assert event is not grpc.aio.EOF, "stream ended"
             self.seen.append(event)
             if kind is None or event.WhichOneof("event") == kind:
                 return event
 
-    async def messages(self, n: int, timeout: float = 5.0) -> list[pb.Message]:
+    async def messages(self, n: int, wait_s: float = 5.0) -> list[pb.Message]:
         """The next ``n`` message events."""
-        return [(await self.next("message", timeout)).message for _ in range(n)]
+        return [(await self.next("message", wait_s)).message for _ in range(n)]
 
     async def close(self) -> None:
         """Cancel the call."""

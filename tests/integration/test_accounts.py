@@ -231,9 +231,7 @@ async def test_stored_messages_survive_a_restart(
     await close_node(node)
     restarted = await open_node(config)
     try:
-        bob = (
-            await restarted.stub.Login(pb.LoginRequest(username="bob", password=PASSWORD))
-        ).token
+        bob = (await restarted.stub.Login(pb.LoginRequest(username="bob", password=PASSWORD))).token
         b = await open_chat(restarted, bob)
         msgs = await b.messages(3)
         assert [m.body for m in msgs] == [f"before restart {i}" for i in range(3)]

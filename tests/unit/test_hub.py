@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -169,12 +168,12 @@ async def test_replay_larger_than_outbox_waits_instead_of_failing(store: SqliteS
 
 async def test_echobot_catches_up_after_restart(store: SqliteStore) -> None:
     """Messages stored for echobot while no hub ran are answered when a hub starts."""
-    alice, bob = await users(store, "alice", "bob")
+    (alice,) = await users(store, "alice")
     hub = await make_hub(store)
     echobot = await store.get_account("echobot")
     assert echobot is not None
     await hub.shutdown()
-    await store.store_message(alice, echobot, "late", "are you there?", replace(alice).created_at)
+    await store.store_message(alice, echobot, "late", "are you there?", alice.created_at)
     hub2 = await make_hub(store)
     await asyncio.wait_for(hub2._bot_queue.join(), 5)
     cursor = await store.cursor(alice)
