@@ -17,8 +17,11 @@ from hubbub.v1 import messenger_pb2_grpc as pb_grpc
 from .auth import AuthService
 from .broker_memory import MemoryBroker
 from .config import ServerConfig
+from .directory_ldap import ldap_directory
+from .groups import GroupService
 from .grpc_interceptor import AuthInterceptor
 from .grpc_servicer import MessengerServicer
+from .history import HistoryService
 from .hub import Hub, HubLimits
 from .passwords import PasswordHashing
 from .presence_memory import MemoryPresence
@@ -69,12 +72,14 @@ async def start_server(config: ServerConfig) -> HubbubServer:
     """Open the store, build the services and start listening.
 
     Raises:
-        RuntimeError: the port cannot be bound or the database is unusable.
+        RuntimeError: the port cannot be bound, the database is unusable or the
+            LDAP settings are inconsistent.
     """
+    directory = ldap_directory(config)
     store = SqliteStore(config.database)
     await store.open()
     hashing = PasswordHashing()
-    auth = AuthService(store, hashing)
+    auth = AuthService(store, hashing, directory=directory, directory_only=config.ldap_only)
     hub = Hub(
         store,
         MemoryBroker(),
@@ -89,7 +94,10 @@ async def start_server(config: ServerConfig) -> HubbubServer:
     await hub.start()
     server = grpc.aio.server(interceptors=[AuthInterceptor(auth)], options=channel_options(config))
     pb_grpc.add_MessengerServiceServicer_to_server(
-        MessengerServicer(auth, hub, config.write_timeout_s), server
+        MessengerServicer(
+            auth, hub, GroupService(hub), HistoryService(hub), config.write_timeout_s
+        ),
+        server,
     )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from . import passwords, usernames
+from .directory import Directory
 from .errors import (
     AuthenticationFailed,
     InvalidArgument,
@@ -104,6 +105,12 @@ class AuthService:
         store: durable state.
         hashing: argon2id hashing off the event loop.
         session_ttl: how long a token stays valid.
+        throttle: failed-login counter (a fresh one by default).
+        directory: optional login directory (LDAP). A name with no local account,
+            or whose account the directory created, is checked by the directory,
+            and the account is created on the first success with the unusable
+            local hash; accounts with a local password keep using it.
+        directory_only: the directory decides every login (local passwords are ignored).
     """
 
     def __init__(
@@ -112,11 +119,17 @@ class AuthService:
         hashing: PasswordHashing,
         session_ttl: timedelta = timedelta(days=30),
         throttle: LoginThrottle | None = None,
+        directory: Directory | None = None,
+        directory_only: bool = False,
     ) -> None:
+        if directory_only and directory is None:
+            raise ValueError("directory_only needs a directory")
         self.store = store
         self.hashing = hashing
         self.session_ttl = session_ttl
         self.throttle = throttle or LoginThrottle()
+        self.directory = directory
+        self.directory_only = directory_only
 
     async def register(self, username: str, password: str, display_name: str = "") -> Account:
         """Create an account.
@@ -139,14 +152,40 @@ class AuthService:
         Raises:
             InvalidUsername: the name breaks the naming rules (no account can have it).
             LoginThrottled: too many recent failures for this name.
-            AuthenticationFailed: unknown user or wrong password (same answer, same work).
+            AuthenticationFailed: unknown user or wrong password (same answer, same work);
+                with a directory also an unknown DN, a refused bind, a reserved
+                name or a bot, and, with ``directory_only``, a local-only account.
+            DirectoryUnavailable: the directory is unreachable (not counted as a failure).
         """
         name = usernames.canonical(username)
         now = time.monotonic()
         self.throttle.check(name, now)
         account = await self.store.get_account(name)
-        ok = await self.hashing.verify(account.password_hash if account else None, password)
-        if not ok or account is None:
+
+        def from_directory(acc: Account | None) -> bool:
+            # Accounts the directory created have no local password and are not bots.
+            return acc is not None and acc.password_hash == passwords.UNUSABLE_HASH and not acc.bot
+
+        if self.directory is not None and (
+            self.directory_only or account is None or from_directory(account)
+        ):
+            user = None
+            if name not in usernames.RESERVED and not (account and account.bot):
+                user = await self.directory.authenticate(name, password)
+            if user is None:
+                account = None
+            elif account is None:
+                try:
+                    account = await self.store.create_account(
+                        name, user.display_name or name, passwords.UNUSABLE_HASH
+                    )
+                except UsernameTaken:  # a concurrent Register or first login won the race
+                    account = await self.store.get_account(name)
+                    if not (self.directory_only or from_directory(account)):
+                        account = None
+        elif not await self.hashing.verify(account.password_hash if account else None, password):
+            account = None
+        if account is None:
             self.throttle.failed(name, now)
             raise AuthenticationFailed("Wrong username or password.")
         self.throttle.succeeded(name)
@@ -167,6 +206,40 @@ class AuthService:
         if account is None:
             raise TokenInvalid("The session token is invalid or expired; log in again.")
         return account
+
+    async def update_profile(
+        self,
+        account: Account,
+        token: str,
+        *,
+        display_name: str | None,
+        new_password: str,
+        current_password: str,
+    ) -> Account:
+        """Change the display name and/or the password of ``account``.
+
+        A new password needs the current one and revokes every other session
+        (OWASP Session Management: renew sessions after a credential change).
+
+        Raises:
+            InvalidArgument, InvalidPassword: bad fields.
+            AuthenticationFailed: wrong current password.
+        """
+        shown = check_display_name(display_name) if display_name is not None else None
+        encoded = None
+        if new_password:
+            passwords.check_policy(new_password)
+            if not await self.hashing.verify(account.password_hash, current_password):
+                raise AuthenticationFailed("The current password is wrong.")
+            encoded = await self.hashing.hash(new_password)
+        if shown is not None and not shown:
+            shown = account.username
+        return await self.store.update_account(
+            account,
+            display_name=shown,
+            password_hash=encoded,
+            keep_session=token_hash(token),
+        )
 
     async def logout(self, token: str) -> None:
         """Revoke the session of ``token``."""

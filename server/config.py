@@ -24,6 +24,12 @@ class ServerConfig:
         outbox_bytes: per-stream outbound queue bound, bytes.
         keepalive_time_ms: interval of server keepalive pings, ms.
         keepalive_timeout_ms: wait for a ping ack before dropping the peer, ms.
+        ldap_url: LDAP server for login, ``ldap://`` or ``ldaps://`` (empty = no LDAP).
+        ldap_user_dn: DN template to bind as, with ``{username}``.
+        ldap_start_tls: run StartTLS before binding.
+        ldap_ca_file: PEM CA file to verify the LDAP server (empty = system CAs).
+        ldap_only: only the directory authenticates; local passwords are ignored.
+        ldap_timeout_s: LDAP connect/answer timeout, seconds.
     """
 
     host: str = "127.0.0.1"
@@ -38,10 +44,21 @@ class ServerConfig:
     outbox_bytes: int = 8 * 1024 * 1024
     keepalive_time_ms: int = 20_000
     keepalive_timeout_ms: int = 10_000
+    ldap_url: str = ""
+    ldap_user_dn: str = ""
+    ldap_start_tls: bool = False
+    ldap_ca_file: str = ""
+    ldap_only: bool = False
+    ldap_timeout_s: float = 5.0
 
 
 def _env(name: str, default: object) -> str:
     return os.environ.get(f"HUBBUB_{name.upper()}", str(default))
+
+
+def _env_flag(name: str, default: bool) -> bool:
+    value = _env(name, default).strip().lower()
+    return value in ("1", "true", "yes", "on")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -108,6 +125,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=int(_env("keepalive_timeout_ms", d.keepalive_timeout_ms)),
         help="keepalive ping ack timeout in ms (HUBBUB_KEEPALIVE_TIMEOUT_MS)",
     )
+    parser.add_argument(
+        "--ldap-url",
+        default=_env("ldap_url", d.ldap_url),
+        help="LDAP server that checks login passwords, ldap://host:port or ldaps://... "
+        "(HUBBUB_LDAP_URL)",
+    )
+    parser.add_argument(
+        "--ldap-user-dn",
+        default=_env("ldap_user_dn", d.ldap_user_dn),
+        help="DN to bind as, e.g. uid={username},ou=people,dc=example,dc=org (HUBBUB_LDAP_USER_DN)",
+    )
+    parser.add_argument(
+        "--ldap-start-tls",
+        action=argparse.BooleanOptionalAction,
+        default=_env_flag("ldap_start_tls", d.ldap_start_tls),
+        help="StartTLS before the LDAP bind (HUBBUB_LDAP_START_TLS)",
+    )
+    parser.add_argument(
+        "--ldap-ca-file",
+        default=_env("ldap_ca_file", d.ldap_ca_file),
+        help="PEM CA file to verify the LDAP server; system CAs if unset (HUBBUB_LDAP_CA_FILE)",
+    )
+    parser.add_argument(
+        "--ldap-only",
+        action=argparse.BooleanOptionalAction,
+        default=_env_flag("ldap_only", d.ldap_only),
+        help="only the LDAP directory decides logins (HUBBUB_LDAP_ONLY)",
+    )
+    parser.add_argument(
+        "--ldap-timeout",
+        type=float,
+        default=float(_env("ldap_timeout", d.ldap_timeout_s)),
+        help="LDAP connect/answer timeout in seconds (HUBBUB_LDAP_TIMEOUT)",
+    )
 
 
 def from_arguments(args: argparse.Namespace) -> ServerConfig:
@@ -124,4 +175,10 @@ def from_arguments(args: argparse.Namespace) -> ServerConfig:
         outbox_events=args.outbox_events,
         keepalive_time_ms=args.keepalive_time_ms,
         keepalive_timeout_ms=args.keepalive_timeout_ms,
+        ldap_url=args.ldap_url,
+        ldap_user_dn=args.ldap_user_dn,
+        ldap_start_tls=args.ldap_start_tls,
+        ldap_ca_file=args.ldap_ca_file,
+        ldap_only=args.ldap_only,
+        ldap_timeout_s=args.ldap_timeout,
     )

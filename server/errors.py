@@ -140,6 +140,34 @@ class UserNotFound(HubbubError):
     category = Category.NOT_FOUND
 
 
+class GroupNotFound(HubbubError):
+    """The named group does not exist."""
+
+    reason = "GROUP_NOT_FOUND"
+    category = Category.NOT_FOUND
+
+
+class GroupNameTaken(HubbubError):
+    """A group with this (case-mapped) name exists."""
+
+    reason = "GROUP_NAME_TAKEN"
+    category = Category.ALREADY_EXISTS
+
+
+class NotGroupMember(HubbubError):
+    """The caller is not a member of the group it acts on."""
+
+    reason = "NOT_A_MEMBER"
+    category = Category.PERMISSION_DENIED
+
+
+class NobodyOnline(HubbubError):
+    """A random recipient was asked for but no other user is online."""
+
+    reason = "NOBODY_ONLINE"
+    category = Category.FAILED_PRECONDITION
+
+
 class AlreadyConnected(HubbubError):
     """The user already has a live Chat stream."""
 
@@ -165,4 +193,14 @@ class ShuttingDown(HubbubError):
     """The server is shutting down; reconnect later."""
 
     reason = "SERVER_SHUTDOWN"
+    category = Category.UNAVAILABLE
+
+
+class DirectoryUnavailable(HubbubError):
+    """The login directory (LDAP) could not be reached or answered too late; retry later.
+
+    Says nothing about the credentials, so it is not counted as a failed login.
+    """
+
+    reason = "DIRECTORY_UNAVAILABLE"
     category = Category.UNAVAILABLE

@@ -21,11 +21,14 @@ class InResume:
 
 @dataclass(frozen=True, slots=True)
 class InSend:
-    """Send ``body`` to ``recipient`` under the client-chosen ``client_id``."""
+    """Send ``body`` under the client-chosen ``client_id`` to exactly one of:
+    the user ``recipient``, the ``group``, or a random online user."""
 
     client_id: str
     recipient: str
     body: str
+    group: str = ""
+    random_recipient: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +66,7 @@ class OutWelcome:
 
 @dataclass(frozen=True, slots=True)
 class OutMessage:
-    """An inbox message for this user."""
+    """An inbox entry for this user (text, delivery receipt or group update)."""
 
     message: StoredMessage
 

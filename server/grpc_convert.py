@@ -27,7 +27,7 @@ from .events import (
     OutWelcome,
 )
 from .grpc_errors import STATUS_OF
-from .models import StoredMessage, UserView
+from .models import EntryKind, Group, GroupAction, StoredMessage, UserView
 
 
 def timestamp(when: datetime) -> Timestamp:
@@ -61,7 +61,46 @@ def message(m: StoredMessage) -> pb.Message:
         body=m.body,
         send_time=timestamp(m.sent_at),
         client_id=m.client_id,
+        group=m.group,
     )
+
+
+def group(g: Group) -> pb.Group:
+    """hubbub.v1.Group for a :class:`Group`."""
+    return pb.Group(name=g.name, members=list(g.members), create_time=timestamp(g.created_at))
+
+
+_ACTIONS = {
+    GroupAction.CREATED: pb.GROUP_ACTION_CREATED,
+    GroupAction.MEMBERS_ADDED: pb.GROUP_ACTION_MEMBERS_ADDED,
+    GroupAction.MEMBERS_LEFT: pb.GROUP_ACTION_MEMBERS_LEFT,
+}
+
+
+def inbox_entry(m: StoredMessage) -> pb.ChatResponse:
+    """The ChatResponse for one inbox entry (message, receipt or group update)."""
+    if m.kind is EntryKind.RECEIPT:
+        return pb.ChatResponse(
+            delivery_receipt=pb.DeliveryReceipt(
+                sequence=m.sequence,
+                message_id=m.ref_message_id,
+                client_id=m.client_id,
+                recipient=m.sender,
+                delivery_time=timestamp(m.sent_at),
+            )
+        )
+    if m.kind is EntryKind.GROUP_UPDATE:
+        return pb.ChatResponse(
+            group_update=pb.GroupUpdate(
+                sequence=m.sequence,
+                group=m.group,
+                action=_ACTIONS[m.action] if m.action else pb.GROUP_ACTION_UNSPECIFIED,
+                actor=m.sender,
+                members=list(m.members),
+                update_time=timestamp(m.sent_at),
+            )
+        )
+    return pb.ChatResponse(message=message(m))
 
 
 def client_event(request: pb.ChatRequest) -> InEvent:
@@ -69,7 +108,19 @@ def client_event(request: pb.ChatRequest) -> InEvent:
     kind = request.WhichOneof("event")
     if kind == "send":
         s = request.send
-        return InSend(client_id=s.client_id, recipient=s.recipient, body=s.body)
+        if s.WhichOneof("destination") is None:
+            return InMalformed(
+                MalformedEvent.for_field(
+                    "send.recipient", "set recipient, group or random_recipient"
+                )
+            )
+        return InSend(
+            client_id=s.client_id,
+            recipient=s.recipient,
+            body=s.body,
+            group=s.group,
+            random_recipient=s.random_recipient,
+        )
     if kind == "ack":
         return InAck(request.ack.sequence)
     if kind == "resume":
@@ -86,7 +137,7 @@ def server_event(event: OutEvent) -> pb.ChatResponse:
     """Encode one hub event as a ChatResponse."""
     match event:
         case OutMessage():
-            return pb.ChatResponse(message=message(event.message))
+            return inbox_entry(event.message)
         case OutSendResult():
             r = event.receipt
             return pb.ChatResponse(
@@ -97,6 +148,7 @@ def server_event(event: OutEvent) -> pb.ChatResponse:
                     send_time=timestamp(r.sent_at),
                     duplicate=r.duplicate,
                     recipient_online=r.recipient_online,
+                    recipient=r.recipient,
                 )
             )
         case OutPresence():

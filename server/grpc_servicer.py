@@ -23,7 +23,9 @@ from hubbub.v1 import messenger_pb2_grpc as pb_grpc
 from . import grpc_convert as convert
 from .auth import AuthService
 from .errors import SlowConsumer
+from .groups import GroupService
 from .grpc_interceptor import current_account, current_token
+from .history import HistoryService
 from .hub import ChatSession, Hub
 from .models import UserView
 from .outbox import OutboxClosed
@@ -40,9 +42,18 @@ class MessengerServicer(pb_grpc.MessengerServiceServicer):
             client is disconnected as a slow consumer.
     """
 
-    def __init__(self, auth: AuthService, hub: Hub, write_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        auth: AuthService,
+        hub: Hub,
+        groups: GroupService,
+        history: HistoryService,
+        write_timeout_s: float = 30.0,
+    ) -> None:
         self.auth = auth
         self.hub = hub
+        self.groups = groups
+        self.history = history
         self.write_timeout_s = write_timeout_s
 
     async def Register(self, request: pb.RegisterRequest, context: Context) -> pb.RegisterResponse:
@@ -74,6 +85,67 @@ class MessengerServicer(pb_grpc.MessengerServiceServicer):
         """List users with presence."""
         users = await self.hub.list_users(request.online_only)
         return pb.ListUsersResponse(users=[convert.user(u) for u in users])
+
+    async def UpdateProfile(
+        self, request: pb.UpdateProfileRequest, context: Context
+    ) -> pb.UpdateProfileResponse:
+        """Change display name and/or password."""
+        account = await self.auth.update_profile(
+            current_account.get(),
+            current_token.get(),
+            display_name=request.display_name if request.HasField("display_name") else None,
+            new_password=request.new_password,
+            current_password=request.current_password,
+        )
+        self.hub.account_changed(account)
+        online = account.username in self.hub.sessions
+        view = UserView(account.username, account.display_name, online, None, account.bot)
+        return pb.UpdateProfileResponse(user=convert.user(view))
+
+    async def CreateGroup(
+        self, request: pb.CreateGroupRequest, context: Context
+    ) -> pb.CreateGroupResponse:
+        """Create a group."""
+        group = await self.groups.create(current_account.get(), request.name, list(request.members))
+        return pb.CreateGroupResponse(group=convert.group(group))
+
+    async def AddGroupMembers(
+        self, request: pb.AddGroupMembersRequest, context: Context
+    ) -> pb.AddGroupMembersResponse:
+        """Add members to a group."""
+        group = await self.groups.add(current_account.get(), request.group, list(request.members))
+        return pb.AddGroupMembersResponse(group=convert.group(group))
+
+    async def LeaveGroup(
+        self, request: pb.LeaveGroupRequest, context: Context
+    ) -> pb.LeaveGroupResponse:
+        """Leave a group."""
+        await self.groups.leave(current_account.get(), request.group)
+        return pb.LeaveGroupResponse()
+
+    async def ListGroups(
+        self, request: pb.ListGroupsRequest, context: Context
+    ) -> pb.ListGroupsResponse:
+        """The caller's groups."""
+        groups = await self.groups.list(current_account.get())
+        return pb.ListGroupsResponse(groups=[convert.group(g) for g in groups])
+
+    async def ListHistory(
+        self, request: pb.ListHistoryRequest, context: Context
+    ) -> pb.ListHistoryResponse:
+        """A page of one conversation, newest first."""
+        kind = request.WhichOneof("conversation")
+        page = await self.history.page(
+            current_account.get(),
+            username=request.username if kind == "username" else None,
+            group=request.group if kind == "group" else None,
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return pb.ListHistoryResponse(
+            messages=[convert.message(m) for m in page.messages],
+            next_page_token=page.next_token,
+        )
 
     async def Chat(  # type: ignore[override]
         self, request_iterator: AsyncIterator[pb.ChatRequest], context: Context

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,10 +27,12 @@ from . import usernames
 from .broker import Broker
 from .errors import (
     AlreadyConnected,
+    GroupNotFound,
     HubbubError,
     InvalidArgument,
     InvalidMessage,
     MalformedEvent,
+    NobodyOnline,
     ServerFull,
     ShuttingDown,
     SlowConsumer,
@@ -52,7 +55,15 @@ from .events import (
     OutSynced,
     OutWelcome,
 )
-from .models import Account, PresenceChange, SendReceipt, StoredMessage, UserView, utc_now
+from .models import (
+    Account,
+    EntryKind,
+    PresenceChange,
+    SendReceipt,
+    StoredMessage,
+    UserView,
+    utc_now,
+)
 from .outbox import Outbox, OutboxClosed
 from .passwords import UNUSABLE_HASH
 from .presence import PresenceRegistry
@@ -238,7 +249,7 @@ class ChatSession:
         try:
             while self._ack_persisted < self._acked:
                 target = self._acked
-                await self.hub.store.ack(self.account, target)
+                await self.hub.store_ack(self.account, target)
                 self._ack_persisted = target
         except asyncio.CancelledError:
             raise
@@ -252,7 +263,7 @@ class ChatSession:
         while self._ack_task is not None:
             await asyncio.shield(self._ack_task)
         if self._ack_persisted < self._acked:
-            await self.hub.store.ack(self.account, self._acked)
+            await self.hub.store_ack(self.account, self._acked)
             self._ack_persisted = self._acked
 
     def cancel_tasks(self) -> None:
@@ -337,6 +348,13 @@ class Hub:
             if account is not None:
                 self._accounts[username] = account
         return account
+
+    def account_changed(self, account: Account) -> None:
+        """Refresh the cached account (e.g. a new display name) and its live session."""
+        self._accounts[account.username] = account
+        session = self.sessions.get(account.username)
+        if session is not None:
+            session.account = account
 
     async def list_users(self, online_only: bool) -> list[UserView]:
         """Users sorted by username, with presence; bots are always online."""
@@ -481,10 +499,46 @@ class Hub:
         session.ack(sequence)
 
     async def _send(self, session: ChatSession, event: InSend) -> None:
-        receipt = await self.send_direct(
-            session.account, event.recipient, event.client_id, event.body
-        )
+        if event.group:
+            receipt = await self.send_group(
+                session.account, event.group, event.client_id, event.body
+            )
+        elif event.random_recipient:
+            receipt = await self.send_random(session.account, event.client_id, event.body)
+        else:
+            receipt = await self.send_direct(
+                session.account, event.recipient, event.client_id, event.body
+            )
         session.offer(OutSendResult(receipt))
+
+    def _check_send(self, client_id: str, body: str) -> None:
+        if not 1 <= len(client_id) <= CLIENT_ID_MAX:
+            raise MalformedEvent.for_field(
+                "send.client_id", f"must be 1 to {CLIENT_ID_MAX} characters"
+            )
+        if client_id.startswith("~"):
+            raise MalformedEvent.for_field("send.client_id", "ids starting with '~' are reserved")
+        size = len(body.encode())
+        if size == 0:
+            raise InvalidMessage.for_field("send.body", "the message is empty")
+        if size > self.limits.max_message_bytes:
+            raise InvalidMessage.for_field(
+                "send.body",
+                f"the message is {size} bytes; the limit is {self.limits.max_message_bytes}",
+            )
+
+    async def publish(self, entries: Iterable[StoredMessage]) -> None:
+        """Hand stored inbox entries to the broker for delivery.
+
+        Called for duplicates too: the first publish may have been lost in a
+        crash; receivers drop sequences they already have.
+        """
+        for entry in entries:
+            await self.broker.publish_message(entry)
+
+    async def store_ack(self, account: Account, sequence: int) -> None:
+        """Store a cumulative ack and deliver the delivery receipts it creates."""
+        await self.publish(await self.store.ack(account, sequence, utc_now()))
 
     async def send_direct(
         self, sender: Account, recipient_name: str, client_id: str, body: str
@@ -496,20 +550,9 @@ class Hub:
             InvalidMessage: empty body or over ``max_message_bytes``.
             UserNotFound: no such recipient.
         """
-        if not 1 <= len(client_id) <= CLIENT_ID_MAX:
-            raise MalformedEvent.for_field(
-                "send.client_id", f"must be 1 to {CLIENT_ID_MAX} characters"
-            )
+        self._check_send(client_id, body)
         if not recipient_name:
             raise MalformedEvent.for_field("send.recipient", "a recipient is required")
-        size = len(body.encode())
-        if size == 0:
-            raise InvalidMessage.for_field("send.body", "the message is empty")
-        if size > self.limits.max_message_bytes:
-            raise InvalidMessage.for_field(
-                "send.body",
-                f"the message is {size} bytes; the limit is {self.limits.max_message_bytes}",
-            )
         try:
             name = usernames.canonical(recipient_name)
         except HubbubError:
@@ -517,20 +560,57 @@ class Hub:
         recipient = await self.account(name) if name else None
         if recipient is None:
             raise UserNotFound("The destination user does not exist")
-        stored, duplicate = await self.store.store_message(
-            sender, recipient, client_id, body, utc_now()
-        )
-        # Publish even a duplicate: the first publish may have been lost in a crash;
-        # receivers drop sequences they already have.
-        await self.broker.publish_message(stored)
+        appended = await self.store.store_message(sender, recipient, client_id, body, utc_now())
+        await self.publish(appended.entries)
+        (entry,) = appended.entries
         return SendReceipt(
             client_id=client_id,
-            message_id=stored.message_id,
-            sequence=stored.sequence,
-            sent_at=stored.sent_at,
-            duplicate=duplicate,
+            message_id=appended.message_id,
+            sequence=entry.sequence,
+            sent_at=appended.sent_at,
+            duplicate=appended.duplicate,
             recipient_online=recipient.bot or recipient.username in self.sessions,
+            recipient=recipient.username,
         )
+
+    async def send_group(
+        self, sender: Account, group_name: str, client_id: str, body: str
+    ) -> SendReceipt:
+        """Store a group message in every other member's inbox, then publish it.
+
+        Raises:
+            MalformedEvent, InvalidMessage: as for :meth:`send_direct`.
+            GroupNotFound: no such group. NotGroupMember: the sender is not a member.
+        """
+        self._check_send(client_id, body)
+        name = group_name.removeprefix("#")
+        try:
+            name = usernames.canonical(name)
+        except HubbubError:
+            raise GroupNotFound(f"The group '#{name}' does not exist.") from None
+        appended = await self.store.store_group_message(sender, name, client_id, body, utc_now())
+        await self.publish(appended.entries)
+        return SendReceipt(
+            client_id=client_id,
+            message_id=appended.message_id,
+            sequence=0,
+            sent_at=appended.sent_at,
+            duplicate=appended.duplicate,
+            recipient_online=any(e.recipient in self.sessions for e in appended.entries),
+            recipient=name,
+        )
+
+    async def send_random(self, sender: Account, client_id: str, body: str) -> SendReceipt:
+        """Send to one online user other than the sender (bots excluded), chosen at random.
+
+        Raises:
+            NobodyOnline: nobody else is online.
+        """
+        self._check_send(client_id, body)
+        online = sorted(set(await self.presence.online()) - {sender.username} - set(self._bots))
+        if not online:
+            raise NobodyOnline("Nobody else is online.")
+        return await self.send_direct(sender, secrets.choice(online), client_id, body)
 
     # -- broker handler -----------------------------------------------------------------
 
@@ -566,6 +646,7 @@ class Hub:
 
     async def _bot_reply(self, message: StoredMessage) -> None:
         bot = self._bots[message.recipient]
-        if message.sender not in self._bots:
+        direct_text = message.kind is EntryKind.TEXT and not message.group
+        if direct_text and message.sender not in self._bots:
             await self.send_direct(bot, message.sender, f"echo-{message.message_id}", message.body)
-        await self.store.ack(bot, message.sequence)
+        await self.store_ack(bot, message.sequence)

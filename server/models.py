@@ -6,6 +6,7 @@ them as integer milliseconds since the Unix epoch.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -49,9 +50,31 @@ class UserView:
     bot: bool
 
 
+class EntryKind(enum.IntEnum):
+    """What an inbox entry is (stored as an integer)."""
+
+    TEXT = 0  # a message from a user to a user or a group
+    RECEIPT = 1  # the recipient acknowledged a direct message of this user
+    GROUP_UPDATE = 2  # a group this user belongs to changed
+
+
+class GroupAction(enum.StrEnum):
+    """What happened to a group (GROUP_UPDATE entries)."""
+
+    CREATED = "created"
+    MEMBERS_ADDED = "members_added"
+    MEMBERS_LEFT = "members_left"
+
+
 @dataclass(frozen=True, slots=True)
 class StoredMessage:
-    """A message in one recipient's inbox at ``sequence`` (1, 2, 3, … per recipient)."""
+    """An entry in one recipient's inbox at ``sequence`` (1, 2, 3, … per recipient).
+
+    For ``TEXT``: ``body`` from ``sender`` (to ``group`` if set). For
+    ``RECEIPT``: ``sender`` acknowledged message ``ref_message_id`` (whose client
+    id is ``client_id``) at ``sent_at``. For ``GROUP_UPDATE``: ``sender`` did
+    ``action`` with ``members`` in ``group``. History entries have sequence 0.
+    """
 
     sequence: int
     message_id: int
@@ -61,11 +84,37 @@ class StoredMessage:
     body: str
     sent_at: datetime
     client_id: str
+    kind: EntryKind = EntryKind.TEXT
+    group: str = ""
+    ref_message_id: int = 0
+    action: GroupAction | None = None
+    members: tuple[str, ...] = ()
 
     @property
     def size(self) -> int:
         """Approximate wire size in bytes (body plus a fixed envelope overhead)."""
-        return len(self.body) + 96
+        return len(self.body) + 96 + 16 * len(self.members)
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """A group: unique canonical ``name`` and its members' usernames, sorted."""
+
+    id: int
+    name: str
+    members: tuple[str, ...]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """The result of storing one message: its id, every inbox entry made, and whether
+    it had been stored before under the same client id (then nothing new was made)."""
+
+    message_id: int
+    sent_at: datetime
+    entries: list[StoredMessage]
+    duplicate: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +127,7 @@ class SendReceipt:
     sent_at: datetime
     duplicate: bool
     recipient_online: bool = False
+    recipient: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""The store interface: durable accounts, sessions, inboxes and cursors.
+"""The store interface: durable accounts, sessions, groups, inboxes and cursors.
 
 Implementations are siblings (``store_sqlite`` is the embedded default). All
 methods are coroutines taking and returning plain :mod:`hubbub.server.models`
@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from .models import Account, InboxCursor, StoredMessage
+from .models import Account, Appended, Group, InboxCursor, StoredMessage
 
 
 class Store(Protocol):
@@ -21,6 +21,8 @@ class Store(Protocol):
 
     async def close(self) -> None:
         """Flush and release every connection."""
+
+    # -- accounts and sessions ----------------------------------------------------
 
     async def create_account(
         self, username: str, display_name: str, password_hash: str, *, bot: bool = False
@@ -40,6 +42,18 @@ class Store(Protocol):
         """Every account, sorted by username."""
         ...
 
+    async def update_account(
+        self,
+        account: Account,
+        *,
+        display_name: str | None = None,
+        password_hash: str | None = None,
+        keep_session: bytes | None = None,
+    ) -> Account:
+        """Change the display name and/or password hash; a new password revokes
+        every session of the account except ``keep_session`` (a token hash)."""
+        ...
+
     async def create_session(
         self, token_hash: bytes, account_id: int, expires_at: datetime
     ) -> None:
@@ -52,30 +66,97 @@ class Store(Protocol):
     async def delete_session(self, token_hash: bytes) -> None:
         """Revoke one session; unknown hashes are ignored."""
 
+    # -- messages -----------------------------------------------------------------
+
     async def store_message(
-        self,
-        sender: Account,
-        recipient: Account,
-        client_id: str,
-        body: str,
-        sent_at: datetime,
-    ) -> tuple[StoredMessage, bool]:
-        """Append a direct message to ``recipient``'s inbox at the next sequence.
+        self, sender: Account, recipient: Account, client_id: str, body: str, sent_at: datetime
+    ) -> Appended:
+        """Append a direct message to ``recipient``'s inbox at its next sequence.
 
         Idempotent per ``(sender, client_id)``: a resend returns the stored
-        message and ``True`` (duplicate) without storing anything.
+        entries with ``duplicate=True`` and stores nothing.
+        """
+        ...
+
+    async def store_group_message(
+        self, sender: Account, group: str, client_id: str, body: str, sent_at: datetime
+    ) -> Appended:
+        """Append a message to every other member's inbox (idempotent as above).
+
+        Raises:
+            GroupNotFound: no such group.
+            NotGroupMember: the sender is not a member.
         """
         ...
 
     async def messages_after(
         self, account: Account, after_sequence: int, limit: int
     ) -> list[StoredMessage]:
-        """Up to ``limit`` inbox messages with sequence > ``after_sequence``, in order."""
+        """Up to ``limit`` inbox entries with sequence > ``after_sequence``, in order."""
         ...
 
     async def cursor(self, account: Account) -> InboxCursor:
         """The account's last stored and last acknowledged inbox sequence."""
         ...
 
-    async def ack(self, account: Account, sequence: int) -> None:
-        """Raise the acknowledged cursor to ``sequence`` (never lowers it)."""
+    async def ack(self, account: Account, sequence: int, at: datetime) -> list[StoredMessage]:
+        """Raise the acknowledged cursor to ``sequence`` (never lowers it).
+
+        Returns the delivery receipts this creates: one RECEIPT entry in each
+        sender's inbox per newly acknowledged direct text message from a user.
+        """
+        ...
+
+    # -- groups -------------------------------------------------------------------
+
+    async def create_group(
+        self, name: str, creator: Account, members: list[Account], at: datetime
+    ) -> tuple[Group, Appended]:
+        """Create a group of ``creator`` and ``members`` and announce it to them.
+
+        Raises:
+            GroupNameTaken: the name exists.
+        """
+        ...
+
+    async def add_members(
+        self, name: str, actor: Account, members: list[Account], at: datetime
+    ) -> tuple[Group, Appended | None]:
+        """Add ``members`` and announce it (None if all were members already).
+
+        Raises:
+            GroupNotFound, NotGroupMember: as the names say.
+        """
+        ...
+
+    async def leave_group(self, name: str, account: Account, at: datetime) -> Appended:
+        """Remove ``account`` from the group and announce it to the group and to them.
+
+        Raises:
+            GroupNotFound, NotGroupMember: as the names say.
+        """
+        ...
+
+    async def get_group(self, name: str) -> Group | None:
+        """The group with canonical ``name``, or None."""
+        ...
+
+    async def list_groups(self, account: Account) -> list[Group]:
+        """Groups ``account`` belongs to, sorted by name."""
+        ...
+
+    async def history(
+        self,
+        account: Account,
+        *,
+        peer: Account | None,
+        group: str | None,
+        before_id: int,
+        limit: int,
+    ) -> list[StoredMessage]:
+        """Text messages of one conversation with id < ``before_id``, newest first.
+
+        Raises:
+            GroupNotFound, NotGroupMember: for ``group``.
+        """
+        ...

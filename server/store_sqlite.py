@@ -11,23 +11,36 @@ https://www.sqlite.org/pragma.html#pragma_synchronous.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import queue
 import sqlite3
 import threading
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .errors import UsernameTaken
-from .models import Account, InboxCursor, StoredMessage, from_ms, to_ms, utc_now
+from .errors import GroupNameTaken, GroupNotFound, NotGroupMember, UsernameTaken
+from .models import (
+    Account,
+    Appended,
+    EntryKind,
+    Group,
+    GroupAction,
+    InboxCursor,
+    StoredMessage,
+    from_ms,
+    to_ms,
+    utc_now,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MAX_GROUP = 512  # writes per group commit
 
 _SCHEMA_V1 = """
@@ -66,15 +79,64 @@ CREATE TABLE inbox (
 CREATE INDEX inbox_message ON inbox(message_id);
 """
 
-_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1}
+# v2: groups, inbox entry kinds (receipts, group updates), history indexes.
+# messages is rebuilt because recipient_id becomes nullable (group messages).
+_SCHEMA_V2 = """
+CREATE TABLE groups (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created_ms INTEGER NOT NULL,
+    created_by INTEGER REFERENCES users(id)
+);
+CREATE TABLE group_members (
+    group_id INTEGER NOT NULL REFERENCES groups(id),
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    joined_ms INTEGER NOT NULL,
+    PRIMARY KEY (group_id, user_id)
+) WITHOUT ROWID;
+CREATE INDEX group_members_user ON group_members(user_id);
+CREATE TABLE messages_v2 (
+    id INTEGER PRIMARY KEY,
+    kind INTEGER NOT NULL DEFAULT 0,
+    sender_id INTEGER NOT NULL REFERENCES users(id),
+    recipient_id INTEGER REFERENCES users(id),
+    group_id INTEGER REFERENCES groups(id),
+    client_id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    sent_ms INTEGER NOT NULL,
+    ref_message_id INTEGER,
+    meta TEXT,
+    UNIQUE (sender_id, client_id)
+);
+INSERT INTO messages_v2 (id, kind, sender_id, recipient_id, client_id, body, sent_ms)
+    SELECT id, 0, sender_id, recipient_id, client_id, body, sent_ms FROM messages;
+DROP TABLE messages;
+ALTER TABLE messages_v2 RENAME TO messages;
+CREATE INDEX messages_direct ON messages(sender_id, recipient_id, id)
+    WHERE group_id IS NULL AND kind = 0;
+CREATE INDEX messages_group ON messages(group_id, id) WHERE group_id IS NOT NULL AND kind = 0
+"""
+
+_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
 
 _ACCOUNT_COLS = "id, username, display_name, password_hash, bot, created_ms"
-_MESSAGE_SELECT = """
-SELECT i.sequence, m.id, s.username, s.display_name, r.username, m.body, m.sent_ms, m.client_id
+_SENDER_COLS = "s.id, s.username, s.display_name, s.password_hash, s.bot, s.created_ms"
+_ENTRY_COLS = """m.id, s.username, s.display_name, m.body, m.sent_ms, m.client_id, m.kind,
+    g.name, m.ref_message_id, m.meta"""
+_MESSAGE_SELECT = f"""
+SELECT i.sequence, r.username, {_ENTRY_COLS}
 FROM inbox i
 JOIN messages m ON m.id = i.message_id
 JOIN users s ON s.id = m.sender_id
 JOIN users r ON r.id = i.user_id
+LEFT JOIN groups g ON g.id = m.group_id
+"""
+_HISTORY_SELECT = f"""
+SELECT 0, coalesce(r.username, ''), {_ENTRY_COLS}
+FROM messages m
+JOIN users s ON s.id = m.sender_id
+LEFT JOIN users r ON r.id = m.recipient_id
+LEFT JOIN groups g ON g.id = m.group_id
 """
 
 
@@ -99,15 +161,154 @@ def _account(row: tuple[Any, ...]) -> Account:
 
 
 def _message(row: tuple[Any, ...]) -> StoredMessage:
+    """Row of _MESSAGE_SELECT/_HISTORY_SELECT → StoredMessage."""
+    (seq, recipient, mid, sender, sender_name, body, sent_ms, client_id, kind, group, ref, meta) = (
+        row
+    )
+    info = json.loads(meta) if meta else {}
+    entry_kind = EntryKind(kind)
     return StoredMessage(
-        sequence=row[0],
-        message_id=row[1],
-        sender=row[2],
-        sender_display_name=row[3],
-        recipient=row[4],
-        body=row[5],
-        sent_at=from_ms(row[6]),
-        client_id=row[7],
+        sequence=seq,
+        message_id=mid,
+        sender=sender,
+        sender_display_name=sender_name,
+        recipient=recipient,
+        body=body,
+        sent_at=from_ms(sent_ms),
+        client_id=info.get("client_id", "") if entry_kind is EntryKind.RECEIPT else client_id,
+        kind=entry_kind,
+        group=group or "",
+        ref_message_id=ref or 0,
+        action=GroupAction(info["action"]) if "action" in info else None,
+        members=tuple(info.get("members", ())),
+    )
+
+
+def _group(conn: sqlite3.Connection, name: str) -> Group | None:
+    row = conn.execute("SELECT id, name, created_ms FROM groups WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        return None
+    members = conn.execute(
+        "SELECT u.username FROM group_members gm JOIN users u ON u.id = gm.user_id"
+        " WHERE gm.group_id = ? ORDER BY u.username",
+        (row[0],),
+    ).fetchall()
+    return Group(row[0], row[1], tuple(m[0] for m in members), from_ms(row[2]))
+
+
+def _member_group(conn: sqlite3.Connection, name: str, account: Account) -> Group:
+    group = _group(conn, name)
+    if group is None:
+        raise GroupNotFound(f"The group '#{name}' does not exist.")
+    if account.username not in group.members:
+        raise NotGroupMember(f"You are not a member of '#{name}'.")
+    return group
+
+
+def _accounts_by_name(conn: sqlite3.Connection, names: tuple[str, ...]) -> list[Account]:
+    if not names:
+        return []
+    marks = ",".join("?" * len(names))
+    rows = conn.execute(
+        f"SELECT {_ACCOUNT_COLS} FROM users WHERE username IN ({marks}) ORDER BY username", names
+    ).fetchall()
+    return [_account(r) for r in rows]
+
+
+def _append(
+    conn: sqlite3.Connection,
+    *,
+    sender: Account,
+    targets: list[Account],
+    client_id: str,
+    body: str,
+    sent_ms: int,
+    kind: EntryKind = EntryKind.TEXT,
+    recipient: Account | None = None,
+    group: Group | None = None,
+    ref_message_id: int | None = None,
+    meta: dict[str, Any] | None = None,
+) -> Appended:
+    """Store one message and an inbox entry per target; idempotent per (sender, client_id)."""
+    row = conn.execute(
+        "SELECT id, sent_ms FROM messages WHERE sender_id = ? AND client_id = ?",
+        (sender.id, client_id),
+    ).fetchone()
+    if row is not None:
+        rows = conn.execute(
+            _MESSAGE_SELECT + " WHERE i.message_id = ? ORDER BY i.user_id", (row[0],)
+        ).fetchall()
+        return Appended(row[0], from_ms(row[1]), [_message(r) for r in rows], True)
+    meta_text = json.dumps(meta) if meta else None
+    cur = conn.execute(
+        "INSERT INTO messages (kind, sender_id, recipient_id, group_id, client_id, body, sent_ms,"
+        " ref_message_id, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            int(kind),
+            sender.id,
+            recipient.id if recipient else None,
+            group.id if group else None,
+            client_id,
+            body,
+            sent_ms,
+            ref_message_id,
+            meta_text,
+        ),
+    )
+    message_id = cur.lastrowid
+    assert message_id is not None
+    entries = []
+    for target in targets:
+        (sequence,) = conn.execute(
+            "UPDATE users SET last_sequence = last_sequence + 1 WHERE id = ?"
+            " RETURNING last_sequence",
+            (target.id,),
+        ).fetchone()
+        conn.execute(
+            "INSERT INTO inbox (user_id, sequence, message_id) VALUES (?, ?, ?)",
+            (target.id, sequence, message_id),
+        )
+        entries.append(
+            _message(
+                (
+                    sequence,
+                    target.username,
+                    message_id,
+                    sender.username,
+                    sender.display_name,
+                    body,
+                    sent_ms,
+                    client_id,
+                    int(kind),
+                    group.name if group else None,
+                    ref_message_id,
+                    meta_text,
+                )
+            )
+        )
+    return Appended(message_id, from_ms(sent_ms), entries, False)
+
+
+def _announce(
+    conn: sqlite3.Connection,
+    group: Group,
+    actor: Account,
+    action: GroupAction,
+    members: tuple[str, ...],
+    audience: tuple[str, ...],
+    at_ms: int,
+) -> Appended:
+    """Store a GROUP_UPDATE entry in the inbox of every user in ``audience``."""
+    return _append(
+        conn,
+        sender=actor,
+        targets=_accounts_by_name(conn, audience),
+        client_id=f"~group:{group.id}:{uuid.uuid4().hex}",
+        body="",
+        sent_ms=at_ms,
+        kind=EntryKind.GROUP_UPDATE,
+        group=group,
+        meta={"action": str(action), "members": list(members)},
     )
 
 
@@ -235,12 +436,21 @@ class SqliteStore:
                     f"database schema version {current} is newer than this server "
                     f"({SCHEMA_VERSION}); upgrade hubbub-server"
                 )
+            conn.execute(
+                "PRAGMA foreign_keys=OFF"
+            )  # tables are rebuilt (sqlite.org/lang_altertable)
             for version in range(current + 1, SCHEMA_VERSION + 1):
                 conn.execute("BEGIN IMMEDIATE")
                 for statement in _MIGRATIONS[version].split(";"):
                     if statement.strip():
                         conn.execute(statement)
                 conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+                problems = conn.execute("PRAGMA foreign_key_check").fetchall()
+                if problems:
+                    conn.execute("ROLLBACK")
+                    raise RuntimeError(
+                        f"migration to v{version} broke foreign keys: {problems[:3]}"
+                    )
                 conn.execute("COMMIT")
                 log.info("database migrated to schema version %d", version)
         finally:
@@ -333,9 +543,8 @@ class SqliteStore:
 
         def select(conn: sqlite3.Connection) -> Account | None:
             row = conn.execute(
-                f"SELECT {', '.join('u.' + c.strip() for c in _ACCOUNT_COLS.split(','))}"
-                " FROM sessions s JOIN users u ON u.id = s.user_id"
-                " WHERE s.token_hash = ? AND s.expires_ms > ?",
+                f"SELECT {_SENDER_COLS} FROM sessions x JOIN users s ON s.id = x.user_id"
+                " WHERE x.token_hash = ? AND x.expires_ms > ?",
                 (token_hash, to_ms(now)),
             ).fetchone()
             return _account(row) if row else None
@@ -350,59 +559,80 @@ class SqliteStore:
 
         await self._writer.run(delete)
 
+    async def update_account(
+        self,
+        account: Account,
+        *,
+        display_name: str | None = None,
+        password_hash: str | None = None,
+        keep_session: bytes | None = None,
+    ) -> Account:
+        """Change display name and/or password hash; a new password revokes other sessions."""
+
+        def update(conn: sqlite3.Connection) -> Account:
+            if display_name is not None:
+                conn.execute(
+                    "UPDATE users SET display_name = ? WHERE id = ?", (display_name, account.id)
+                )
+            if password_hash is not None:
+                conn.execute(
+                    "UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, account.id)
+                )
+                conn.execute(
+                    "DELETE FROM sessions WHERE user_id = ? AND token_hash IS NOT ?",
+                    (account.id, keep_session),
+                )
+            row = conn.execute(
+                f"SELECT {_ACCOUNT_COLS} FROM users WHERE id = ?", (account.id,)
+            ).fetchone()
+            return _account(row)
+
+        return await self._writer.run(update)
+
     # -- inbox --------------------------------------------------------------------
 
     async def store_message(
-        self,
-        sender: Account,
-        recipient: Account,
-        client_id: str,
-        body: str,
-        sent_at: datetime,
-    ) -> tuple[StoredMessage, bool]:
-        """Append to the recipient's inbox at the next sequence; idempotent per client id."""
+        self, sender: Account, recipient: Account, client_id: str, body: str, sent_at: datetime
+    ) -> Appended:
+        """Append a direct message to the recipient's inbox; idempotent per client id."""
 
-        def insert(conn: sqlite3.Connection) -> tuple[StoredMessage, bool]:
-            row = conn.execute(
-                _MESSAGE_SELECT + " WHERE m.sender_id = ? AND m.client_id = ?",
-                (sender.id, client_id),
-            ).fetchone()
-            if row is not None:
-                return _message(row), True
-            (sequence,) = conn.execute(
-                "UPDATE users SET last_sequence = last_sequence + 1 WHERE id = ?"
-                " RETURNING last_sequence",
-                (recipient.id,),
-            ).fetchone()
-            cur = conn.execute(
-                "INSERT INTO messages (sender_id, recipient_id, client_id, body, sent_ms)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (sender.id, recipient.id, client_id, body, to_ms(sent_at)),
-            )
-            message_id = cur.lastrowid
-            assert message_id is not None
-            conn.execute(
-                "INSERT INTO inbox (user_id, sequence, message_id) VALUES (?, ?, ?)",
-                (recipient.id, sequence, message_id),
-            )
-            stored = StoredMessage(
-                sequence=sequence,
-                message_id=message_id,
-                sender=sender.username,
-                sender_display_name=sender.display_name,
-                recipient=recipient.username,
-                body=body,
-                sent_at=sent_at,
+        def insert(conn: sqlite3.Connection) -> Appended:
+            return _append(
+                conn,
+                sender=sender,
+                targets=[recipient],
                 client_id=client_id,
+                body=body,
+                sent_ms=to_ms(sent_at),
+                recipient=recipient,
             )
-            return stored, False
+
+        return await self._writer.run(insert)
+
+    async def store_group_message(
+        self, sender: Account, group: str, client_id: str, body: str, sent_at: datetime
+    ) -> Appended:
+        """Append to every other member's inbox; idempotent per client id."""
+
+        def insert(conn: sqlite3.Connection) -> Appended:
+            found = _member_group(conn, group, sender)
+            others = tuple(m for m in found.members if m != sender.username)
+            return _append(
+                conn,
+                sender=sender,
+                targets=_accounts_by_name(conn, others),
+                client_id=client_id,
+                body=body,
+                sent_ms=to_ms(sent_at),
+                group=found,
+            )
 
         return await self._writer.run(insert)
 
     async def messages_after(
         self, account: Account, after_sequence: int, limit: int
     ) -> list[StoredMessage]:
-        """Inbox messages after ``after_sequence``, oldest first, at most ``limit``."""
+        """Inbox entries after ``after_sequence``, oldest first, at most ``limit``."""
 
         def select(conn: sqlite3.Connection) -> list[StoredMessage]:
             rows = conn.execute(
@@ -425,14 +655,172 @@ class SqliteStore:
 
         return await self._read(select)
 
-    async def ack(self, account: Account, sequence: int) -> None:
-        """Raise the acknowledged cursor to ``sequence``, capped at the last stored one."""
+    async def ack(self, account: Account, sequence: int, at: datetime) -> list[StoredMessage]:
+        """Raise the acked cursor (capped at the last stored one); store delivery receipts."""
 
-        def update(conn: sqlite3.Connection) -> None:
+        def update(conn: sqlite3.Connection) -> list[StoredMessage]:
+            acked, last = conn.execute(
+                "SELECT acked_sequence, last_sequence FROM users WHERE id = ?", (account.id,)
+            ).fetchone()
+            new = min(sequence, last)
+            if new <= acked:
+                return []
+            conn.execute("UPDATE users SET acked_sequence = ? WHERE id = ?", (new, account.id))
+            delivered = conn.execute(
+                f"SELECT m.id, m.client_id, {_SENDER_COLS}"
+                " FROM inbox i JOIN messages m ON m.id = i.message_id"
+                " JOIN users s ON s.id = m.sender_id"
+                " WHERE i.user_id = ? AND i.sequence > ? AND i.sequence <= ?"
+                " AND m.kind = 0 AND m.group_id IS NULL AND s.bot = 0 AND s.id != ?"
+                " ORDER BY i.sequence",
+                (account.id, acked, new, account.id),
+            ).fetchall()
+            receipts: list[StoredMessage] = []
+            for message_id, client_id, *sender_row in delivered:
+                appended = _append(
+                    conn,
+                    sender=account,
+                    targets=[_account(tuple(sender_row))],
+                    client_id=f"~receipt:{message_id}",
+                    body="",
+                    sent_ms=to_ms(at),
+                    kind=EntryKind.RECEIPT,
+                    ref_message_id=message_id,
+                    meta={"client_id": client_id},
+                )
+                if not appended.duplicate:
+                    receipts += appended.entries
+            return receipts
+
+        return await self._writer.run(update)
+
+    # -- groups -------------------------------------------------------------------
+
+    async def create_group(
+        self, name: str, creator: Account, members: list[Account], at: datetime
+    ) -> tuple[Group, Appended]:
+        """Create the group and announce it to its members."""
+        at_ms = to_ms(at)
+
+        def insert(conn: sqlite3.Connection) -> tuple[Group, Appended]:
+            try:
+                cur = conn.execute(
+                    "INSERT INTO groups (name, created_ms, created_by) VALUES (?, ?, ?)",
+                    (name, at_ms, creator.id),
+                )
+            except sqlite3.IntegrityError:
+                raise GroupNameTaken(f"The group name '#{name}' is already taken.") from None
+            group_id = cur.lastrowid
+            everyone = {a.id: a for a in [creator, *members]}
+            conn.executemany(
+                "INSERT INTO group_members (group_id, user_id, joined_ms) VALUES (?, ?, ?)",
+                [(group_id, uid, at_ms) for uid in everyone],
+            )
+            group = _group(conn, name)
+            assert group is not None
+            update = _announce(
+                conn, group, creator, GroupAction.CREATED, group.members, group.members, at_ms
+            )
+            return group, update
+
+        return await self._writer.run(insert)
+
+    async def add_members(
+        self, name: str, actor: Account, members: list[Account], at: datetime
+    ) -> tuple[Group, Appended | None]:
+        """Add members (a member must ask) and announce the newcomers."""
+        at_ms = to_ms(at)
+
+        def insert(conn: sqlite3.Connection) -> tuple[Group, Appended | None]:
+            group = _member_group(conn, name, actor)
+            new = [a for a in members if a.username not in group.members]
+            if not new:
+                return group, None
+            conn.executemany(
+                "INSERT INTO group_members (group_id, user_id, joined_ms) VALUES (?, ?, ?)",
+                [(group.id, a.id, at_ms) for a in {a.id: a for a in new}.values()],
+            )
+            after = _group(conn, name)
+            assert after is not None
+            added = tuple(sorted({a.username for a in new}))
+            update = _announce(
+                conn, after, actor, GroupAction.MEMBERS_ADDED, added, after.members, at_ms
+            )
+            return after, update
+
+        return await self._writer.run(insert)
+
+    async def leave_group(self, name: str, account: Account, at: datetime) -> Appended:
+        """Remove the member and announce it to the group and to the leaver."""
+        at_ms = to_ms(at)
+
+        def delete(conn: sqlite3.Connection) -> Appended:
+            group = _member_group(conn, name, account)
             conn.execute(
-                "UPDATE users SET acked_sequence = min(?, last_sequence)"
-                " WHERE id = ? AND acked_sequence < ?",
-                (sequence, account.id, sequence),
+                "DELETE FROM group_members WHERE group_id = ? AND user_id = ?",
+                (group.id, account.id),
+            )
+            return _announce(
+                conn,
+                group,
+                account,
+                GroupAction.MEMBERS_LEFT,
+                (account.username,),
+                group.members,
+                at_ms,
             )
 
-        await self._writer.run(update)
+        return await self._writer.run(delete)
+
+    async def get_group(self, name: str) -> Group | None:
+        """The group named ``name``, or None."""
+        return await self._read(lambda conn: _group(conn, name))
+
+    async def list_groups(self, account: Account) -> list[Group]:
+        """The account's groups sorted by name."""
+
+        def select(conn: sqlite3.Connection) -> list[Group]:
+            names = conn.execute(
+                "SELECT g.name FROM groups g JOIN group_members gm ON gm.group_id = g.id"
+                " WHERE gm.user_id = ? ORDER BY g.name",
+                (account.id,),
+            ).fetchall()
+            groups = [_group(conn, n[0]) for n in names]
+            return [g for g in groups if g is not None]
+
+        return await self._read(select)
+
+    async def history(
+        self,
+        account: Account,
+        *,
+        peer: Account | None,
+        group: str | None,
+        before_id: int,
+        limit: int,
+    ) -> list[StoredMessage]:
+        """Text messages of a direct or group conversation, newest first."""
+
+        def select(conn: sqlite3.Connection) -> list[StoredMessage]:
+            if group is not None:
+                found = _member_group(conn, group, account)
+                rows = conn.execute(
+                    _HISTORY_SELECT + " WHERE m.group_id = ? AND m.kind = 0 AND m.id < ?"
+                    " ORDER BY m.id DESC LIMIT ?",
+                    (found.id, before_id, limit),
+                ).fetchall()
+            else:
+                assert peer is not None
+                rows = conn.execute(
+                    _HISTORY_SELECT + " WHERE m.id IN ("
+                    " SELECT id FROM messages WHERE sender_id = ? AND recipient_id = ?"
+                    "  AND group_id IS NULL AND kind = 0 AND id < ?"
+                    " UNION ALL"
+                    " SELECT id FROM messages WHERE sender_id = ? AND recipient_id = ?"
+                    "  AND group_id IS NULL AND kind = 0 AND id < ?)"
+                    " ORDER BY m.id DESC LIMIT ?",
+                    (account.id, peer.id, before_id, peer.id, account.id, before_id, limit),
+                ).fetchall()
+            return [_message(r) for r in rows]
+
+        return await self._read(select)

@@ -23,7 +23,7 @@ from hubbub.server.events import (
     OutWelcome,
 )
 from hubbub.server.hub import Hub, HubLimits
-from hubbub.server.models import Account
+from hubbub.server.models import Account, EntryKind
 from hubbub.server.outbox import OutboxClosed
 from hubbub.server.presence_memory import MemoryPresence
 from hubbub.server.store_sqlite import SqliteStore
@@ -68,14 +68,14 @@ async def test_out_of_order_publish_is_delivered_in_sequence(store: SqliteStore)
     assert isinstance(events[0], OutWelcome) and isinstance(events[1], OutSynced)
     now = events[0].user.presence_changed_at
     assert now is not None
-    m1, _ = await store.store_message(alice, bob, "c1", "one", now)
-    m2, _ = await store.store_message(alice, bob, "c2", "two", now)
+    (m1,) = (await store.store_message(alice, bob, "c1", "one", now)).entries
+    (m2,) = (await store.store_message(alice, bob, "c2", "two", now)).entries
     hub.on_message(m2)  # seq 2 arrives first: the session fills 1..2 from the store
     hub.on_message(m1)
     got = await drain(session.outbox.get, 2)
     assert [e.message.sequence for e in got if isinstance(e, OutMessage)] == [1, 2]
     hub.on_message(m2)  # a re-publish (e.g. a resend) is not shown twice
-    m3, _ = await store.store_message(alice, bob, "c3", "three", now)
+    (m3,) = (await store.store_message(alice, bob, "c3", "three", now)).entries
     hub.on_message(m3)
     (third,) = await drain(session.outbox.get, 1)
     assert isinstance(third, OutMessage) and third.message.sequence == 3
@@ -176,7 +176,9 @@ async def test_echobot_catches_up_after_restart(store: SqliteStore) -> None:
     await store.store_message(alice, echobot, "late", "are you there?", alice.created_at)
     hub2 = await make_hub(store)
     await asyncio.wait_for(hub2._bot_queue.join(), 5)
-    cursor = await store.cursor(alice)
-    assert cursor.last_sequence == 1
-    (echo,) = await store.messages_after(alice, 0, 10)
+    entries = await store.messages_after(alice, 0, 10)
+    kinds = {e.kind: e for e in entries}
+    assert set(kinds) == {EntryKind.TEXT, EntryKind.RECEIPT}  # the echo, and "delivered"
+    echo = kinds[EntryKind.TEXT]
     assert (echo.sender, echo.body) == ("echobot", "are you there?")
+    assert kinds[EntryKind.RECEIPT].client_id == "late"

@@ -47,6 +47,34 @@ PRESENCE_OFFLINE: Presence.ValueType  # 2
 """The user has no live Chat stream."""
 Global___Presence: _TypeAlias = Presence  # noqa: Y015
 
+class _GroupAction:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _GroupActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_GroupAction.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    GROUP_ACTION_UNSPECIFIED: _GroupAction.ValueType  # 0
+    """Not set."""
+    GROUP_ACTION_CREATED: _GroupAction.ValueType  # 1
+    """The group was created with the members listed."""
+    GROUP_ACTION_MEMBERS_ADDED: _GroupAction.ValueType  # 2
+    """The members listed were added."""
+    GROUP_ACTION_MEMBERS_LEFT: _GroupAction.ValueType  # 3
+    """The members listed left."""
+
+class GroupAction(_GroupAction, metaclass=_GroupActionEnumTypeWrapper):
+    """GroupAction is what happened to a group."""
+
+GROUP_ACTION_UNSPECIFIED: GroupAction.ValueType  # 0
+"""Not set."""
+GROUP_ACTION_CREATED: GroupAction.ValueType  # 1
+"""The group was created with the members listed."""
+GROUP_ACTION_MEMBERS_ADDED: GroupAction.ValueType  # 2
+"""The members listed were added."""
+GROUP_ACTION_MEMBERS_LEFT: GroupAction.ValueType  # 3
+"""The members listed left."""
+Global___GroupAction: _TypeAlias = GroupAction  # noqa: Y015
+
 @_typing.final
 class User(_message.Message):
     """User is an account as other users see it."""
@@ -238,6 +266,344 @@ class LogoutResponse(_message.Message):
 Global___LogoutResponse: _TypeAlias = LogoutResponse  # noqa: Y015
 
 @_typing.final
+class UpdateProfileRequest(_message.Message):
+    """Request for MessengerService.UpdateProfile."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    NEW_PASSWORD_FIELD_NUMBER: _builtins.int
+    CURRENT_PASSWORD_FIELD_NUMBER: _builtins.int
+    display_name: _builtins.str
+    """New display name; unset keeps the current one."""
+    new_password: _builtins.str
+    """New password (8-1024 characters); empty keeps the current one."""
+    current_password: _builtins.str
+    """The current password; required with new_password."""
+    def __init__(
+        self,
+        *,
+        display_name: _builtins.str | None = ...,
+        new_password: _builtins.str = ...,
+        current_password: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_display_name", b"_display_name", "display_name", b"display_name"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_display_name", b"_display_name", "current_password", b"current_password", "display_name", b"display_name", "new_password", b"new_password"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__display_name: _TypeAlias = _typing.Literal["display_name"]  # noqa: Y015
+    _WhichOneofArgType__display_name: _TypeAlias = _typing.Literal["_display_name", b"_display_name"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__display_name) -> _WhichOneofReturnType__display_name | None: ...
+
+Global___UpdateProfileRequest: _TypeAlias = UpdateProfileRequest  # noqa: Y015
+
+@_typing.final
+class UpdateProfileResponse(_message.Message):
+    """Response for MessengerService.UpdateProfile."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def user(self) -> Global___User:
+        """The account after the change."""
+
+    def __init__(
+        self,
+        *,
+        user: Global___User | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateProfileResponse: _TypeAlias = UpdateProfileResponse  # noqa: Y015
+
+@_typing.final
+class Group(_message.Message):
+    """Group is a named set of users that messages can be sent to."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    MEMBERS_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Unique group name (same rules as usernames), without the leading '#'."""
+    @_builtins.property
+    def members(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Usernames of the members, sorted."""
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When the group was created."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        members: _abc.Iterable[_builtins.str] | None = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "members", b"members", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Group: _TypeAlias = Group  # noqa: Y015
+
+@_typing.final
+class CreateGroupRequest(_message.Message):
+    """Request for MessengerService.CreateGroup."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    MEMBERS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Wanted group name: 3-32 letters, digits, '_', '.' or '-'."""
+    @_builtins.property
+    def members(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Usernames to add besides the caller; each must exist."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        members: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["members", b"members", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateGroupRequest: _TypeAlias = CreateGroupRequest  # noqa: Y015
+
+@_typing.final
+class CreateGroupResponse(_message.Message):
+    """Response for MessengerService.CreateGroup."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def group(self) -> Global___Group:
+        """The new group."""
+
+    def __init__(
+        self,
+        *,
+        group: Global___Group | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["group", b"group"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group", b"group"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateGroupResponse: _TypeAlias = CreateGroupResponse  # noqa: Y015
+
+@_typing.final
+class AddGroupMembersRequest(_message.Message):
+    """Request for MessengerService.AddGroupMembers."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_FIELD_NUMBER: _builtins.int
+    MEMBERS_FIELD_NUMBER: _builtins.int
+    group: _builtins.str
+    """Group name."""
+    @_builtins.property
+    def members(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Usernames to add; existing members are ignored."""
+
+    def __init__(
+        self,
+        *,
+        group: _builtins.str = ...,
+        members: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group", b"group", "members", b"members"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddGroupMembersRequest: _TypeAlias = AddGroupMembersRequest  # noqa: Y015
+
+@_typing.final
+class AddGroupMembersResponse(_message.Message):
+    """Response for MessengerService.AddGroupMembers."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def group(self) -> Global___Group:
+        """The group after the change."""
+
+    def __init__(
+        self,
+        *,
+        group: Global___Group | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["group", b"group"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group", b"group"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddGroupMembersResponse: _TypeAlias = AddGroupMembersResponse  # noqa: Y015
+
+@_typing.final
+class LeaveGroupRequest(_message.Message):
+    """Request for MessengerService.LeaveGroup."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_FIELD_NUMBER: _builtins.int
+    group: _builtins.str
+    """Group name."""
+    def __init__(
+        self,
+        *,
+        group: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group", b"group"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LeaveGroupRequest: _TypeAlias = LeaveGroupRequest  # noqa: Y015
+
+@_typing.final
+class LeaveGroupResponse(_message.Message):
+    """Response for MessengerService.LeaveGroup."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LeaveGroupResponse: _TypeAlias = LeaveGroupResponse  # noqa: Y015
+
+@_typing.final
+class ListGroupsRequest(_message.Message):
+    """Request for MessengerService.ListGroups."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListGroupsRequest: _TypeAlias = ListGroupsRequest  # noqa: Y015
+
+@_typing.final
+class ListGroupsResponse(_message.Message):
+    """Response for MessengerService.ListGroups."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUPS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def groups(self) -> _containers.RepeatedCompositeFieldContainer[Global___Group]:
+        """The caller's groups, sorted by name."""
+
+    def __init__(
+        self,
+        *,
+        groups: _abc.Iterable[Global___Group] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["groups", b"groups"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListGroupsResponse: _TypeAlias = ListGroupsResponse  # noqa: Y015
+
+@_typing.final
+class ListHistoryRequest(_message.Message):
+    """Request for MessengerService.ListHistory."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USERNAME_FIELD_NUMBER: _builtins.int
+    GROUP_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    username: _builtins.str
+    """Direct messages between the caller and this user."""
+    group: _builtins.str
+    """Messages of this group."""
+    page_size: _builtins.int
+    """Most messages to return (1-500; 0 means 50)."""
+    page_token: _builtins.str
+    """next_page_token of the previous page; empty for the newest messages."""
+    def __init__(
+        self,
+        *,
+        username: _builtins.str = ...,
+        group: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["conversation", b"conversation", "group", b"group", "username", b"username"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation", b"conversation", "group", b"group", "page_size", b"page_size", "page_token", b"page_token", "username", b"username"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_conversation: _TypeAlias = _typing.Literal["username", "group"]  # noqa: Y015
+    _WhichOneofArgType_conversation: _TypeAlias = _typing.Literal["conversation", b"conversation"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_conversation) -> _WhichOneofReturnType_conversation | None: ...
+
+Global___ListHistoryRequest: _TypeAlias = ListHistoryRequest  # noqa: Y015
+
+@_typing.final
+class ListHistoryResponse(_message.Message):
+    """Response for MessengerService.ListHistory."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next (older) page; empty on the last page."""
+    @_builtins.property
+    def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___Message]:
+        """Messages, newest first. `sequence` is 0: history is not an inbox."""
+
+    def __init__(
+        self,
+        *,
+        messages: _abc.Iterable[Global___Message] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["messages", b"messages", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListHistoryResponse: _TypeAlias = ListHistoryResponse  # noqa: Y015
+
+@_typing.final
 class ListUsersRequest(_message.Message):
     """Request for MessengerService.ListUsers."""
 
@@ -355,12 +721,14 @@ Global___Resume: _TypeAlias = Resume  # noqa: Y015
 
 @_typing.final
 class SendMessage(_message.Message):
-    """SendMessage sends a direct message."""
+    """SendMessage sends a message to a user, a group or a random online user."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     CLIENT_ID_FIELD_NUMBER: _builtins.int
     RECIPIENT_FIELD_NUMBER: _builtins.int
+    GROUP_FIELD_NUMBER: _builtins.int
+    RANDOM_RECIPIENT_FIELD_NUMBER: _builtins.int
     BODY_FIELD_NUMBER: _builtins.int
     client_id: _builtins.str
     """Client-chosen id (1-128 characters), unique per sender. A resend with the
@@ -368,6 +736,12 @@ class SendMessage(_message.Message):
     """
     recipient: _builtins.str
     """Username of the recipient."""
+    group: _builtins.str
+    """Name of a group the sender belongs to; every other member receives it."""
+    random_recipient: _builtins.bool
+    """If true, the server picks one online user other than the sender
+    (FAILED_PRECONDITION if nobody else is online); SendResult names them.
+    """
     body: _builtins.str
     """Message text, UTF-8, 1 byte to the server's limit (65536 bytes by default)."""
     def __init__(
@@ -375,13 +749,17 @@ class SendMessage(_message.Message):
         *,
         client_id: _builtins.str = ...,
         recipient: _builtins.str = ...,
+        group: _builtins.str = ...,
+        random_recipient: _builtins.bool = ...,
         body: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["destination", b"destination", "group", b"group", "random_recipient", b"random_recipient", "recipient", b"recipient"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "client_id", b"client_id", "recipient", b"recipient"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "client_id", b"client_id", "destination", b"destination", "group", b"group", "random_recipient", b"random_recipient", "recipient", b"recipient"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType_destination: _TypeAlias = _typing.Literal["recipient", "group", "random_recipient"]  # noqa: Y015
+    _WhichOneofArgType_destination: _TypeAlias = _typing.Literal["destination", b"destination"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_destination) -> _WhichOneofReturnType_destination | None: ...
 
 Global___SendMessage: _TypeAlias = SendMessage  # noqa: Y015
 
@@ -443,6 +821,8 @@ class ChatResponse(_message.Message):
     GOING_AWAY_FIELD_NUMBER: _builtins.int
     PONG_FIELD_NUMBER: _builtins.int
     SYNCED_FIELD_NUMBER: _builtins.int
+    DELIVERY_RECEIPT_FIELD_NUMBER: _builtins.int
+    GROUP_UPDATE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def welcome(self) -> Global___Welcome:
         """First event of every stream."""
@@ -475,6 +855,14 @@ class ChatResponse(_message.Message):
     def synced(self) -> Global___Synced:
         """The replay of stored messages is complete."""
 
+    @_builtins.property
+    def delivery_receipt(self) -> Global___DeliveryReceipt:
+        """A direct message this user sent was delivered (stored in the inbox)."""
+
+    @_builtins.property
+    def group_update(self) -> Global___GroupUpdate:
+        """A group this user belongs to changed (stored in the inbox)."""
+
     def __init__(
         self,
         *,
@@ -486,16 +874,108 @@ class ChatResponse(_message.Message):
         going_away: Global___GoingAway | None = ...,
         pong: Global___Pong | None = ...,
         synced: Global___Synced | None = ...,
+        delivery_receipt: Global___DeliveryReceipt | None = ...,
+        group_update: Global___GroupUpdate | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "event", b"event", "going_away", b"going_away", "message", b"message", "pong", b"pong", "presence_change", b"presence_change", "send_result", b"send_result", "synced", b"synced", "welcome", b"welcome"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delivery_receipt", b"delivery_receipt", "error", b"error", "event", b"event", "going_away", b"going_away", "group_update", b"group_update", "message", b"message", "pong", b"pong", "presence_change", b"presence_change", "send_result", b"send_result", "synced", b"synced", "welcome", b"welcome"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "event", b"event", "going_away", b"going_away", "message", b"message", "pong", b"pong", "presence_change", b"presence_change", "send_result", b"send_result", "synced", b"synced", "welcome", b"welcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_receipt", b"delivery_receipt", "error", b"error", "event", b"event", "going_away", b"going_away", "group_update", b"group_update", "message", b"message", "pong", b"pong", "presence_change", b"presence_change", "send_result", b"send_result", "synced", b"synced", "welcome", b"welcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["welcome", "message", "send_result", "presence_change", "error", "going_away", "pong", "synced"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["welcome", "message", "send_result", "presence_change", "error", "going_away", "pong", "synced", "delivery_receipt", "group_update"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
 Global___ChatResponse: _TypeAlias = ChatResponse  # noqa: Y015
+
+@_typing.final
+class DeliveryReceipt(_message.Message):
+    """DeliveryReceipt says the recipient's client acknowledged a direct message.
+    It is an inbox entry: it has a sequence and must be acknowledged too.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    CLIENT_ID_FIELD_NUMBER: _builtins.int
+    RECIPIENT_FIELD_NUMBER: _builtins.int
+    DELIVERY_TIME_FIELD_NUMBER: _builtins.int
+    sequence: _builtins.int
+    """Position in this user's inbox."""
+    message_id: _builtins.int
+    """The id of the delivered message."""
+    client_id: _builtins.str
+    """The client id the sender gave the delivered message."""
+    recipient: _builtins.str
+    """Who acknowledged it."""
+    @_builtins.property
+    def delivery_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was acknowledged."""
+
+    def __init__(
+        self,
+        *,
+        sequence: _builtins.int = ...,
+        message_id: _builtins.int = ...,
+        client_id: _builtins.str = ...,
+        recipient: _builtins.str = ...,
+        delivery_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delivery_time", b"delivery_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "delivery_time", b"delivery_time", "message_id", b"message_id", "recipient", b"recipient", "sequence", b"sequence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeliveryReceipt: _TypeAlias = DeliveryReceipt  # noqa: Y015
+
+@_typing.final
+class GroupUpdate(_message.Message):
+    """GroupUpdate announces a membership change to the group's members.
+    It is an inbox entry: it has a sequence and must be acknowledged too.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    GROUP_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    MEMBERS_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    sequence: _builtins.int
+    """Position in this user's inbox."""
+    group: _builtins.str
+    """Group name."""
+    action: Global___GroupAction.ValueType
+    """What happened."""
+    actor: _builtins.str
+    """Who did it."""
+    @_builtins.property
+    def members(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The users added or removed (all members for CREATED)."""
+
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """When it happened."""
+
+    def __init__(
+        self,
+        *,
+        sequence: _builtins.int = ...,
+        group: _builtins.str = ...,
+        action: Global___GroupAction.ValueType = ...,
+        actor: _builtins.str = ...,
+        members: _abc.Iterable[_builtins.str] | None = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor", b"actor", "group", b"group", "members", b"members", "sequence", b"sequence", "update_time", b"update_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GroupUpdate: _TypeAlias = GroupUpdate  # noqa: Y015
 
 @_typing.final
 class Welcome(_message.Message):
@@ -537,7 +1017,7 @@ Global___Welcome: _TypeAlias = Welcome  # noqa: Y015
 
 @_typing.final
 class Message(_message.Message):
-    """Message is one message in the recipient's inbox."""
+    """Message is one text message in the recipient's inbox."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -549,6 +1029,7 @@ class Message(_message.Message):
     BODY_FIELD_NUMBER: _builtins.int
     SEND_TIME_FIELD_NUMBER: _builtins.int
     CLIENT_ID_FIELD_NUMBER: _builtins.int
+    GROUP_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """Position in the recipient's inbox: 1, 2, 3, ... without gaps."""
     message_id: _builtins.int
@@ -563,6 +1044,8 @@ class Message(_message.Message):
     """Message text."""
     client_id: _builtins.str
     """The sender's client id for this message."""
+    group: _builtins.str
+    """The group the message was sent to; empty for a direct message."""
     @_builtins.property
     def send_time(self) -> _timestamp_pb2.Timestamp:
         """When the server stored the message."""
@@ -578,10 +1061,11 @@ class Message(_message.Message):
         body: _builtins.str = ...,
         send_time: _timestamp_pb2.Timestamp | None = ...,
         client_id: _builtins.str = ...,
+        group: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["send_time", b"send_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "client_id", b"client_id", "message_id", b"message_id", "recipient", b"recipient", "send_time", b"send_time", "sender", b"sender", "sender_display_name", b"sender_display_name", "sequence", b"sequence"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "client_id", b"client_id", "group", b"group", "message_id", b"message_id", "recipient", b"recipient", "send_time", b"send_time", "sender", b"sender", "sender_display_name", b"sender_display_name", "sequence", b"sequence"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -599,6 +1083,7 @@ class SendResult(_message.Message):
     SEND_TIME_FIELD_NUMBER: _builtins.int
     DUPLICATE_FIELD_NUMBER: _builtins.int
     RECIPIENT_ONLINE_FIELD_NUMBER: _builtins.int
+    RECIPIENT_FIELD_NUMBER: _builtins.int
     client_id: _builtins.str
     """The client id of the SendMessage this answers."""
     message_id: _builtins.int
@@ -608,7 +1093,11 @@ class SendResult(_message.Message):
     duplicate: _builtins.bool
     """True if this client id had been stored before (a resend)."""
     recipient_online: _builtins.bool
-    """True if the recipient was online when the message was stored."""
+    """True if the recipient was online when the message was stored (for a
+    group: if any other member was).
+    """
+    recipient: _builtins.str
+    """Who received it: the recipient's username, or the group name."""
     @_builtins.property
     def send_time(self) -> _timestamp_pb2.Timestamp:
         """When the server stored the message."""
@@ -622,10 +1111,11 @@ class SendResult(_message.Message):
         send_time: _timestamp_pb2.Timestamp | None = ...,
         duplicate: _builtins.bool = ...,
         recipient_online: _builtins.bool = ...,
+        recipient: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["send_time", b"send_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "duplicate", b"duplicate", "message_id", b"message_id", "recipient_online", b"recipient_online", "send_time", b"send_time", "sequence", b"sequence"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "duplicate", b"duplicate", "message_id", b"message_id", "recipient", b"recipient", "recipient_online", b"recipient_online", "send_time", b"send_time", "sequence", b"sequence"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

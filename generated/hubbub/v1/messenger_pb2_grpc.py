@@ -59,6 +59,36 @@ class MessengerServiceStub:
                 request_serializer=hubbub_dot_v1_dot_messenger__pb2.ListUsersRequest.SerializeToString,
                 response_deserializer=hubbub_dot_v1_dot_messenger__pb2.ListUsersResponse.FromString,
                 _registered_method=True)
+        self.UpdateProfile = channel.unary_unary(
+                '/hubbub.v1.MessengerService/UpdateProfile',
+                request_serializer=hubbub_dot_v1_dot_messenger__pb2.UpdateProfileRequest.SerializeToString,
+                response_deserializer=hubbub_dot_v1_dot_messenger__pb2.UpdateProfileResponse.FromString,
+                _registered_method=True)
+        self.CreateGroup = channel.unary_unary(
+                '/hubbub.v1.MessengerService/CreateGroup',
+                request_serializer=hubbub_dot_v1_dot_messenger__pb2.CreateGroupRequest.SerializeToString,
+                response_deserializer=hubbub_dot_v1_dot_messenger__pb2.CreateGroupResponse.FromString,
+                _registered_method=True)
+        self.AddGroupMembers = channel.unary_unary(
+                '/hubbub.v1.MessengerService/AddGroupMembers',
+                request_serializer=hubbub_dot_v1_dot_messenger__pb2.AddGroupMembersRequest.SerializeToString,
+                response_deserializer=hubbub_dot_v1_dot_messenger__pb2.AddGroupMembersResponse.FromString,
+                _registered_method=True)
+        self.LeaveGroup = channel.unary_unary(
+                '/hubbub.v1.MessengerService/LeaveGroup',
+                request_serializer=hubbub_dot_v1_dot_messenger__pb2.LeaveGroupRequest.SerializeToString,
+                response_deserializer=hubbub_dot_v1_dot_messenger__pb2.LeaveGroupResponse.FromString,
+                _registered_method=True)
+        self.ListGroups = channel.unary_unary(
+                '/hubbub.v1.MessengerService/ListGroups',
+                request_serializer=hubbub_dot_v1_dot_messenger__pb2.ListGroupsRequest.SerializeToString,
+                response_deserializer=hubbub_dot_v1_dot_messenger__pb2.ListGroupsResponse.FromString,
+                _registered_method=True)
+        self.ListHistory = channel.unary_unary(
+                '/hubbub.v1.MessengerService/ListHistory',
+                request_serializer=hubbub_dot_v1_dot_messenger__pb2.ListHistoryRequest.SerializeToString,
+                response_deserializer=hubbub_dot_v1_dot_messenger__pb2.ListHistoryResponse.FromString,
+                _registered_method=True)
         self.Chat = channel.stream_stream(
                 '/hubbub.v1.MessengerService/Chat',
                 request_serializer=hubbub_dot_v1_dot_messenger__pb2.ChatRequest.SerializeToString,
@@ -106,6 +136,56 @@ class MessengerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateProfile(self, request, context):
+        """UpdateProfile changes the caller's display name and/or password. A new
+        password revokes every other session of the caller.
+        Errors: INVALID_ARGUMENT, UNAUTHENTICATED (wrong current password).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateGroup(self, request, context):
+        """CreateGroup creates a group with the caller and the named members.
+        Errors: INVALID_ARGUMENT (bad name), ALREADY_EXISTS (name taken),
+        NOT_FOUND (a member does not exist; the message names it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddGroupMembers(self, request, context):
+        """AddGroupMembers adds users to a group the caller belongs to.
+        Errors: NOT_FOUND (group or user), PERMISSION_DENIED (caller not a member).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LeaveGroup(self, request, context):
+        """LeaveGroup removes the caller from a group.
+        Errors: NOT_FOUND (group), PERMISSION_DENIED (caller not a member).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListGroups(self, request, context):
+        """ListGroups lists the groups the caller belongs to, with their members.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListHistory(self, request, context):
+        """ListHistory pages through one conversation, newest first (AIP-158).
+        Errors: NOT_FOUND (no such user or group), PERMISSION_DENIED (caller is
+        not a member of the group), INVALID_ARGUMENT (bad page token).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Chat(self, request_iterator, context):
         """Chat is the live session: the client sends ChatRequest events (resume,
         send, ack, ping) and receives ChatResponse events. The server first sends
@@ -143,6 +223,36 @@ def add_MessengerServiceServicer_to_server(servicer, server):
                     servicer.ListUsers,
                     request_deserializer=hubbub_dot_v1_dot_messenger__pb2.ListUsersRequest.FromString,
                     response_serializer=hubbub_dot_v1_dot_messenger__pb2.ListUsersResponse.SerializeToString,
+            ),
+            'UpdateProfile': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateProfile,
+                    request_deserializer=hubbub_dot_v1_dot_messenger__pb2.UpdateProfileRequest.FromString,
+                    response_serializer=hubbub_dot_v1_dot_messenger__pb2.UpdateProfileResponse.SerializeToString,
+            ),
+            'CreateGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateGroup,
+                    request_deserializer=hubbub_dot_v1_dot_messenger__pb2.CreateGroupRequest.FromString,
+                    response_serializer=hubbub_dot_v1_dot_messenger__pb2.CreateGroupResponse.SerializeToString,
+            ),
+            'AddGroupMembers': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddGroupMembers,
+                    request_deserializer=hubbub_dot_v1_dot_messenger__pb2.AddGroupMembersRequest.FromString,
+                    response_serializer=hubbub_dot_v1_dot_messenger__pb2.AddGroupMembersResponse.SerializeToString,
+            ),
+            'LeaveGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.LeaveGroup,
+                    request_deserializer=hubbub_dot_v1_dot_messenger__pb2.LeaveGroupRequest.FromString,
+                    response_serializer=hubbub_dot_v1_dot_messenger__pb2.LeaveGroupResponse.SerializeToString,
+            ),
+            'ListGroups': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListGroups,
+                    request_deserializer=hubbub_dot_v1_dot_messenger__pb2.ListGroupsRequest.FromString,
+                    response_serializer=hubbub_dot_v1_dot_messenger__pb2.ListGroupsResponse.SerializeToString,
+            ),
+            'ListHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListHistory,
+                    request_deserializer=hubbub_dot_v1_dot_messenger__pb2.ListHistoryRequest.FromString,
+                    response_serializer=hubbub_dot_v1_dot_messenger__pb2.ListHistoryResponse.SerializeToString,
             ),
             'Chat': grpc.stream_stream_rpc_method_handler(
                     servicer.Chat,
@@ -263,6 +373,168 @@ class MessengerService:
             '/hubbub.v1.MessengerService/ListUsers',
             hubbub_dot_v1_dot_messenger__pb2.ListUsersRequest.SerializeToString,
             hubbub_dot_v1_dot_messenger__pb2.ListUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateProfile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hubbub.v1.MessengerService/UpdateProfile',
+            hubbub_dot_v1_dot_messenger__pb2.UpdateProfileRequest.SerializeToString,
+            hubbub_dot_v1_dot_messenger__pb2.UpdateProfileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hubbub.v1.MessengerService/CreateGroup',
+            hubbub_dot_v1_dot_messenger__pb2.CreateGroupRequest.SerializeToString,
+            hubbub_dot_v1_dot_messenger__pb2.CreateGroupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddGroupMembers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hubbub.v1.MessengerService/AddGroupMembers',
+            hubbub_dot_v1_dot_messenger__pb2.AddGroupMembersRequest.SerializeToString,
+            hubbub_dot_v1_dot_messenger__pb2.AddGroupMembersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LeaveGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hubbub.v1.MessengerService/LeaveGroup',
+            hubbub_dot_v1_dot_messenger__pb2.LeaveGroupRequest.SerializeToString,
+            hubbub_dot_v1_dot_messenger__pb2.LeaveGroupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListGroups(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hubbub.v1.MessengerService/ListGroups',
+            hubbub_dot_v1_dot_messenger__pb2.ListGroupsRequest.SerializeToString,
+            hubbub_dot_v1_dot_messenger__pb2.ListGroupsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hubbub.v1.MessengerService/ListHistory',
+            hubbub_dot_v1_dot_messenger__pb2.ListHistoryRequest.SerializeToString,
+            hubbub_dot_v1_dot_messenger__pb2.ListHistoryResponse.FromString,
             options,
             channel_credentials,
             insecure,

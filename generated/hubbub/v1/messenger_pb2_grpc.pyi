@@ -55,6 +55,31 @@ class MessengerServiceStub:
     """Logout revokes the session token the call carries."""
     ListUsers: _grpc.UnaryUnaryMultiCallable[_messenger_pb2.ListUsersRequest, _messenger_pb2.ListUsersResponse]
     """ListUsers lists accounts with their presence."""
+    UpdateProfile: _grpc.UnaryUnaryMultiCallable[_messenger_pb2.UpdateProfileRequest, _messenger_pb2.UpdateProfileResponse]
+    """UpdateProfile changes the caller's display name and/or password. A new
+    password revokes every other session of the caller.
+    Errors: INVALID_ARGUMENT, UNAUTHENTICATED (wrong current password).
+    """
+    CreateGroup: _grpc.UnaryUnaryMultiCallable[_messenger_pb2.CreateGroupRequest, _messenger_pb2.CreateGroupResponse]
+    """CreateGroup creates a group with the caller and the named members.
+    Errors: INVALID_ARGUMENT (bad name), ALREADY_EXISTS (name taken),
+    NOT_FOUND (a member does not exist; the message names it).
+    """
+    AddGroupMembers: _grpc.UnaryUnaryMultiCallable[_messenger_pb2.AddGroupMembersRequest, _messenger_pb2.AddGroupMembersResponse]
+    """AddGroupMembers adds users to a group the caller belongs to.
+    Errors: NOT_FOUND (group or user), PERMISSION_DENIED (caller not a member).
+    """
+    LeaveGroup: _grpc.UnaryUnaryMultiCallable[_messenger_pb2.LeaveGroupRequest, _messenger_pb2.LeaveGroupResponse]
+    """LeaveGroup removes the caller from a group.
+    Errors: NOT_FOUND (group), PERMISSION_DENIED (caller not a member).
+    """
+    ListGroups: _grpc.UnaryUnaryMultiCallable[_messenger_pb2.ListGroupsRequest, _messenger_pb2.ListGroupsResponse]
+    """ListGroups lists the groups the caller belongs to, with their members."""
+    ListHistory: _grpc.UnaryUnaryMultiCallable[_messenger_pb2.ListHistoryRequest, _messenger_pb2.ListHistoryResponse]
+    """ListHistory pages through one conversation, newest first (AIP-158).
+    Errors: NOT_FOUND (no such user or group), PERMISSION_DENIED (caller is
+    not a member of the group), INVALID_ARGUMENT (bad page token).
+    """
     Chat: _grpc.StreamStreamMultiCallable[_messenger_pb2.ChatRequest, _messenger_pb2.ChatResponse]
     """Chat is the live session: the client sends ChatRequest events (resume,
     send, ack, ping) and receives ChatResponse events. The server first sends
@@ -91,6 +116,31 @@ class MessengerServiceAsyncStub(MessengerServiceStub):
     """Logout revokes the session token the call carries."""
     ListUsers: _aio.UnaryUnaryMultiCallable[_messenger_pb2.ListUsersRequest, _messenger_pb2.ListUsersResponse]  # type: ignore[assignment]
     """ListUsers lists accounts with their presence."""
+    UpdateProfile: _aio.UnaryUnaryMultiCallable[_messenger_pb2.UpdateProfileRequest, _messenger_pb2.UpdateProfileResponse]  # type: ignore[assignment]
+    """UpdateProfile changes the caller's display name and/or password. A new
+    password revokes every other session of the caller.
+    Errors: INVALID_ARGUMENT, UNAUTHENTICATED (wrong current password).
+    """
+    CreateGroup: _aio.UnaryUnaryMultiCallable[_messenger_pb2.CreateGroupRequest, _messenger_pb2.CreateGroupResponse]  # type: ignore[assignment]
+    """CreateGroup creates a group with the caller and the named members.
+    Errors: INVALID_ARGUMENT (bad name), ALREADY_EXISTS (name taken),
+    NOT_FOUND (a member does not exist; the message names it).
+    """
+    AddGroupMembers: _aio.UnaryUnaryMultiCallable[_messenger_pb2.AddGroupMembersRequest, _messenger_pb2.AddGroupMembersResponse]  # type: ignore[assignment]
+    """AddGroupMembers adds users to a group the caller belongs to.
+    Errors: NOT_FOUND (group or user), PERMISSION_DENIED (caller not a member).
+    """
+    LeaveGroup: _aio.UnaryUnaryMultiCallable[_messenger_pb2.LeaveGroupRequest, _messenger_pb2.LeaveGroupResponse]  # type: ignore[assignment]
+    """LeaveGroup removes the caller from a group.
+    Errors: NOT_FOUND (group), PERMISSION_DENIED (caller not a member).
+    """
+    ListGroups: _aio.UnaryUnaryMultiCallable[_messenger_pb2.ListGroupsRequest, _messenger_pb2.ListGroupsResponse]  # type: ignore[assignment]
+    """ListGroups lists the groups the caller belongs to, with their members."""
+    ListHistory: _aio.UnaryUnaryMultiCallable[_messenger_pb2.ListHistoryRequest, _messenger_pb2.ListHistoryResponse]  # type: ignore[assignment]
+    """ListHistory pages through one conversation, newest first (AIP-158).
+    Errors: NOT_FOUND (no such user or group), PERMISSION_DENIED (caller is
+    not a member of the group), INVALID_ARGUMENT (bad page token).
+    """
     Chat: _aio.StreamStreamMultiCallable[_messenger_pb2.ChatRequest, _messenger_pb2.ChatResponse]  # type: ignore[assignment]
     """Chat is the live session: the client sends ChatRequest events (resume,
     send, ack, ping) and receives ChatResponse events. The server first sends
@@ -148,6 +198,67 @@ class MessengerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_messenger_pb2.ListUsersResponse, _abc.Awaitable[_messenger_pb2.ListUsersResponse]]:
         """ListUsers lists accounts with their presence."""
+
+    @_abc_1.abstractmethod
+    def UpdateProfile(
+        self,
+        request: _messenger_pb2.UpdateProfileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_messenger_pb2.UpdateProfileResponse, _abc.Awaitable[_messenger_pb2.UpdateProfileResponse]]:
+        """UpdateProfile changes the caller's display name and/or password. A new
+        password revokes every other session of the caller.
+        Errors: INVALID_ARGUMENT, UNAUTHENTICATED (wrong current password).
+        """
+
+    @_abc_1.abstractmethod
+    def CreateGroup(
+        self,
+        request: _messenger_pb2.CreateGroupRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_messenger_pb2.CreateGroupResponse, _abc.Awaitable[_messenger_pb2.CreateGroupResponse]]:
+        """CreateGroup creates a group with the caller and the named members.
+        Errors: INVALID_ARGUMENT (bad name), ALREADY_EXISTS (name taken),
+        NOT_FOUND (a member does not exist; the message names it).
+        """
+
+    @_abc_1.abstractmethod
+    def AddGroupMembers(
+        self,
+        request: _messenger_pb2.AddGroupMembersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_messenger_pb2.AddGroupMembersResponse, _abc.Awaitable[_messenger_pb2.AddGroupMembersResponse]]:
+        """AddGroupMembers adds users to a group the caller belongs to.
+        Errors: NOT_FOUND (group or user), PERMISSION_DENIED (caller not a member).
+        """
+
+    @_abc_1.abstractmethod
+    def LeaveGroup(
+        self,
+        request: _messenger_pb2.LeaveGroupRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_messenger_pb2.LeaveGroupResponse, _abc.Awaitable[_messenger_pb2.LeaveGroupResponse]]:
+        """LeaveGroup removes the caller from a group.
+        Errors: NOT_FOUND (group), PERMISSION_DENIED (caller not a member).
+        """
+
+    @_abc_1.abstractmethod
+    def ListGroups(
+        self,
+        request: _messenger_pb2.ListGroupsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_messenger_pb2.ListGroupsResponse, _abc.Awaitable[_messenger_pb2.ListGroupsResponse]]:
+        """ListGroups lists the groups the caller belongs to, with their members."""
+
+    @_abc_1.abstractmethod
+    def ListHistory(
+        self,
+        request: _messenger_pb2.ListHistoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_messenger_pb2.ListHistoryResponse, _abc.Awaitable[_messenger_pb2.ListHistoryResponse]]:
+        """ListHistory pages through one conversation, newest first (AIP-158).
+        Errors: NOT_FOUND (no such user or group), PERMISSION_DENIED (caller is
+        not a member of the group), INVALID_ARGUMENT (bad page token).
+        """
 
     @_abc_1.abstractmethod
     def Chat(
