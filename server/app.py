@@ -15,6 +15,7 @@ from hubbub.v1 import messenger_pb2 as pb
 from hubbub.v1 import messenger_pb2_grpc as pb_grpc
 
 from .auth import AuthService
+from .backup import DatabaseLock
 from .broker_memory import MemoryBroker
 from .config import ServerConfig
 from .directory_ldap import ldap_directory
@@ -36,6 +37,7 @@ def channel_options(config: ServerConfig) -> list[tuple[str, int]]:
     return [
         ("grpc.keepalive_time_ms", config.keepalive_time_ms),
         ("grpc.keepalive_timeout_ms", config.keepalive_timeout_ms),
+        ("grpc.http2.ping_timeout_ms", config.keepalive_timeout_ms),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),
         ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
@@ -57,6 +59,7 @@ class HubbubServer:
     hashing: PasswordHashing
     health: health.HealthServicer
     port: int
+    db_lock: DatabaseLock | None = None  # one server per database (see server/backup.py)
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Graceful shutdown: NOT_SERVING, going-away to every stream, drain, close the store."""
@@ -66,18 +69,27 @@ class HubbubServer:
         await self.server.stop(grace)
         await self.store.close()
         self.hashing.close()
+        if self.db_lock is not None:
+            self.db_lock.release()
 
 
 async def start_server(config: ServerConfig) -> HubbubServer:
     """Open the store, build the services and start listening.
 
     Raises:
-        RuntimeError: the port cannot be bound, the database is unusable or the
-            LDAP settings are inconsistent.
+        RuntimeError: the port cannot be bound, the database is unusable or in use
+            by another server (``DatabaseInUse``), or the LDAP settings are inconsistent.
     """
     directory = ldap_directory(config)
+    # One server per database: an exclusive flock on DB.lock for the server's lifetime,
+    # so a second server, `restore` and `import` are refused (DatabaseInUse, a RuntimeError).
+    db_lock = DatabaseLock.acquire(config.database, shared_in_process=True)
     store = SqliteStore(config.database)
-    await store.open()
+    try:
+        await store.open()
+    except BaseException:
+        db_lock.release()
+        raise
     hashing = PasswordHashing()
     auth = AuthService(store, hashing, directory=directory, directory_only=config.ldap_only)
     hub = Hub(
@@ -109,9 +121,10 @@ async def start_server(config: ServerConfig) -> HubbubServer:
     port = server.add_insecure_port(f"{config.host}:{config.port}")
     if port == 0:
         await store.close()
+        db_lock.release()
         raise RuntimeError(f"cannot listen on {config.host}:{config.port}")
     await server.start()
-    return HubbubServer(config, server, store, hub, auth, hashing, health_servicer, port)
+    return HubbubServer(config, server, store, hub, auth, hashing, health_servicer, port, db_lock)
 
 
 async def serve(config: ServerConfig) -> None:

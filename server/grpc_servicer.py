@@ -10,7 +10,6 @@ outbox with ``context.write`` (each write bounded by ``write_timeout_s``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -150,17 +149,24 @@ class MessengerServicer(pb_grpc.MessengerServiceServicer):
     async def Chat(  # type: ignore[override]
         self, request_iterator: AsyncIterator[pb.ChatRequest], context: Context
     ) -> None:
-        """The live session: read events in a task, write the outbox here."""
+        """The live session: a reader task feeds the hub, a writer task drains the outbox.
+
+        The call ends when the writer is done (outbox closed and drained) or at
+        once when the hub aborts the session (slow consumer), even if a write
+        is stuck on flow control.
+        """
         session = await self.hub.open_session(current_account.get())
-        reader = asyncio.create_task(
-            self._read(request_iterator, session), name=f"chat-reader-{session.username}"
-        )
+        name = session.username
+        reader = asyncio.create_task(self._read(request_iterator, session), name=f"read-{name}")
+        writer = asyncio.create_task(self._write(session, context), name=f"write-{name}")
+        aborted = asyncio.create_task(session.aborted.wait(), name=f"abort-{name}")
+        tasks = (reader, writer, aborted)
         try:
-            await self._write(session, context)
+            await asyncio.wait((writer, aborted), return_when=asyncio.FIRST_COMPLETED)
         finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reader
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await self.hub.close_session(session)
         if session.close_error is not None:
             raise session.close_error

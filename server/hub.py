@@ -107,6 +107,7 @@ class ChatSession:
         self.account = account
         self.outbox = outbox
         self.close_error: HubbubError | None = None
+        self.aborted = asyncio.Event()  # set when the hub drops the stream at once
         self.requests = 0  # client events read so far
         self.delivering = False
         self.enqueued_seq = 0  # last inbox sequence queued for the writer
@@ -144,6 +145,7 @@ class ChatSession:
             self.close_error = error
             log.info("closing stream of %s: %s", self.username, error.reason)
         self.outbox.close(drain=False)
+        self.aborted.set()
 
     def go_away(self, reason: str, message: str, reconnect_delay_ms: int) -> None:
         """Tell the client to reconnect, then close after the queue drains."""

@@ -1,0 +1,1 @@
+"""Fault-injection harness shared by tests/faults and scripts/torture.py."""
