@@ -21,6 +21,7 @@ from .errors import (
     AuthenticationFailed,
     InvalidArgument,
     LoginThrottled,
+    RegistrationClosed,
     TokenInvalid,
     UsernameTaken,
 )
@@ -137,7 +138,12 @@ class AuthService:
         Raises:
             InvalidUsername, ReservedUsername, InvalidPassword, InvalidArgument: bad fields.
             UsernameTaken: the canonical name exists.
+            RegistrationClosed: ``directory_only`` is set (accounts come from LDAP).
         """
+        if self.directory_only:
+            raise RegistrationClosed(
+                "Registration is closed: accounts come from the directory; log in instead."
+            )
         name = usernames.canonical_for_registration(username)
         passwords.check_policy(password)
         shown = check_display_name(display_name) or username.strip()

@@ -140,6 +140,13 @@ class UserNotFound(HubbubError):
     category = Category.NOT_FOUND
 
 
+class RegistrationClosed(HubbubError):
+    """Accounts come only from the login directory (``--ldap-only``); Register is off."""
+
+    reason = "REGISTRATION_CLOSED"
+    category = Category.FAILED_PRECONDITION
+
+
 class GroupNotFound(HubbubError):
     """The named group does not exist."""
 

@@ -165,9 +165,19 @@ async def test_local_password_account_is_not_taken_over_by_the_directory(
 
 async def test_ldap_only_refuses_local_accounts(slapd: Slapd, node_factory: NodeFactory) -> None:
     """With --ldap-only a local-only account cannot log in; directory users still can."""
+    local = await node_factory()
+    await local.stub.Register(pb.RegisterRequest(username="nadia", password=PASSWORD))
     node = await node_factory(**ldap(slapd, ldap_only=True))
-    await node.stub.Register(pb.RegisterRequest(username="nadia", password=PASSWORD))
     assert await login_fails(node, "nadia", PASSWORD) == UNAUTHENTICATED
+    assert (await login(node, "omar", OMAR.password)).user.username == "omar"
+
+
+async def test_ldap_only_closes_registration(slapd: Slapd, node_factory: NodeFactory) -> None:
+    """With --ldap-only Register is refused, so nobody can squat a directory user's name."""
+    node = await node_factory(**ldap(slapd, ldap_only=True))
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await node.stub.Register(pb.RegisterRequest(username="omar", password=PASSWORD))
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert (await login(node, "omar", OMAR.password)).user.username == "omar"
 
 

@@ -107,7 +107,8 @@ class MessengerServiceServicer:
     def Register(self, request, context):
         """Register creates an account.
         Errors: INVALID_ARGUMENT (bad username, password or display name, with
-        google.rpc.BadRequest details), ALREADY_EXISTS (username taken).
+        google.rpc.BadRequest details), ALREADY_EXISTS (username taken),
+        FAILED_PRECONDITION (registration closed: accounts come from LDAP).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -116,7 +117,8 @@ class MessengerServiceServicer:
     def Login(self, request, context):
         """Login checks a username and password and opens a session.
         Errors: UNAUTHENTICATED (unknown user or wrong password, same answer),
-        RESOURCE_EXHAUSTED (too many failed attempts; retry later).
+        RESOURCE_EXHAUSTED (too many failed attempts; retry later),
+        UNAVAILABLE (the LDAP directory cannot be reached; retry later).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -44,12 +44,14 @@ class MessengerServiceStub:
     Register: _grpc.UnaryUnaryMultiCallable[_messenger_pb2.RegisterRequest, _messenger_pb2.RegisterResponse]
     """Register creates an account.
     Errors: INVALID_ARGUMENT (bad username, password or display name, with
-    google.rpc.BadRequest details), ALREADY_EXISTS (username taken).
+    google.rpc.BadRequest details), ALREADY_EXISTS (username taken),
+    FAILED_PRECONDITION (registration closed: accounts come from LDAP).
     """
     Login: _grpc.UnaryUnaryMultiCallable[_messenger_pb2.LoginRequest, _messenger_pb2.LoginResponse]
     """Login checks a username and password and opens a session.
     Errors: UNAUTHENTICATED (unknown user or wrong password, same answer),
-    RESOURCE_EXHAUSTED (too many failed attempts; retry later).
+    RESOURCE_EXHAUSTED (too many failed attempts; retry later),
+    UNAVAILABLE (the LDAP directory cannot be reached; retry later).
     """
     Logout: _grpc.UnaryUnaryMultiCallable[_messenger_pb2.LogoutRequest, _messenger_pb2.LogoutResponse]
     """Logout revokes the session token the call carries."""
@@ -105,12 +107,14 @@ class MessengerServiceAsyncStub(MessengerServiceStub):
     Register: _aio.UnaryUnaryMultiCallable[_messenger_pb2.RegisterRequest, _messenger_pb2.RegisterResponse]  # type: ignore[assignment]
     """Register creates an account.
     Errors: INVALID_ARGUMENT (bad username, password or display name, with
-    google.rpc.BadRequest details), ALREADY_EXISTS (username taken).
+    google.rpc.BadRequest details), ALREADY_EXISTS (username taken),
+    FAILED_PRECONDITION (registration closed: accounts come from LDAP).
     """
     Login: _aio.UnaryUnaryMultiCallable[_messenger_pb2.LoginRequest, _messenger_pb2.LoginResponse]  # type: ignore[assignment]
     """Login checks a username and password and opens a session.
     Errors: UNAUTHENTICATED (unknown user or wrong password, same answer),
-    RESOURCE_EXHAUSTED (too many failed attempts; retry later).
+    RESOURCE_EXHAUSTED (too many failed attempts; retry later),
+    UNAVAILABLE (the LDAP directory cannot be reached; retry later).
     """
     Logout: _aio.UnaryUnaryMultiCallable[_messenger_pb2.LogoutRequest, _messenger_pb2.LogoutResponse]  # type: ignore[assignment]
     """Logout revokes the session token the call carries."""
@@ -169,7 +173,8 @@ class MessengerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_messenger_pb2.RegisterResponse, _abc.Awaitable[_messenger_pb2.RegisterResponse]]:
         """Register creates an account.
         Errors: INVALID_ARGUMENT (bad username, password or display name, with
-        google.rpc.BadRequest details), ALREADY_EXISTS (username taken).
+        google.rpc.BadRequest details), ALREADY_EXISTS (username taken),
+        FAILED_PRECONDITION (registration closed: accounts come from LDAP).
         """
 
     @_abc_1.abstractmethod
@@ -180,7 +185,8 @@ class MessengerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_messenger_pb2.LoginResponse, _abc.Awaitable[_messenger_pb2.LoginResponse]]:
         """Login checks a username and password and opens a session.
         Errors: UNAUTHENTICATED (unknown user or wrong password, same answer),
-        RESOURCE_EXHAUSTED (too many failed attempts; retry later).
+        RESOURCE_EXHAUSTED (too many failed attempts; retry later),
+        UNAVAILABLE (the LDAP directory cannot be reached; retry later).
         """
 
     @_abc_1.abstractmethod
