@@ -24,6 +24,7 @@ from .grpc_interceptor import AuthInterceptor
 from .grpc_servicer import MessengerServicer
 from .history import HistoryService
 from .hub import Hub, HubLimits
+from .metrics import Metrics
 from .passwords import PasswordHashing
 from .presence_memory import MemoryPresence
 from .store_sqlite import SqliteStore
@@ -60,6 +61,7 @@ class HubbubServer:
     health: health.HealthServicer
     port: int
     db_lock: DatabaseLock | None = None  # one server per database (see server/backup.py)
+    metrics_port: int = -1  # Prometheus /metrics port, -1 when off
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Graceful shutdown: NOT_SERVING, going-away to every stream, drain, close the store."""
@@ -67,6 +69,7 @@ class HubbubServer:
         self.health.enter_graceful_shutdown()
         await self.hub.shutdown()
         await self.server.stop(grace)
+        await self.hub.metrics.stop()
         await self.store.close()
         self.hashing.close()
         if self.db_lock is not None:
@@ -102,8 +105,10 @@ async def start_server(config: ServerConfig) -> HubbubServer:
             outbox_events=config.outbox_events,
             outbox_bytes=config.outbox_bytes,
         ),
+        Metrics(),
     )
     await hub.start()
+    hub.metrics.start_sampling()
     server = grpc.aio.server(interceptors=[AuthInterceptor(auth)], options=channel_options(config))
     pb_grpc.add_MessengerServiceServicer_to_server(
         MessengerServicer(
@@ -124,13 +129,20 @@ async def start_server(config: ServerConfig) -> HubbubServer:
         db_lock.release()
         raise RuntimeError(f"cannot listen on {config.host}:{config.port}")
     await server.start()
-    return HubbubServer(config, server, store, hub, auth, hashing, health_servicer, port, db_lock)
+    metrics_port = -1
+    if config.metrics_port >= 0:
+        metrics_port = hub.metrics.serve_http(config.host, config.metrics_port)
+    return HubbubServer(
+        config, server, store, hub, auth, hashing, health_servicer, port, db_lock, metrics_port
+    )
 
 
 async def serve(config: ServerConfig) -> None:
     """Run until SIGINT/SIGTERM, then shut down gracefully."""
     node = await start_server(config)
     print(f"listening on {config.host}:{node.port}", flush=True)
+    if node.metrics_port >= 0:
+        print(f"metrics on http://{config.host}:{node.metrics_port}/metrics", flush=True)
     log.info(
         "hubbub-server listening on %s:%d (database %s)", config.host, node.port, config.database
     )

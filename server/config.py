@@ -24,6 +24,7 @@ class ServerConfig:
         outbox_bytes: per-stream outbound queue bound, bytes.
         keepalive_time_ms: interval of server keepalive pings, ms.
         keepalive_timeout_ms: wait for a ping ack before dropping the peer, ms.
+        metrics_port: Prometheus ``/metrics`` HTTP port on ``host`` (-1 = off, 0 = any).
         ldap_url: LDAP server for login, ``ldap://`` or ``ldaps://`` (empty = no LDAP).
         ldap_user_dn: DN template to bind as, with ``{username}``.
         ldap_start_tls: run StartTLS before binding.
@@ -44,6 +45,7 @@ class ServerConfig:
     outbox_bytes: int = 8 * 1024 * 1024
     keepalive_time_ms: int = 20_000
     keepalive_timeout_ms: int = 10_000
+    metrics_port: int = -1
     ldap_url: str = ""
     ldap_user_dn: str = ""
     ldap_start_tls: bool = False
@@ -120,6 +122,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="keepalive ping interval in ms (HUBBUB_KEEPALIVE_TIME_MS)",
     )
     parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(_env("metrics_port", d.metrics_port)),
+        help="serve Prometheus metrics at http://HOST:PORT/metrics; -1 = off, 0 = any port "
+        "(HUBBUB_METRICS_PORT)",
+    )
+    parser.add_argument(
         "--keepalive-timeout-ms",
         type=int,
         default=int(_env("keepalive_timeout_ms", d.keepalive_timeout_ms)),
@@ -175,6 +184,7 @@ def from_arguments(args: argparse.Namespace) -> ServerConfig:
         outbox_events=args.outbox_events,
         keepalive_time_ms=args.keepalive_time_ms,
         keepalive_timeout_ms=args.keepalive_timeout_ms,
+        metrics_port=args.metrics_port,
         ldap_url=args.ldap_url,
         ldap_user_dn=args.ldap_user_dn,
         ldap_start_tls=args.ldap_start_tls,

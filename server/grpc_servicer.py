@@ -192,6 +192,7 @@ class MessengerServicer(pb_grpc.MessengerServiceServicer):
                 await asyncio.wait_for(
                     context.write(convert.server_event(event)), self.write_timeout_s
                 )
+                self.hub.metrics.events_written.inc()
             except TimeoutError:
                 session.fail(
                     SlowConsumer(

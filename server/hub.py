@@ -55,6 +55,7 @@ from .events import (
     OutSynced,
     OutWelcome,
 )
+from .metrics import Metrics
 from .models import (
     Account,
     EntryKind,
@@ -290,7 +291,9 @@ class Hub:
         broker: Broker,
         presence: PresenceRegistry,
         limits: HubLimits | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
         self.store = store
         self.broker = broker
         self.presence = presence
@@ -405,6 +408,8 @@ class Hub:
                 Outbox(self.limits.outbox_events, self.limits.outbox_bytes),
             )
             self.sessions[account.username] = session
+            self.metrics.streams_opened.inc()
+            self.metrics.streams_active.set(len(self.sessions))
         finally:
             self._opening -= 1
         try:
@@ -433,6 +438,9 @@ class Hub:
         if self.sessions.get(session.username) is not session:
             return
         del self.sessions[session.username]
+        self.metrics.streams_active.set(len(self.sessions))
+        reason = session.close_error.reason if session.close_error else "normal"
+        self.metrics.streams_closed.labels(reason).inc()
         session.cancel_tasks()
         session.outbox.close(drain=False)
         now = utc_now()
@@ -542,6 +550,12 @@ class Hub:
         """Store a cumulative ack and deliver the delivery receipts it creates."""
         await self.publish(await self.store.ack(account, sequence, utc_now()))
 
+    def _count_send(self, kind: str, duplicate: bool) -> None:
+        if duplicate:
+            self.metrics.sends_duplicate.inc()
+        else:
+            self.metrics.messages_stored.labels(kind).inc()
+
     async def send_direct(
         self, sender: Account, recipient_name: str, client_id: str, body: str
     ) -> SendReceipt:
@@ -563,6 +577,7 @@ class Hub:
         if recipient is None:
             raise UserNotFound("The destination user does not exist")
         appended = await self.store.store_message(sender, recipient, client_id, body, utc_now())
+        self._count_send("direct", appended.duplicate)
         await self.publish(appended.entries)
         (entry,) = appended.entries
         return SendReceipt(
@@ -591,6 +606,7 @@ class Hub:
         except HubbubError:
             raise GroupNotFound(f"The group '#{name}' does not exist.") from None
         appended = await self.store.store_group_message(sender, name, client_id, body, utc_now())
+        self._count_send("group", appended.duplicate)
         await self.publish(appended.entries)
         return SendReceipt(
             client_id=client_id,
