@@ -58,5 +58,9 @@ test: lint typecheck check-proto lint-proto pytest
 bench: $(STAMP)
 	$(PY) scripts/bench.py
 
+# Long fault-injection run (100 kill -9 cycles by default): make torture ARGS="--mix --cycles 200"
+torture: $(STAMP)
+	$(PY) scripts/torture.py $(ARGS)
+
 clean:
 	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache
