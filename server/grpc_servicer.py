@@ -189,9 +189,8 @@ class MessengerServicer(pb_grpc.MessengerServiceServicer):
             except OutboxClosed:
                 return
             try:
-                await asyncio.wait_for(
-                    context.write(convert.server_event(event)), self.write_timeout_s
-                )
+                async with asyncio.timeout(self.write_timeout_s):
+                    await context.write(convert.server_event(event))
                 self.hub.metrics.events_written.inc()
             except TimeoutError:
                 session.fail(

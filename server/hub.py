@@ -19,9 +19,10 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from . import usernames
 from .broker import Broker
@@ -58,6 +59,7 @@ from .events import (
 from .metrics import Metrics
 from .models import (
     Account,
+    Appended,
     EntryKind,
     PresenceChange,
     SendReceipt,
@@ -76,6 +78,7 @@ ECHOBOT = "echobot"
 CLIENT_ID_MAX = 128
 FILL_BATCH = 256
 CONTROL_EVENT_SIZE = 128  # bytes counted for non-message events
+MAX_SENDS_IN_FLIGHT = 256  # per stream, awaiting their commit
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +117,7 @@ class ChatSession:
         self.enqueued_seq = 0  # last inbox sequence queued for the writer
         self.target_seq = 0  # highest inbox sequence known to exist
         self.synced = asyncio.Event()  # first replay done
+        self.sends: set[asyncio.Task[None]] = set()  # sends awaiting their commit
         self._fill_task: asyncio.Task[None] | None = None
         self._welcomed = False
         self._early_presence: list[PresenceChange] = []
@@ -303,6 +307,7 @@ class Hub:
         self._bots: dict[str, Account] = {}
         self._bot_queue: asyncio.Queue[StoredMessage] = asyncio.Queue()
         self._bot_task: asyncio.Task[None] | None = None
+        self._send_tasks: set[asyncio.Task[None]] = set()
         self._opening = 0
         self.shutting_down = False
 
@@ -331,6 +336,8 @@ class Hub:
     async def shutdown(self, reconnect_delay_ms: int = 1000) -> None:
         """Tell every stream to go away (graceful shutdown); stop the bots."""
         self.shutting_down = True
+        if self._send_tasks:  # answer sends already queued before saying goodbye
+            await asyncio.wait(set(self._send_tasks), timeout=2.0)
         for session in list(self.sessions.values()):
             session.go_away(
                 "SERVER_SHUTDOWN", "The server is restarting; reconnect.", reconnect_delay_ms
@@ -462,7 +469,7 @@ class Hub:
         try:
             match event:
                 case InSend():
-                    await self._send(session, event)
+                    await self._send(session, event, index)
                 case InAck():
                     self._ack(session, event.sequence)
                 case InResume():
@@ -479,6 +486,8 @@ class Hub:
         """The client half-closed: deliver what is pending, then end the stream."""
         if not session.delivering:
             await self._resume(session, None)
+        if session.sends:
+            await asyncio.gather(*session.sends, return_exceptions=True)
         await self._wait_bots_idle()
         await session.wait_delivered()
         session.outbox.close(drain=True)
@@ -508,18 +517,109 @@ class Hub:
             )
         session.ack(sequence)
 
-    async def _send(self, session: ChatSession, event: InSend) -> None:
-        if event.group:
-            receipt = await self.send_group(
-                session.account, event.group, event.client_id, event.body
-            )
-        elif event.random_recipient:
-            receipt = await self.send_random(session.account, event.client_id, event.body)
+    async def _send(self, session: ChatSession, event: InSend, index: int) -> None:
+        """Queue the send in stream order; a task awaits its commit and answers.
+
+        The reader does not wait for the durable commit, so one stream's sends
+        share group commits; at most ``MAX_SENDS_IN_FLIGHT`` wait per stream.
+        """
+        completion = await self.begin_send(session.account, event)
+        task = asyncio.create_task(self._answer_send(session, index, event.client_id, completion))
+        self._send_tasks.add(task)
+        session.sends.add(task)
+        task.add_done_callback(self._send_tasks.discard)
+        task.add_done_callback(session.sends.discard)
+        if len(session.sends) >= MAX_SENDS_IN_FLIGHT:
+            await asyncio.wait(set(session.sends), return_when=asyncio.FIRST_COMPLETED)
+
+    async def _answer_send(
+        self,
+        session: ChatSession,
+        index: int,
+        client_id: str,
+        completion: Coroutine[Any, Any, SendReceipt],
+    ) -> None:
+        try:
+            receipt = await completion
+        except HubbubError as error:
+            session.offer(OutError(index, client_id, error))
+        except Exception:
+            log.exception("storing message %r of %s failed", client_id, session.username)
+            session.offer(OutError(index, client_id, HubbubError("The message was not stored.")))
         else:
-            receipt = await self.send_direct(
-                session.account, event.recipient, event.client_id, event.body
-            )
-        session.offer(OutSendResult(receipt))
+            session.offer(OutSendResult(receipt))
+
+    async def begin_send(self, sender: Account, event: InSend) -> Coroutine[Any, Any, SendReceipt]:
+        """Validate a send and queue its write; returns a coroutine giving the receipt.
+
+        Writes are queued in call order, so a sender's messages are stored in
+        the order it sent them. Awaiting the result waits for the durable
+        commit, then publishes the inbox entries.
+
+        Raises (before anything is queued):
+            MalformedEvent: bad client id or no destination.
+            InvalidMessage: empty body or over ``max_message_bytes``.
+            UserNotFound / GroupNotFound: no such destination.
+            NobodyOnline: a random recipient was asked for and nobody else is online.
+        The returned coroutine raises NotGroupMember for a group the sender left.
+        """
+        self._check_send(event.client_id, event.body)
+        now = utc_now()
+        if event.group:
+            try:
+                name = usernames.canonical(event.group.removeprefix("#"))
+            except HubbubError:
+                raise GroupNotFound(f"The group '#{event.group}' does not exist.") from None
+            pending = self.store.store_group_message(sender, name, event.client_id, event.body, now)
+            return self._finish_send(pending, event.client_id, name, None)
+        if event.random_recipient:
+            online = sorted(set(await self.presence.online()) - {sender.username} - set(self._bots))
+            if not online:
+                raise NobodyOnline("Nobody else is online.")
+            target = secrets.choice(online)
+        else:
+            target = event.recipient
+        recipient = await self._recipient(target)
+        pending = self.store.store_message(sender, recipient, event.client_id, event.body, now)
+        return self._finish_send(pending, event.client_id, recipient.username, recipient)
+
+    async def _recipient(self, raw: str) -> Account:
+        if not raw:
+            raise MalformedEvent.for_field("send.recipient", "a recipient is required")
+        try:
+            name = usernames.canonical(raw)
+        except HubbubError:
+            name = ""
+        recipient = await self.account(name) if name else None
+        if recipient is None:
+            raise UserNotFound("The destination user does not exist")
+        return recipient
+
+    async def _finish_send(
+        self,
+        pending: Awaitable[Appended],
+        client_id: str,
+        target: str,
+        recipient: Account | None,
+    ) -> SendReceipt:
+        appended = await pending
+        self._count_send("direct" if recipient else "group", appended.duplicate)
+        await self.publish(appended.entries)
+        if recipient is not None:
+            online = recipient.bot or recipient.username in self.sessions
+            sequence = appended.entries[0].sequence if appended.entries else 0
+        else:
+            online = any(e.recipient in self.sessions for e in appended.entries)
+            sequence = 0
+        return SendReceipt(
+            client_id=client_id,
+            message_id=appended.message_id,
+            sequence=sequence,
+            sent_at=appended.sent_at,
+            duplicate=appended.duplicate,
+            recipient_online=online,
+            recipient=target,
+        )
 
     def _check_send(self, client_id: str, body: str) -> None:
         if not 1 <= len(client_id) <= CLIENT_ID_MAX:
@@ -559,76 +659,12 @@ class Hub:
     async def send_direct(
         self, sender: Account, recipient_name: str, client_id: str, body: str
     ) -> SendReceipt:
-        """Store a direct message durably, then publish it for delivery.
+        """Store a direct message durably, publish it, and return the receipt.
 
         Raises:
-            MalformedEvent: bad client id or missing recipient.
-            InvalidMessage: empty body or over ``max_message_bytes``.
-            UserNotFound: no such recipient.
+            MalformedEvent, InvalidMessage, UserNotFound: see :meth:`begin_send`.
         """
-        self._check_send(client_id, body)
-        if not recipient_name:
-            raise MalformedEvent.for_field("send.recipient", "a recipient is required")
-        try:
-            name = usernames.canonical(recipient_name)
-        except HubbubError:
-            name = ""
-        recipient = await self.account(name) if name else None
-        if recipient is None:
-            raise UserNotFound("The destination user does not exist")
-        appended = await self.store.store_message(sender, recipient, client_id, body, utc_now())
-        self._count_send("direct", appended.duplicate)
-        await self.publish(appended.entries)
-        (entry,) = appended.entries
-        return SendReceipt(
-            client_id=client_id,
-            message_id=appended.message_id,
-            sequence=entry.sequence,
-            sent_at=appended.sent_at,
-            duplicate=appended.duplicate,
-            recipient_online=recipient.bot or recipient.username in self.sessions,
-            recipient=recipient.username,
-        )
-
-    async def send_group(
-        self, sender: Account, group_name: str, client_id: str, body: str
-    ) -> SendReceipt:
-        """Store a group message in every other member's inbox, then publish it.
-
-        Raises:
-            MalformedEvent, InvalidMessage: as for :meth:`send_direct`.
-            GroupNotFound: no such group. NotGroupMember: the sender is not a member.
-        """
-        self._check_send(client_id, body)
-        name = group_name.removeprefix("#")
-        try:
-            name = usernames.canonical(name)
-        except HubbubError:
-            raise GroupNotFound(f"The group '#{name}' does not exist.") from None
-        appended = await self.store.store_group_message(sender, name, client_id, body, utc_now())
-        self._count_send("group", appended.duplicate)
-        await self.publish(appended.entries)
-        return SendReceipt(
-            client_id=client_id,
-            message_id=appended.message_id,
-            sequence=0,
-            sent_at=appended.sent_at,
-            duplicate=appended.duplicate,
-            recipient_online=any(e.recipient in self.sessions for e in appended.entries),
-            recipient=name,
-        )
-
-    async def send_random(self, sender: Account, client_id: str, body: str) -> SendReceipt:
-        """Send to one online user other than the sender (bots excluded), chosen at random.
-
-        Raises:
-            NobodyOnline: nobody else is online.
-        """
-        self._check_send(client_id, body)
-        online = sorted(set(await self.presence.online()) - {sender.username} - set(self._bots))
-        if not online:
-            raise NobodyOnline("Nobody else is online.")
-        return await self.send_direct(sender, secrets.choice(online), client_id, body)
+        return await (await self.begin_send(sender, InSend(client_id, recipient_name, body)))
 
     # -- broker handler -----------------------------------------------------------------
 

@@ -7,6 +7,7 @@ records. A write that returns has been committed durably.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import datetime
 from typing import Protocol
 
@@ -68,20 +69,23 @@ class Store(Protocol):
 
     # -- messages -----------------------------------------------------------------
 
-    async def store_message(
+    def store_message(
         self, sender: Account, recipient: Account, client_id: str, body: str, sent_at: datetime
-    ) -> Appended:
-        """Append a direct message to ``recipient``'s inbox at its next sequence.
+    ) -> Awaitable[Appended]:
+        """Queue a direct message for ``recipient``'s inbox at its next sequence.
 
-        Idempotent per ``(sender, client_id)``: a resend returns the stored
-        entries with ``duplicate=True`` and stores nothing.
+        The write is queued before this returns, so calls made one after the
+        other commit in that order (per-conversation order) without waiting for
+        each other; await the result to know it is durable. Idempotent per
+        ``(sender, client_id)``: a resend resolves to the stored entries with
+        ``duplicate=True`` and stores nothing.
         """
         ...
 
-    async def store_group_message(
+    def store_group_message(
         self, sender: Account, group: str, client_id: str, body: str, sent_at: datetime
-    ) -> Appended:
-        """Append a message to every other member's inbox (idempotent as above).
+    ) -> Awaitable[Appended]:
+        """Queue a message for every other member's inbox (ordered and idempotent as above).
 
         Raises:
             GroupNotFound: no such group.

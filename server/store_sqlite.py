@@ -328,12 +328,17 @@ class _GroupCommitWriter:
         self._loop = loop
         self._thread.start()
 
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn(conn)`` inside the next group; returns after the group's synced commit."""
+    def submit(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        """Queue ``fn(conn)`` for the next group now; the future resolves after its synced
+        commit. Jobs run in submission order."""
         assert self._loop is not None
         fut: asyncio.Future[T] = self._loop.create_future()
         self._jobs.put((fn, fut))
-        return await fut
+        return fut
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(conn)`` inside the next group; returns after the group's synced commit."""
+        return await self.submit(fn)
 
     def stop(self) -> None:
         self._jobs.put(None)
@@ -591,10 +596,10 @@ class SqliteStore:
 
     # -- inbox --------------------------------------------------------------------
 
-    async def store_message(
+    def store_message(
         self, sender: Account, recipient: Account, client_id: str, body: str, sent_at: datetime
-    ) -> Appended:
-        """Append a direct message to the recipient's inbox; idempotent per client id."""
+    ) -> asyncio.Future[Appended]:
+        """Queue a direct message for the recipient's inbox; idempotent per client id."""
 
         def insert(conn: sqlite3.Connection) -> Appended:
             return _append(
@@ -607,12 +612,12 @@ class SqliteStore:
                 recipient=recipient,
             )
 
-        return await self._writer.run(insert)
+        return self._writer.submit(insert)
 
-    async def store_group_message(
+    def store_group_message(
         self, sender: Account, group: str, client_id: str, body: str, sent_at: datetime
-    ) -> Appended:
-        """Append to every other member's inbox; idempotent per client id."""
+    ) -> asyncio.Future[Appended]:
+        """Queue a message for every other member's inbox; idempotent per client id."""
 
         def insert(conn: sqlite3.Connection) -> Appended:
             found = _member_group(conn, group, sender)
@@ -627,7 +632,7 @@ class SqliteStore:
                 group=found,
             )
 
-        return await self._writer.run(insert)
+        return self._writer.submit(insert)
 
     async def messages_after(
         self, account: Account, after_sequence: int, limit: int

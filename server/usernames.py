@@ -7,6 +7,8 @@ mapping, case folding, NFC), is 3-32 characters of Unicode letters, digits,
 
 from __future__ import annotations
 
+import functools
+
 import precis_i18n
 
 from .errors import InvalidUsername, ReservedUsername
@@ -19,6 +21,7 @@ _EXTRA = frozenset("_.-")
 _FIELD = "username"
 
 
+@functools.lru_cache(maxsize=65536)
 def canonical(raw: str) -> str:
     """Return the canonical form of ``raw``.
 
