@@ -48,6 +48,21 @@ def channel_options(config: ServerConfig) -> list[tuple[str, int]]:
     ]
 
 
+def server_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
+    """TLS credentials from ``--tls-cert``/``--tls-key`` (PEM), or None for plaintext.
+
+    Raises:
+        RuntimeError: only one of the two files is given.
+        OSError: a file cannot be read.
+    """
+    if not config.tls_cert and not config.tls_key:
+        return None
+    if not (config.tls_cert and config.tls_key):
+        raise RuntimeError("--tls-cert and --tls-key go together")
+    with open(config.tls_key, "rb") as key, open(config.tls_cert, "rb") as cert:
+        return grpc.ssl_server_credentials([(key.read(), cert.read())])
+
+
 @dataclass
 class HubbubServer:
     """A running Hubbub node; ``port`` is the bound TCP port."""
@@ -123,7 +138,17 @@ async def start_server(config: ServerConfig) -> HubbubServer:
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(f"{config.host}:{config.port}")
+    address = f"{config.host}:{config.port}"
+    try:
+        credentials = server_credentials(config)
+    except OSError as exc:
+        await store.close()
+        db_lock.release()
+        raise RuntimeError(f"cannot read the TLS files: {exc}") from None
+    if credentials is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, credentials)
     if port == 0:
         await store.close()
         db_lock.release()

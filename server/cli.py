@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sqlite3
 import sys
 from collections.abc import Callable
 
-from . import backup
+from . import backup, logs
 from . import config as config_module
 from .app import serve
 from .store_sqlite import SCHEMA_VERSION
@@ -142,11 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in _OPERATIONS:
         return _operate(args.command, args)
     cfg = config_module.from_arguments(args)
-    logging.basicConfig(
-        level=cfg.log_level,
-        format="%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(cfg.log_level, cfg.log_format)
     try:
         if sys.platform != "win32":
             import uvloop

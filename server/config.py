@@ -18,6 +18,9 @@ class ServerConfig:
         max_clients: most live Chat streams (0 = unlimited).
         max_message_bytes: largest message body in UTF-8 bytes.
         log_level: logging level name.
+        log_format: ``text`` (key=value) or ``json`` (one object per line).
+        tls_cert: PEM certificate chain file; with ``tls_key`` the server speaks TLS.
+        tls_key: PEM private key file.
         grace_s: graceful-shutdown period, seconds.
         write_timeout_s: slowest accepted stream write, seconds.
         outbox_events: per-stream outbound queue bound, events.
@@ -39,6 +42,9 @@ class ServerConfig:
     max_clients: int = 0
     max_message_bytes: int = 65536
     log_level: str = "INFO"
+    log_format: str = "text"
+    tls_cert: str = ""
+    tls_key: str = ""
     grace_s: float = 10.0
     write_timeout_s: float = 30.0
     outbox_events: int = 1024
@@ -96,6 +102,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         type=str.upper,
         help="log level (HUBBUB_LOG_LEVEL)",
+    )
+    parser.add_argument(
+        "--log-format",
+        default=_env("log_format", d.log_format),
+        choices=["text", "json"],
+        help="log line format (HUBBUB_LOG_FORMAT)",
+    )
+    parser.add_argument(
+        "--tls-cert",
+        default=_env("tls_cert", d.tls_cert),
+        help="PEM certificate chain; with --tls-key the server uses TLS (HUBBUB_TLS_CERT)",
+    )
+    parser.add_argument(
+        "--tls-key",
+        default=_env("tls_key", d.tls_key),
+        help="PEM private key for --tls-cert (HUBBUB_TLS_KEY)",
     )
     parser.add_argument(
         "--grace",
@@ -179,6 +201,9 @@ def from_arguments(args: argparse.Namespace) -> ServerConfig:
         max_clients=args.max_clients,
         max_message_bytes=args.max_message_bytes,
         log_level=args.log_level,
+        log_format=args.log_format,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
         grace_s=args.grace,
         write_timeout_s=args.write_timeout,
         outbox_events=args.outbox_events,
