@@ -1,0 +1,944 @@
+"""The async Hubbub client library: the only code that touches gRPC and protobuf.
+
+Everything it returns is a plain frozen dataclass (`UserInfo`, `LoginResult`, the
+chat events) and every failure is a `HubbubError` with an `ErrorKind`, so callers
+(the CLI, scripts, tests) never see protobuf objects or grpc exceptions.
+
+Typical use::
+
+    async with await Client.connect("127.0.0.1:50051") as client:
+        await client.login("alice", "secret-password")
+        chat = await client.open_chat()
+        chat.resume()
+        chat.send("echobot", "hello")
+        async for event in chat:
+            ...
+
+`Conversation` wraps a `Client` into a chat that survives connection loss
+(reconnect with backoff, resume, resend of unconfirmed messages).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Final, Self
+
+import grpc
+import grpc.aio
+from google.protobuf import timestamp_pb2
+from google.rpc import error_details_pb2, status_pb2
+
+from hubbub.v1 import messenger_pb2 as pb
+from hubbub.v1 import messenger_pb2_grpc as pb_grpc
+
+from .render import Backoff
+
+DEFAULT_SERVER: Final = "127.0.0.1:50051"
+
+#: Channel options: keepalive so a dead peer is noticed in well under a minute, and a
+#: short reconnect backoff inside grpc (our own backoff sits on top of it).
+CHANNEL_OPTIONS: Final[list[tuple[str, int]]] = [
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.min_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 2_000),
+]
+
+_STATUS_DETAILS_KEY: Final = "grpc-status-details-bin"
+
+# --- errors -------------------------------------------------------------------------------
+
+
+class ErrorKind(enum.Enum):
+    """What went wrong, in the terms of the standard status codes the server uses."""
+
+    UNAVAILABLE = "unavailable"
+    UNAUTHENTICATED = "unauthenticated"
+    ALREADY_EXISTS = "already_exists"
+    RESOURCE_EXHAUSTED = "resource_exhausted"
+    INVALID_ARGUMENT = "invalid_argument"
+    NOT_FOUND = "not_found"
+    PERMISSION_DENIED = "permission_denied"
+    FAILED_PRECONDITION = "failed_precondition"
+    DEADLINE_EXCEEDED = "deadline_exceeded"
+    CANCELLED = "cancelled"
+    INTERNAL = "internal"
+    OTHER = "other"
+
+
+_KIND_BY_CODE: Final[dict[grpc.StatusCode, ErrorKind]] = {
+    grpc.StatusCode.UNAVAILABLE: ErrorKind.UNAVAILABLE,
+    grpc.StatusCode.UNAUTHENTICATED: ErrorKind.UNAUTHENTICATED,
+    grpc.StatusCode.ALREADY_EXISTS: ErrorKind.ALREADY_EXISTS,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ErrorKind.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.INVALID_ARGUMENT: ErrorKind.INVALID_ARGUMENT,
+    grpc.StatusCode.NOT_FOUND: ErrorKind.NOT_FOUND,
+    grpc.StatusCode.PERMISSION_DENIED: ErrorKind.PERMISSION_DENIED,
+    grpc.StatusCode.FAILED_PRECONDITION: ErrorKind.FAILED_PRECONDITION,
+    grpc.StatusCode.DEADLINE_EXCEEDED: ErrorKind.DEADLINE_EXCEEDED,
+    grpc.StatusCode.CANCELLED: ErrorKind.CANCELLED,
+    grpc.StatusCode.INTERNAL: ErrorKind.INTERNAL,
+}
+
+#: Kinds after which a chat is worth reopening (the others are refusals).
+TRANSIENT_KINDS: Final = frozenset(
+    {
+        ErrorKind.UNAVAILABLE,
+        ErrorKind.CANCELLED,
+        ErrorKind.DEADLINE_EXCEEDED,
+        ErrorKind.INTERNAL,
+        ErrorKind.OTHER,
+    }
+)
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    """One bad field of a request: `field` is a path such as "send.body"."""
+
+    field: str
+    description: str
+
+
+class HubbubError(Exception):
+    """A call failed: `kind` says how, `message` is the server's sentence for a person.
+
+    `field_violations` lists bad request fields (from google.rpc.BadRequest details).
+    """
+
+    def __init__(
+        self,
+        kind: ErrorKind,
+        message: str,
+        field_violations: Iterable[FieldViolation] = (),
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.field_violations: tuple[FieldViolation, ...] = tuple(field_violations)
+
+    def fields(self) -> set[str]:
+        """The names of the fields the server complained about."""
+        return {v.field for v in self.field_violations}
+
+    def __repr__(self) -> str:
+        return f"HubbubError({self.kind.name}, {self.message!r})"
+
+
+def _violations_from_metadata(metadata: Any) -> list[FieldViolation]:
+    """Extract google.rpc.BadRequest field violations from trailing metadata, if any."""
+    out: list[FieldViolation] = []
+    if not metadata:
+        return out
+    for item in metadata:
+        try:
+            key, value = item
+        except (TypeError, ValueError):
+            continue
+        if key != _STATUS_DETAILS_KEY or not isinstance(value, bytes):
+            continue
+        status = status_pb2.Status()
+        try:
+            status.ParseFromString(value)
+        except Exception:  # a damaged detail is ignored, the status code still counts
+            continue
+        for detail in status.details:
+            if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                bad = error_details_pb2.BadRequest()
+                detail.Unpack(bad)
+                out.extend(FieldViolation(v.field, v.description) for v in bad.field_violations)
+    return out
+
+
+def _error_from_rpc(exc: grpc.RpcError, address: str) -> HubbubError:
+    """Turn a grpc error into a HubbubError with a human sentence."""
+    code = exc.code()
+    kind = _KIND_BY_CODE.get(code, ErrorKind.OTHER)
+    details = exc.details() or ""
+    if kind is ErrorKind.UNAVAILABLE:
+        details = f"Cannot reach the Hubbub server at {address}."
+    try:
+        metadata = exc.trailing_metadata()
+    except Exception:
+        metadata = None
+    return HubbubError(
+        kind, details or "The server refused the request.", _violations_from_metadata(metadata)
+    )
+
+
+# --- plain data ---------------------------------------------------------------------------
+
+
+def _time(ts: timestamp_pb2.Timestamp) -> datetime:
+    return ts.ToDatetime(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    """An account as others see it. `presence_change_time` is UTC, None if never online."""
+
+    username: str
+    display_name: str = ""
+    online: bool = False
+    bot: bool = False
+    presence_change_time: datetime | None = None
+
+    @classmethod
+    def from_pb(cls, user: pb.User) -> UserInfo:
+        """Convert a protobuf User."""
+        return cls(
+            username=user.username,
+            display_name=user.display_name,
+            online=user.presence == pb.PRESENCE_ONLINE,
+            bot=user.bot,
+            presence_change_time=(
+                _time(user.presence_change_time) if user.HasField("presence_change_time") else None
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    """A successful Login: the bearer `token`, when it expires (UTC) and the account."""
+
+    token: str
+    expire_time: datetime
+    user: UserInfo
+
+
+# --- chat events --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Welcome:
+    """First event of a chat: who I am, who is online, my inbox positions."""
+
+    user: UserInfo
+    online_users: tuple[UserInfo, ...]
+    acked_sequence: int
+    last_sequence: int
+
+
+@dataclass(frozen=True)
+class IncomingMessage:
+    """A message in my inbox; `sequence` is its gap-free position, `send_time` UTC."""
+
+    sequence: int
+    message_id: int
+    sender: str
+    sender_display_name: str
+    recipient: str
+    body: str
+    send_time: datetime
+    client_id: str = ""
+    group: str = ""
+
+
+@dataclass(frozen=True)
+class DeliveryReceipt:
+    """Inbox entry: `recipient` acknowledged my message `message_id` (sent as `client_id`)."""
+
+    sequence: int
+    message_id: int
+    client_id: str
+    recipient: str
+    delivery_time: datetime
+
+
+@dataclass(frozen=True)
+class GroupUpdate:
+    """Inbox entry: `actor` changed `group`; `action` is "created", "added" or "left"."""
+
+    sequence: int
+    group: str
+    action: str
+    actor: str
+    members: tuple[str, ...]
+    update_time: datetime
+
+
+#: Events that occupy a sequence in my inbox and must be acknowledged.
+InboxEntry = IncomingMessage | DeliveryReceipt | GroupUpdate
+
+
+@dataclass(frozen=True)
+class SendConfirmed:
+    """The server stored the message sent under `client_id`."""
+
+    client_id: str
+    message_id: int
+    sequence: int
+    send_time: datetime
+    duplicate: bool
+    recipient_online: bool
+    recipient: str = ""
+
+
+@dataclass(frozen=True)
+class EventRejected:
+    """The server refused one event I sent (`client_id` set if it was a send).
+
+    `code` is the canonical status number (5 = NOT_FOUND), `reason` a stable
+    machine-readable word such as "USER_NOT_FOUND".
+    """
+
+    request_index: int
+    client_id: str
+    code: int
+    reason: str
+    message: str
+    field_violations: tuple[FieldViolation, ...] = ()
+
+    def fields(self) -> set[str]:
+        """The names of the fields the server complained about."""
+        return {v.field for v in self.field_violations}
+
+
+@dataclass(frozen=True)
+class PresenceChanged:
+    """Another user came online (`user.online`) or went offline."""
+
+    user: UserInfo
+
+
+@dataclass(frozen=True)
+class GoingAway:
+    """The server is closing this chat; reconnect after `reconnect_delay_ms` milliseconds."""
+
+    reason: str
+    message: str
+    reconnect_delay_ms: int
+
+
+@dataclass(frozen=True)
+class Pong:
+    """Answer to a ping with the same nonce."""
+
+    nonce: int
+
+
+@dataclass(frozen=True)
+class Synced:
+    """The replay of stored messages is complete up to `last_sequence`."""
+
+    last_sequence: int
+
+
+@dataclass(frozen=True)
+class ConnectionLost:
+    """(Conversation only) the chat dropped; a reconnect is under way."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class Reconnected:
+    """(Conversation only) the chat is back; `welcome` is the new stream's greeting."""
+
+    welcome: Welcome
+
+
+ChatEvent = (
+    Welcome
+    | IncomingMessage
+    | DeliveryReceipt
+    | GroupUpdate
+    | SendConfirmed
+    | EventRejected
+    | PresenceChanged
+    | GoingAway
+    | Pong
+    | Synced
+    | ConnectionLost
+    | Reconnected
+)
+
+
+_GROUP_ACTIONS: Final[dict[int, str]] = {
+    pb.GROUP_ACTION_CREATED: "created",
+    pb.GROUP_ACTION_MEMBERS_ADDED: "added",
+    pb.GROUP_ACTION_MEMBERS_LEFT: "left",
+}
+
+
+def event_from_pb(resp: pb.ChatResponse) -> ChatEvent | None:
+    """Convert one ChatResponse; None for an event kind this client does not know."""
+    kind = resp.WhichOneof("event")
+    if kind == "welcome":
+        w = resp.welcome
+        return Welcome(
+            user=UserInfo.from_pb(w.user),
+            online_users=tuple(UserInfo.from_pb(u) for u in w.online_users),
+            acked_sequence=w.acked_sequence,
+            last_sequence=w.last_sequence,
+        )
+    if kind == "message":
+        m = resp.message
+        return IncomingMessage(
+            sequence=m.sequence,
+            message_id=m.message_id,
+            sender=m.sender,
+            sender_display_name=m.sender_display_name,
+            recipient=m.recipient,
+            body=m.body,
+            send_time=_time(m.send_time),
+            client_id=m.client_id,
+            group=m.group,
+        )
+    if kind == "send_result":
+        r = resp.send_result
+        return SendConfirmed(
+            client_id=r.client_id,
+            message_id=r.message_id,
+            sequence=r.sequence,
+            send_time=_time(r.send_time),
+            duplicate=r.duplicate,
+            recipient_online=r.recipient_online,
+            recipient=r.recipient,
+        )
+    if kind == "delivery_receipt":
+        d = resp.delivery_receipt
+        return DeliveryReceipt(
+            sequence=d.sequence,
+            message_id=d.message_id,
+            client_id=d.client_id,
+            recipient=d.recipient,
+            delivery_time=_time(d.delivery_time),
+        )
+    if kind == "group_update":
+        u = resp.group_update
+        return GroupUpdate(
+            sequence=u.sequence,
+            group=u.group,
+            action=_GROUP_ACTIONS.get(u.action, "changed"),
+            actor=u.actor,
+            members=tuple(u.members),
+            update_time=_time(u.update_time),
+        )
+    if kind == "error":
+        e = resp.error
+        return EventRejected(
+            request_index=e.request_index,
+            client_id=e.client_id,
+            code=e.code,
+            reason=e.reason,
+            message=e.message,
+            field_violations=tuple(
+                FieldViolation(v.field, v.description) for v in e.field_violations
+            ),
+        )
+    if kind == "presence_change":
+        return PresenceChanged(UserInfo.from_pb(resp.presence_change.user))
+    if kind == "going_away":
+        g = resp.going_away
+        return GoingAway(g.reason, g.message, g.reconnect_delay_ms)
+    if kind == "pong":
+        return Pong(resp.pong.nonce)
+    if kind == "synced":
+        return Synced(resp.synced.last_sequence)
+    return None
+
+
+def new_client_id() -> str:
+    """A fresh random client id for a SendMessage (32 hex characters)."""
+    return uuid.uuid4().hex
+
+
+# --- the chat stream ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _End:
+    error: HubbubError | None
+
+
+class _Requests:
+    """The request stream of a Chat call: queued events until None (half-close).
+
+    A plain async iterator rather than an async generator, so that grpc cancelling
+    its consumer task never leaves a half-finished generator to be finalised.
+    """
+
+    def __init__(self, outbox: asyncio.Queue[pb.ChatRequest | None]) -> None:
+        self._outbox = outbox
+        self._done = False
+
+    def __aiter__(self) -> _Requests:
+        return self
+
+    async def __anext__(self) -> pb.ChatRequest:
+        if self._done:
+            raise StopAsyncIteration
+        item = await self._outbox.get()
+        if item is None:
+            self._done = True
+            raise StopAsyncIteration
+        return item
+
+
+class Chat:
+    """One live Chat stream. Create it with `Client.open_chat()`.
+
+    Writing (`resume`, `send`, `ack`, `ping`) only queues the event, so it never
+    blocks; one reader task turns server events into dataclasses that
+    `async for event in chat` yields. Iteration ends when the server ends the
+    stream normally and raises HubbubError if the stream fails (for example
+    ErrorKind.UNAVAILABLE when the connection drops).
+    """
+
+    def __init__(self, call: Any, outbox: asyncio.Queue[pb.ChatRequest | None], address: str):
+        self._call = call
+        self._outbox = outbox
+        self._address = address
+        self._events: asyncio.Queue[ChatEvent | _End] = asyncio.Queue()
+        self._ended: _End | None = None
+        self._write_closed = False
+        self._reader = asyncio.create_task(self._read_loop())
+        self.welcome: Welcome | None = None
+
+    async def _read_loop(self) -> None:
+        end = _End(None)
+        try:
+            while True:
+                resp = await self._call.read()
+                if not isinstance(resp, pb.ChatResponse):  # grpc.aio.EOF: the stream ended
+                    break
+                event = event_from_pb(resp)
+                if event is not None:
+                    self._events.put_nowait(event)
+        except grpc.RpcError as exc:
+            end = _End(_error_from_rpc(exc, self._address))
+        except asyncio.CancelledError:
+            end = _End(HubbubError(ErrorKind.CANCELLED, "The chat was closed."))
+        except Exception as exc:  # never let a broken stream escape as a traceback
+            end = _End(HubbubError(ErrorKind.OTHER, f"The chat stream failed: {exc}."))
+        # Let the request stream finish too, so grpc's sending task ends cleanly.
+        if not self._write_closed:
+            self._write_closed = True
+            self._outbox.put_nowait(None)
+        self._events.put_nowait(end)
+
+    async def _first_event(self, within: float) -> Welcome:
+        try:
+            item = await asyncio.wait_for(self._events.get(), within)
+        except TimeoutError:
+            self.cancel()
+            raise HubbubError(
+                ErrorKind.UNAVAILABLE, f"Cannot reach the Hubbub server at {self._address}."
+            ) from None
+        if isinstance(item, _End):
+            self._ended = item
+            raise item.error or HubbubError(ErrorKind.OTHER, "The server closed the chat at once.")
+        if not isinstance(item, Welcome):
+            self.cancel()
+            raise HubbubError(ErrorKind.INTERNAL, "The server did not greet the chat.")
+        self.welcome = item
+        return item
+
+    def _put(self, request: pb.ChatRequest) -> None:
+        if not self._write_closed:
+            self._outbox.put_nowait(request)
+
+    def resume(self, after_sequence: int | None = None) -> None:
+        """Start delivery after inbox sequence `after_sequence` (None: the server's cursor)."""
+        resume = pb.Resume()
+        if after_sequence is not None:
+            resume.after_sequence = after_sequence
+        self._put(pb.ChatRequest(resume=resume))
+
+    def send(
+        self, recipient: str, body: str, client_id: str | None = None, *, group: str = ""
+    ) -> str:
+        """Queue a message to `recipient` (or, if `group` is set, to that group).
+
+        Returns its client id (a new one if not given).
+        """
+        cid = client_id or new_client_id()
+        message = pb.SendMessage(client_id=cid, body=body)
+        if group:
+            message.group = group
+        else:
+            message.recipient = recipient
+        self._put(pb.ChatRequest(send=message))
+        return cid
+
+    def ack(self, sequence: int) -> None:
+        """Acknowledge every inbox message up to and including `sequence`."""
+        self._put(pb.ChatRequest(ack=pb.Ack(sequence=sequence)))
+
+    def ping(self, nonce: int = 0) -> None:
+        """Ask the server for a Pong carrying `nonce`."""
+        self._put(pb.ChatRequest(ping=pb.Ping(nonce=nonce)))
+
+    def close_writing(self) -> None:
+        """Half-close: the server answers what it read, delivers what is pending, then ends."""
+        if not self._write_closed:
+            self._write_closed = True
+            self._outbox.put_nowait(None)
+
+    @property
+    def ended(self) -> bool:
+        """True once the stream has finished (normally or not) and all events were read."""
+        return self._ended is not None
+
+    def cancel(self) -> None:
+        """Abort the stream at once."""
+        self._write_closed = True
+        self._call.cancel()
+
+    async def wait_closed(self, grace: float = 2.0) -> None:
+        """Wait up to `grace` seconds for the stream to end, then cancel it."""
+        try:
+            await asyncio.wait_for(asyncio.shield(self._reader), grace)
+        except TimeoutError:
+            self.cancel()
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._reader, 1.0)
+
+    async def aclose(self, grace: float = 2.0) -> None:
+        """Half-close, wait up to `grace` seconds for the server to end the stream, cancel."""
+        self.close_writing()
+        await self.wait_closed(grace)
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> ChatEvent:
+        if self._ended is not None:
+            raise StopAsyncIteration
+        item = await self._events.get()
+        if isinstance(item, _End):
+            self._ended = item
+            if item.error is not None:
+                raise item.error
+            raise StopAsyncIteration
+        return item
+
+
+# --- the client ---------------------------------------------------------------------------
+
+
+class Client:
+    """A connection to one Hubbub server ("host:port") and, after login, a session token.
+
+    Every method raises HubbubError on failure (ErrorKind.UNAVAILABLE when the
+    server cannot be reached). Use `await Client.connect(address)` to fail early
+    when the server is down, and `async with` (or `close()`) to release the channel.
+    """
+
+    def __init__(self, address: str = DEFAULT_SERVER, *, token: str | None = None) -> None:
+        self.address = address
+        self.token = token
+        self.username: str | None = None
+        self._channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        self._stub = pb_grpc.MessengerServiceStub(self._channel)
+
+    @classmethod
+    async def connect(
+        cls, address: str = DEFAULT_SERVER, *, token: str | None = None, within: float = 5.0
+    ) -> Client:
+        """Create a client and wait up to `within` seconds for the server to answer.
+
+        Raises HubbubError(ErrorKind.UNAVAILABLE) if it cannot be reached.
+        """
+        client = cls(address, token=token)
+        try:
+            await client.wait_ready(within)
+        except BaseException:
+            await client.close()
+            raise
+        return client
+
+    async def wait_ready(self, within: float = 5.0) -> None:
+        """Wait until the channel is connected; HubbubError(UNAVAILABLE) after `within` s."""
+        try:
+            await asyncio.wait_for(self._channel.channel_ready(), within)
+        except TimeoutError:
+            raise HubbubError(
+                ErrorKind.UNAVAILABLE, f"Cannot reach the Hubbub server at {self.address}."
+            ) from None
+
+    async def reset_channel(self) -> None:
+        """Replace the channel with a fresh one (used before reconnecting)."""
+        old = self._channel
+        self._channel = grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        self._stub = pb_grpc.MessengerServiceStub(self._channel)
+        with contextlib.suppress(Exception):
+            await old.close(None)
+
+    async def close(self) -> None:
+        """Close the channel; calls in progress are cancelled."""
+        with contextlib.suppress(Exception):
+            await self._channel.close(None)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _metadata(self) -> tuple[tuple[str, str], ...]:
+        if not self.token:
+            raise HubbubError(ErrorKind.UNAUTHENTICATED, "Not logged in.")
+        return (("authorization", f"Bearer {self.token}"),)
+
+    async def register(self, username: str, password: str, display_name: str = "") -> UserInfo:
+        """Create an account; returns it.
+
+        Errors: INVALID_ARGUMENT (bad name, password or display name; see
+        `field_violations`), ALREADY_EXISTS (name taken).
+        """
+        request = pb.RegisterRequest(
+            username=username, password=password, display_name=display_name
+        )
+        try:
+            response = await self._stub.Register(request, timeout=30)
+        except grpc.RpcError as exc:
+            raise _error_from_rpc(exc, self.address) from None
+        return UserInfo.from_pb(response.user)
+
+    async def login(self, username: str, password: str) -> LoginResult:
+        """Log in and keep the token for later calls.
+
+        Errors: UNAUTHENTICATED (unknown user or wrong password), RESOURCE_EXHAUSTED
+        (too many failed attempts), INVALID_ARGUMENT.
+        """
+        try:
+            response = await self._stub.Login(
+                pb.LoginRequest(username=username, password=password), timeout=30
+            )
+        except grpc.RpcError as exc:
+            raise _error_from_rpc(exc, self.address) from None
+        self.token = response.token
+        user = UserInfo.from_pb(response.user)
+        self.username = user.username or username
+        return LoginResult(response.token, _time(response.expire_time), user)
+
+    async def logout(self) -> None:
+        """Revoke the current token (and forget it). Errors: UNAUTHENTICATED."""
+        metadata = self._metadata()
+        try:
+            await self._stub.Logout(pb.LogoutRequest(), metadata=metadata, timeout=10)
+        except grpc.RpcError as exc:
+            raise _error_from_rpc(exc, self.address) from None
+        finally:
+            self.token = None
+
+    async def list_users(self, online_only: bool = False) -> list[UserInfo]:
+        """Users sorted by username, all or only those online. Errors: UNAUTHENTICATED."""
+        metadata = self._metadata()
+        try:
+            response = await self._stub.ListUsers(
+                pb.ListUsersRequest(online_only=online_only), metadata=metadata, timeout=10
+            )
+        except grpc.RpcError as exc:
+            raise _error_from_rpc(exc, self.address) from None
+        return [UserInfo.from_pb(u) for u in response.users]
+
+    async def open_chat(self, within: float = 10.0) -> Chat:
+        """Open the Chat stream and wait for its Welcome (in `chat.welcome`).
+
+        Nothing is delivered until the caller sends a first event (normally
+        `chat.resume()`). Errors: UNAUTHENTICATED, ALREADY_EXISTS (already online
+        elsewhere), RESOURCE_EXHAUSTED (server full), UNAVAILABLE.
+        """
+        metadata = self._metadata()
+        outbox: asyncio.Queue[pb.ChatRequest | None] = asyncio.Queue()
+        call = self._stub.Chat(_Requests(outbox), metadata=metadata)
+        chat = Chat(call, outbox, self.address)
+        await chat._first_event(within)
+        return chat
+
+
+# --- a chat that survives connection loss -------------------------------------------------
+
+
+@dataclass
+class _Pending:
+    recipient: str
+    body: str
+    group: str = ""
+
+
+@dataclass
+class Conversation:
+    """A chat that reconnects by itself and shows every message exactly once.
+
+    Iterate it from ONE task. It yields the Chat events, filtered: inbox entries
+    (messages, receipts, group updates) with a sequence at or below `last_shown` are
+    dropped (call `ack(seq)` once one is shown or handled); SendConfirmed and
+    EventRejected come only for sends still unconfirmed. When the stream drops it
+    yields ConnectionLost once, reconnects with `backoff` (logging in again with
+    `password` if the token is refused), resumes after `last_shown`, re-sends
+    unconfirmed messages under their original client ids and yields Reconnected.
+    It raises HubbubError only when reconnecting cannot succeed (token refused and
+    no password).
+    """
+
+    client: Client
+    password: str | None = None
+    backoff: Backoff = field(default_factory=Backoff)
+    last_shown: int = 0
+    pending: dict[str, _Pending] = field(default_factory=dict)
+    chat: Chat | None = None
+    welcome: Welcome | None = None
+    _closing: bool = False
+    _announced: bool = False
+    _away_delay: float = 0.0
+    _up_since: float = 0.0
+    #: A stream must stay up this long (seconds) before the backoff starts over, so a
+    #: server that accepts and then drops every stream is not hammered.
+    stable_after: float = 5.0
+
+    async def start(self, after_sequence: int | None = None) -> Welcome:
+        """Open the first stream and resume (after `after_sequence`, default the server cursor).
+
+        Raises HubbubError on refusal (ALREADY_EXISTS, RESOURCE_EXHAUSTED,
+        UNAUTHENTICATED, UNAVAILABLE).
+        """
+        chat = await self.client.open_chat()
+        assert chat.welcome is not None
+        self.chat, self.welcome = chat, chat.welcome
+        self._up_since = time.monotonic()
+        self.last_shown = (
+            after_sequence if after_sequence is not None else chat.welcome.acked_sequence
+        )
+        chat.resume(after_sequence)
+        return chat.welcome
+
+    @property
+    def connected(self) -> bool:
+        """True while a stream is open."""
+        return self.chat is not None
+
+    def send(self, recipient: str, body: str, *, group: str = "") -> str:
+        """Send to `recipient` or `group` (now, or after the next reconnect); returns the
+        client id, which SendConfirmed / EventRejected will carry."""
+        cid = new_client_id()
+        self.pending[cid] = _Pending(recipient, body, group)
+        if self.chat is not None:
+            self.chat.send(recipient, body, cid, group=group)
+        return cid
+
+    def ack(self, sequence: int) -> None:
+        """Record that the message `sequence` was shown and acknowledge it."""
+        if sequence > self.last_shown:
+            self.last_shown = sequence
+        if self.chat is not None:
+            self.chat.ack(sequence)
+
+    async def close(self, grace: float = 2.0) -> None:
+        """Half-close the stream and wait up to `grace` seconds for it to end."""
+        self._closing = True
+        if self.chat is not None:
+            await self.chat.aclose(grace)
+
+    def __aiter__(self) -> Self:
+        return self
+
+    def _lost(self, message: str) -> ChatEvent | None:
+        self.chat = None
+        if time.monotonic() - self._up_since >= self.stable_after:
+            self.backoff.reset()
+        if self._announced:
+            return None
+        self._announced = True
+        return ConnectionLost(message)
+
+    async def __anext__(self) -> ChatEvent:
+        while True:
+            if self._closing and (self.chat is None or self.chat.ended):
+                raise StopAsyncIteration
+            if self.chat is None:
+                welcome = await self._reconnect()
+                self._announced = False
+                return Reconnected(welcome)
+            try:
+                event = await self.chat.__anext__()
+            except StopAsyncIteration:
+                if self._closing:
+                    raise
+                lost = self._lost("The server closed the connection.")
+            except HubbubError as exc:
+                if self._closing:
+                    raise StopAsyncIteration from None
+                if exc.kind is ErrorKind.RESOURCE_EXHAUSTED:
+                    self._away_delay = max(self._away_delay, 1.0)
+                lost = self._lost(exc.message)
+            else:
+                shown = self._filter(event)
+                if shown is not None:
+                    return shown
+                continue
+            if lost is not None:
+                return lost
+
+    def _filter(self, event: ChatEvent) -> ChatEvent | None:
+        if isinstance(event, IncomingMessage | DeliveryReceipt | GroupUpdate):
+            return event if event.sequence > self.last_shown else None
+        if isinstance(event, SendConfirmed):
+            return event if self.pending.pop(event.client_id, None) is not None else None
+        if isinstance(event, EventRejected):
+            if event.client_id:
+                return event if self.pending.pop(event.client_id, None) is not None else None
+            return event
+        if isinstance(event, GoingAway):
+            self._away_delay = event.reconnect_delay_ms / 1000
+            if self.chat is not None:
+                self.chat.close_writing()
+            if self._announced:
+                return None
+            self._announced = True
+            return ConnectionLost(event.message or "The server is going away.")
+        return event
+
+    async def _reconnect(self) -> Welcome:
+        while True:
+            delay = max(self.backoff.next_delay(), self._away_delay)
+            self._away_delay = 0.0
+            await asyncio.sleep(delay)
+            await self.client.reset_channel()
+            try:
+                chat = await self._open()
+            except HubbubError as exc:
+                if exc.kind is ErrorKind.UNAUTHENTICATED and self.password is None:
+                    raise
+                continue
+            break
+        assert chat.welcome is not None
+        self.chat, self.welcome = chat, chat.welcome
+        self._up_since = time.monotonic()
+        chat.resume(self.last_shown)
+        if self.last_shown > chat.welcome.acked_sequence:
+            chat.ack(self.last_shown)
+        for cid, item in self.pending.items():
+            chat.send(item.recipient, item.body, cid, group=item.group)
+        return chat.welcome
+
+    async def _open(self) -> Chat:
+        try:
+            return await self.client.open_chat()
+        except HubbubError as exc:
+            if exc.kind is not ErrorKind.UNAUTHENTICATED or self.password is None:
+                raise
+            username = self.client.username
+            if username is None:
+                raise
+        await self.client.login(username, self.password)
+        return await self.client.open_chat()

@@ -1,0 +1,397 @@
+"""The interactive chat (`hubbub` / `hubbub chat`): login dialogue, then a live chat.
+
+Input comes from a prompt_toolkit `PromptSession` (history, completion of
+`@names` and `!commands`) inside `patch_stdout`, so lines printed by the event
+task appear above the line being typed without mangling it. When stdin is not a
+terminal a plain line reader is used instead (scripts can pipe lines in).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol
+
+from prompt_toolkit import PromptSession
+from prompt_toolkit.completion import CompleteEvent, Completer, Completion
+from prompt_toolkit.document import Document
+from prompt_toolkit.history import DummyHistory, InMemoryHistory
+from prompt_toolkit.layout.processors import Processor, Transformation, TransformationInput
+from prompt_toolkit.patch_stdout import patch_stdout
+
+from . import render
+from .api import (
+    Client,
+    ConnectionLost,
+    Conversation,
+    DeliveryReceipt,
+    ErrorKind,
+    EventRejected,
+    GroupUpdate,
+    HubbubError,
+    IncomingMessage,
+    PresenceChanged,
+    Reconnected,
+    SendConfirmed,
+)
+
+CHAT_PROMPT = "> "
+LOGIN_PROMPT = "> "
+
+
+# --- line input ---------------------------------------------------------------------------
+
+
+class LineInput(Protocol):
+    """Where typed lines come from. `ask` raises EOFError on Ctrl-D / end of input."""
+
+    async def ask(self, prompt: str, *, secret: bool = False, chat: bool = False) -> str:
+        """Show `prompt`, return one line (without newline); `secret` hides the typing."""
+        ...
+
+
+class _HideInput(Processor):
+    """Shows nothing of what is typed and keeps the cursor still (password entry)."""
+
+    def apply_transformation(self, transformation_input: TransformationInput) -> Transformation:
+        return Transformation([], source_to_display=lambda i: 0, display_to_source=lambda i: 0)
+
+
+class ChatCompleter(Completer):
+    """Completes `!commands` and, at the start of a line, `@names` from `names()`."""
+
+    def __init__(self, names: Callable[[], Iterable[str]]) -> None:
+        self._names = names
+
+    def get_completions(
+        self, document: Document, complete_event: CompleteEvent
+    ) -> Iterator[Completion]:
+        """Yield completions for the word before the cursor if it is the line's first word."""
+        before = document.text_before_cursor
+        word = before.lstrip()
+        if not word or any(ch.isspace() for ch in word):
+            return
+        if word.startswith("!"):
+            for name in render.COMMANDS:
+                if name.startswith(word.lower()):
+                    yield Completion(name, start_position=-len(word))
+        elif word.startswith("@"):
+            prefix = word[1:].casefold()
+            for name in sorted(set(self._names())):
+                if name.casefold().startswith(prefix):
+                    yield Completion(f"@{name} ", start_position=-len(word), display=f"@{name}")
+
+
+class PromptInput:
+    """prompt_toolkit input: one session with history and completion for chat lines,
+    one without history for the login dialogue (so passwords are never kept)."""
+
+    def __init__(self, names: Callable[[], Iterable[str]]) -> None:
+        self._chat = PromptSession[str](
+            history=InMemoryHistory(),
+            completer=ChatCompleter(names),
+            complete_while_typing=False,
+        )
+        self._login = PromptSession[str](history=DummyHistory())
+        self._secret = PromptSession[str](history=DummyHistory(), input_processors=[_HideInput()])
+
+    async def ask(self, prompt: str, *, secret: bool = False, chat: bool = False) -> str:
+        """Read one line; raises EOFError on Ctrl-D and KeyboardInterrupt on Ctrl-C."""
+        session = self._secret if secret else self._chat if chat else self._login
+        return await session.prompt_async(prompt, set_exception_handler=False)
+
+
+class PlainInput:
+    """Line input for a stdin that is not a terminal; a daemon thread reads the lines."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._lines: asyncio.Queue[str | None] = asyncio.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in sys.stdin:
+            self._loop.call_soon_threadsafe(self._lines.put_nowait, line.rstrip("\r\n"))
+        self._loop.call_soon_threadsafe(self._lines.put_nowait, None)
+
+    async def ask(self, prompt: str, *, secret: bool = False, chat: bool = False) -> str:
+        """Read one line; raises EOFError at the end of input."""
+        if prompt.strip() and prompt != CHAT_PROMPT:
+            print(prompt, end="", flush=True)
+        line = await self._lines.get()
+        if line is None:
+            self._lines.put_nowait(None)
+            raise EOFError
+        return line
+
+
+# --- the chat application -----------------------------------------------------------------
+
+
+class _Outcome(enum.Enum):
+    RETRY = "retry"
+    QUIT = "quit"
+    FULL = "full"
+
+
+class _Quit(Exception):
+    """The person typed !quit or Ctrl-D at a prompt."""
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+class ChatApp:
+    """The interactive dialogue on top of a connected `Client`.
+
+    `run()` returns the process exit status: 0 after !quit / Ctrl-D, 1 when the
+    server is full or the chat cannot go on.
+    """
+
+    def __init__(self, client: Client, line_input: LineInput | None = None) -> None:
+        self.client = client
+        self.names: set[str] = set()
+        self.me = ""
+        self.input: LineInput = line_input or PromptInput(lambda: self.names)
+
+    async def _ask(self, prompt: str, *, secret: bool = False, chat: bool = False) -> str:
+        try:
+            line = await self.input.ask(prompt, secret=secret, chat=chat)
+        except EOFError:
+            raise _Quit from None
+        if line.strip() == "!quit":
+            raise _Quit
+        return line
+
+    async def run(self) -> int:
+        """Log in (asking again after every failure), then chat until !quit."""
+        _say(render.WELCOME)
+        conversation: Conversation | None = None
+        while conversation is None:
+            try:
+                result = await self._login_once()
+            except _Quit:
+                return 0
+            if result is _Outcome.FULL:
+                _say(render.SERVER_FULL)
+                return 1
+            if isinstance(result, Conversation):
+                conversation = result
+            else:
+                _say(render.ENTER_LOGIN)
+        return await self._chat(conversation)
+
+    # --- login dialogue
+
+    async def _login_once(self) -> _Outcome | Conversation:
+        name = (await self._ask(LOGIN_PROMPT)).strip()
+        if not name:
+            return _Outcome.RETRY
+        if not render.valid_username(name):
+            _say(render.name_disallowed(name))
+            return _Outcome.RETRY
+        password = await self._ask("Password: ", secret=True)
+        try:
+            await self.client.login(name, password)
+        except HubbubError as exc:
+            if exc.kind is ErrorKind.UNAUTHENTICATED:
+                return await self._offer_register(name)
+            self._login_failed(name, exc)
+            return _Outcome.RETRY
+        return await self._open(name, password)
+
+    def _login_failed(self, name: str, exc: HubbubError) -> None:
+        if exc.kind is ErrorKind.INVALID_ARGUMENT and (
+            not exc.field_violations or any("username" in f for f in exc.fields())
+        ):
+            _say(render.name_disallowed(name))
+        elif exc.kind is ErrorKind.ALREADY_EXISTS:
+            _say(render.name_in_use(name))
+        elif exc.kind is ErrorKind.UNAVAILABLE:
+            _say(exc.message)
+        else:
+            _say(f"Cannot log in as {render.sanitize(name)}. {render.sanitize(exc.message)}")
+
+    async def _offer_register(self, name: str) -> _Outcome | Conversation:
+        answer = await self._ask(f"Create a new account '{name}'? [y/N] ")
+        if answer.strip().lower() not in {"y", "yes"}:
+            return _Outcome.RETRY
+        password = await self._ask("Choose a password: ", secret=True)
+        again = await self._ask("Repeat the password: ", secret=True)
+        if password != again:
+            _say("The passwords do not match.")
+            return _Outcome.RETRY
+        display_name = (await self._ask("Display name (optional): ")).strip()
+        try:
+            await self.client.register(name, password, display_name)
+            await self.client.login(name, password)
+        except HubbubError as exc:
+            fields = exc.fields()
+            if (
+                exc.kind is ErrorKind.INVALID_ARGUMENT
+                and fields
+                and not any("username" in f for f in fields)
+            ):
+                detail = "; ".join(v.description for v in exc.field_violations) or exc.message
+                _say(f"Cannot create account {name}. {render.sanitize(detail)}")
+            else:
+                self._login_failed(name, exc)
+            return _Outcome.RETRY
+        return await self._open(name, password)
+
+    async def _open(self, name: str, password: str) -> _Outcome | Conversation:
+        conversation = Conversation(self.client, password=password)
+        try:
+            welcome = await conversation.start()
+        except HubbubError as exc:
+            await self._logout_quietly()
+            if exc.kind is ErrorKind.RESOURCE_EXHAUSTED:
+                return _Outcome.FULL
+            if exc.kind is ErrorKind.ALREADY_EXISTS:
+                _say(render.name_in_use(name))
+            else:
+                self._login_failed(name, exc)
+            return _Outcome.RETRY
+        self.me = welcome.user.username or name
+        self.names = {u.username for u in welcome.online_users if u.username != self.me}
+        _say(render.logged_in(name))
+        return conversation
+
+    async def _logout_quietly(self) -> None:
+        with contextlib.suppress(HubbubError, TimeoutError):
+            await asyncio.wait_for(self.client.logout(), 3)
+
+    # --- chatting
+
+    async def _chat(self, conversation: Conversation) -> int:
+        events = asyncio.create_task(self._show_events(conversation))
+        status = 0
+        try:
+            while True:
+                prompt = asyncio.create_task(self._ask(CHAT_PROMPT, chat=True))
+                await asyncio.wait({prompt, events}, return_when=asyncio.FIRST_COMPLETED)
+                if not prompt.done():
+                    # The event task ended: the chat cannot go on.
+                    prompt.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, _Quit, KeyboardInterrupt):
+                        await prompt
+                    status = 1
+                    break
+                try:
+                    line = prompt.result()
+                except (_Quit, KeyboardInterrupt):
+                    break
+                await self._handle_line(conversation, line)
+        finally:
+            events.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await events
+            with contextlib.suppress(HubbubError):
+                await conversation.close()
+            await self._logout_quietly()
+        return status
+
+    async def _handle_line(self, conversation: Conversation, line: str) -> None:
+        parsed = render.parse_line(line)
+        if isinstance(parsed, render.DirectMessage):
+            conversation.send(parsed.recipient, parsed.body)
+        elif isinstance(parsed, render.GroupMessage):
+            conversation.send("", parsed.body, group=parsed.group)
+        elif isinstance(parsed, render.Command):
+            if parsed.name == "!who":
+                await self._who()
+            elif parsed.name == "!help":
+                for text in render.help_lines():
+                    _say(text)
+        elif isinstance(parsed, render.Invalid):
+            _say(parsed.message)
+
+    async def _who(self) -> None:
+        try:
+            users = await self.client.list_users(online_only=True)
+        except HubbubError as exc:
+            if exc.kind is ErrorKind.UNAVAILABLE:
+                _say("* The server cannot be reached right now; try again in a moment.")
+            else:
+                _say(f"* Cannot list the users: {render.sanitize(exc.message)}")
+            return
+        _say(render.who_header(len(users)))
+        for user in users:
+            _say(render.sanitize(user.username))
+        self.names |= {u.username for u in users if u.username != self.me}
+
+    async def _show_events(self, conversation: Conversation) -> None:
+        try:
+            async for event in conversation:
+                if isinstance(event, IncomingMessage):
+                    _say(
+                        render.incoming_line(
+                            event.sender, event.body, event.send_time, group=event.group
+                        )
+                    )
+                    conversation.ack(event.sequence)
+                    if event.sender != self.me:
+                        self.names.add(event.sender)
+                elif isinstance(event, DeliveryReceipt):
+                    conversation.ack(event.sequence)  # nothing to show: "sent" was said
+                elif isinstance(event, GroupUpdate):
+                    _say(
+                        render.group_update_line(
+                            event.group, event.action, event.actor, event.members
+                        )
+                    )
+                    conversation.ack(event.sequence)
+                elif isinstance(event, SendConfirmed):
+                    _say(render.MESSAGE_SENT)
+                elif isinstance(event, EventRejected):
+                    _say(rejection_line(event))
+                elif isinstance(event, PresenceChanged):
+                    if event.user.username != self.me:
+                        _say(render.presence_line(event.user.username, event.user.online))
+                        if event.user.online:
+                            self.names.add(event.user.username)
+                elif isinstance(event, ConnectionLost):
+                    _say(render.CONNECTION_LOST)
+                elif isinstance(event, Reconnected):
+                    _say(render.RECONNECTED)
+                    self.names |= {
+                        u.username for u in event.welcome.online_users if u.username != self.me
+                    }
+        except HubbubError as exc:
+            _say(f"* Cannot reconnect: {render.sanitize(exc.message)}")
+
+
+def rejection_line(event: EventRejected) -> str:
+    """The line for a refused event: unknown recipient, bad body, or anything else."""
+    if event.reason == "USER_NOT_FOUND" or event.code == 5:
+        return render.USER_NOT_FOUND
+    if "send.body" in event.fields():
+        return render.BODY_ERROR
+    return render.HEADER_ERROR
+
+
+def _quiet_exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """Stray background errors must not be printed over the chat (HUBBUB_DEBUG shows them)."""
+    if os.environ.get("HUBBUB_DEBUG"):
+        loop.default_exception_handler(context)
+
+
+async def run_interactive(address: str) -> int:
+    """Run the interactive client against `address`; returns the exit status."""
+    asyncio.get_running_loop().set_exception_handler(_quiet_exception_handler)
+    try:
+        client = await Client.connect(address)
+    except HubbubError as exc:
+        print(exc.message, file=sys.stderr, flush=True)
+        return 1
+    async with client:
+        if sys.stdin.isatty() and sys.stdout.isatty():
+            with patch_stdout():
+                return await ChatApp(client).run()
+        return await ChatApp(client, PlainInput()).run()

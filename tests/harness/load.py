@@ -1,0 +1,227 @@
+"""Load driver and verdict for fault-injection runs, through the real client library.
+
+K senders and K receivers, each a :class:`hubbub.client.Conversation` (the
+client's reconnecting chat): sender ``sender{i}`` sends numbered messages to
+receiver ``reader{i}``, keeping at most ``in_flight`` unconfirmed. Every message body
+is ``"<sender>|<counter>"``. Each side logs what happened:
+
+- ``confirmed``: (sender, counter) whose SendConfirmed the sender saw
+  (the server said: stored durably);
+- ``shown``: (receiver, sender, counter, sequence) as the receiver showed them.
+
+The verdict: lost = confirmed − shown (must be empty), duplicates shown (0),
+and per conversation the counters shown must increase (order holds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from dataclasses import dataclass, field
+
+from hubbub.client import (
+    Client,
+    Conversation,
+    EventRejected,
+    HubbubError,
+    IncomingMessage,
+    SendConfirmed,
+)
+from hubbub.client.render import Backoff
+
+PASSWORD = "torture password 1"
+
+
+@dataclass
+class Verdict:
+    """Outcome of a run; ``ok`` when nothing was lost, duplicated or reordered."""
+
+    sent: int
+    confirmed: int
+    shown: int
+    lost: list[tuple[str, int]]
+    duplicated: list[tuple[str, int]]
+    out_of_order: list[str]
+    rejected: int
+
+    @property
+    def ok(self) -> bool:
+        """True if lost, duplicated and out_of_order are all empty."""
+        return not (self.lost or self.duplicated or self.out_of_order)
+
+    def summary(self) -> str:
+        """One line of figures."""
+        return (
+            f"sent {self.sent}, confirmed {self.confirmed}, shown {self.shown}, "
+            f"lost {len(self.lost)}, duplicated {len(self.duplicated)}, "
+            f"out of order {len(self.out_of_order)}, rejected {self.rejected}"
+        )
+
+
+@dataclass
+class _Side:
+    name: str
+    conversation: Conversation | None = None
+    task: asyncio.Task[None] | None = None
+
+
+@dataclass
+class LoadDriver:
+    """Drives ``pairs`` sender→receiver conversations against ``address``.
+
+    Args:
+        address: "host:port" clients connect to (the server, or a fault proxy).
+        pairs: number of sender/receiver pairs.
+        in_flight: most unconfirmed messages per sender.
+        pace_s: pause between sends of one sender, seconds.
+    """
+
+    address: str
+    pairs: int = 4
+    in_flight: int = 16
+    pace_s: float = 0.002
+    sent: Counter[str] = field(default_factory=Counter)
+    confirmed: set[tuple[str, int]] = field(default_factory=set)
+    shown: list[tuple[str, str, int, int]] = field(default_factory=list)
+    rejected: int = 0
+    _sending: bool = True
+    _sides: list[_Side] = field(default_factory=list)
+    _counters: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    async def setup(self) -> None:
+        """Register every user (idempotent)."""
+        async with Client(self.address) as client:
+            for i in range(self.pairs):
+                for name in (f"sender{i}", f"reader{i}"):
+                    with contextlib.suppress(HubbubError):
+                        await client.register(name, PASSWORD)
+
+    async def start(self) -> None:
+        """Start every sender and receiver."""
+        for i in range(self.pairs):
+            receiver = _Side(f"reader{i}")
+            receiver.task = asyncio.create_task(self._receive(receiver))
+            sender = _Side(f"sender{i}")
+            sender.task = asyncio.create_task(self._send(sender, f"reader{i}"))
+            self._sides += [receiver, sender]
+
+    async def _conversation(self, name: str) -> Conversation:
+        backoff = Backoff()
+        while True:
+            client = Client(self.address)
+            try:
+                await client.login(name, PASSWORD)
+                conversation = Conversation(client, password=PASSWORD)
+                await conversation.start()
+                return conversation
+            except HubbubError:
+                await client.close()
+                await asyncio.sleep(backoff.next_delay())
+
+    async def _receive(self, side: _Side) -> None:
+        conv = side.conversation = await self._conversation(side.name)
+        async for event in conv:
+            if isinstance(event, IncomingMessage):
+                sender, _, counter = event.body.partition("|")
+                self.shown.append((side.name, sender, int(counter), event.sequence))
+                conv.ack(event.sequence)
+
+    async def _send(self, side: _Side, receiver: str) -> None:
+        conv = side.conversation = await self._conversation(side.name)
+        counters = self._counters.setdefault(side.name, {})
+        room = asyncio.Event()
+        room.set()
+
+        async def events() -> None:
+            async for event in conv:
+                if isinstance(event, SendConfirmed) and event.client_id in counters:
+                    self.confirmed.add((side.name, counters[event.client_id]))
+                elif isinstance(event, EventRejected):
+                    self.rejected += 1
+                if len(conv.pending) < self.in_flight:
+                    room.set()
+
+        reader = asyncio.create_task(events())
+        try:
+            counter = 0
+            while self._sending:
+                if len(conv.pending) >= self.in_flight:
+                    room.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(room.wait(), 0.5)
+                    continue
+                counter += 1
+                client_id = conv.send(receiver, f"{side.name}|{counter}")
+                counters[client_id] = counter
+                self.sent[side.name] += 1
+                await asyncio.sleep(self.pace_s)
+            await reader
+        finally:
+            reader.cancel()
+
+    async def wait_started(self, within_s: float = 120.0) -> None:
+        """Wait until every sender and receiver has its conversation open (bounded)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        while any(s.conversation is None for s in self._sides):
+            if loop.time() > deadline:
+                raise TimeoutError("load driver clients did not all connect")
+            await asyncio.sleep(0.1)
+
+    def stop_sending(self) -> None:
+        """Senders stop making new messages (unconfirmed ones are still re-sent)."""
+        self._sending = False
+
+    def _unconfirmed(self) -> int:
+        return sum(
+            len(s.conversation.pending)
+            for s in self._sides
+            if s.conversation is not None and s.name.startswith("sender")
+        )
+
+    async def drain(self, within_s: float = 60.0) -> None:
+        """Wait until every send is confirmed and every confirmed message shown (bounded)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        while loop.time() < deadline:
+            shown = {(s, c) for _, s, c, _ in self.shown}
+            if self._unconfirmed() == 0 and self.confirmed <= shown:
+                return
+            await asyncio.sleep(0.2)
+
+    async def close(self) -> None:
+        """Stop every task and close every connection."""
+        self.stop_sending()
+        for side in self._sides:
+            if side.task is not None:
+                side.task.cancel()
+        await asyncio.gather(
+            *(s.task for s in self._sides if s.task is not None), return_exceptions=True
+        )
+        for side in self._sides:
+            if side.conversation is not None:
+                with contextlib.suppress(Exception):
+                    await side.conversation.close(0.5)
+                await side.conversation.client.close()
+
+    def verdict(self) -> Verdict:
+        """Compare what senders saw confirmed with what receivers showed."""
+        shown_keys = [(s, c) for _, s, c, _ in self.shown]
+        counts = Counter(shown_keys)
+        last: dict[tuple[str, str], int] = {}
+        out_of_order = []
+        for receiver, sender, counter, _seq in self.shown:
+            key = (sender, receiver)
+            if counter <= last.get(key, 0):
+                out_of_order.append(f"{sender}->{receiver}: {counter} after {last[key]}")
+            last[key] = max(counter, last.get(key, 0))
+        return Verdict(
+            sent=sum(self.sent.values()),
+            confirmed=len(self.confirmed),
+            shown=len(self.shown),
+            lost=sorted(self.confirmed - set(shown_keys)),
+            duplicated=sorted(k for k, n in counts.items() if n > 1),
+            out_of_order=out_of_order,
+            rejected=self.rejected,
+        )
