@@ -48,6 +48,9 @@ DEFAULT_SERVER: Final = "127.0.0.1:50051"
 CHANNEL_OPTIONS: Final[list[tuple[str, int]]] = [
     ("grpc.keepalive_time_ms", 20_000),
     ("grpc.keepalive_timeout_ms", 10_000),
+    # gRPC core only drops a connection whose keepalive ping went unanswered after its
+    # HTTP/2 ping timeout (default 60 s), so the two must be set together.
+    ("grpc.http2.ping_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.initial_reconnect_backoff_ms", 250),

@@ -41,3 +41,15 @@ async def test_graceful_restarts_lose_nothing(server_factory: Callable[..., Serv
     print(report.summary())
     assert report.verdict.confirmed > 100
     assert report.verdict.ok, report.summary()
+
+
+@pytest.mark.timeout(300)
+async def test_sigstop_longer_than_keepalive_loses_nothing(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    """A server frozen (SIGSTOP) past the clients' keepalive, then resumed: nothing lost."""
+    server = server_factory()
+    report = await torture(server, ["sigstop"], pairs=3, seed=13, pause_s=35.0)
+    print(report.summary())
+    assert report.verdict.confirmed > 50
+    assert report.verdict.ok, report.summary()
