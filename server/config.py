@@ -60,160 +60,98 @@ class ServerConfig:
     ldap_timeout_s: float = 5.0
 
 
-def _env(name: str, default: object) -> str:
-    return os.environ.get(f"HUBBUB_{name.upper()}", str(default))
+@dataclass(frozen=True, slots=True)
+class _Flag:
+    """One command-line flag for a :class:`ServerConfig` field (type from the field's default)."""
+
+    name: str  # e.g. "--max-clients"; the environment variable is HUBBUB_MAX_CLIENTS
+    field: str  # ServerConfig attribute
+    help: str
+    choices: tuple[str, ...] = ()
+
+    @property
+    def env(self) -> str:
+        """The environment variable that gives the default."""
+        return "HUBBUB_" + self.name.removeprefix("--").replace("-", "_").upper()
 
 
-def _env_flag(name: str, default: bool) -> bool:
-    value = _env(name, default).strip().lower()
-    return value in ("1", "true", "yes", "on")
+_FLAGS = (
+    _Flag("--host", "host", "listen address"),
+    _Flag("--port", "port", "TCP port, 0 = any"),
+    _Flag("--database", "database", "SQLite database file"),
+    _Flag("--max-clients", "max_clients", "most live chat streams, 0 = unlimited"),
+    _Flag("--max-message-bytes", "max_message_bytes", "largest message body in bytes"),
+    _Flag("--log-level", "log_level", "log level", ("DEBUG", "INFO", "WARNING", "ERROR")),
+    _Flag("--log-format", "log_format", "log line format", ("text", "json")),
+    _Flag("--tls-cert", "tls_cert", "PEM certificate chain; with --tls-key the server uses TLS"),
+    _Flag("--tls-key", "tls_key", "PEM private key for --tls-cert"),
+    _Flag("--grace", "grace_s", "graceful shutdown period in seconds"),
+    _Flag(
+        "--write-timeout",
+        "write_timeout_s",
+        "seconds a stream write may take before the client is dropped",
+    ),
+    _Flag("--outbox-events", "outbox_events", "per-stream outbound queue bound, events"),
+    _Flag("--keepalive-time-ms", "keepalive_time_ms", "keepalive ping interval in ms"),
+    _Flag("--keepalive-timeout-ms", "keepalive_timeout_ms", "keepalive ping ack timeout in ms"),
+    _Flag(
+        "--metrics-port",
+        "metrics_port",
+        "serve Prometheus metrics at http://HOST:PORT/metrics; -1 = off, 0 = any port",
+    ),
+    _Flag(
+        "--ldap-url",
+        "ldap_url",
+        "LDAP server that checks login passwords, ldap://host:port or ldaps://...",
+    ),
+    _Flag(
+        "--ldap-user-dn",
+        "ldap_user_dn",
+        "DN to bind as, e.g. uid={username},ou=people,dc=example,dc=org",
+    ),
+    _Flag("--ldap-start-tls", "ldap_start_tls", "StartTLS before the LDAP bind"),
+    _Flag(
+        "--ldap-ca-file",
+        "ldap_ca_file",
+        "PEM CA file to verify the LDAP server; system CAs if unset",
+    ),
+    _Flag("--ldap-only", "ldap_only", "only the LDAP directory decides logins"),
+    _Flag("--ldap-timeout", "ldap_timeout_s", "LDAP connect/answer timeout in seconds"),
+)
+
+
+def _parse_bool(value: str) -> bool:
+    return value.strip().lower() in ("1", "true", "yes", "on")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the server flags; each defaults to its ``HUBBUB_<NAME>`` environment variable."""
-    d = ServerConfig()
-    parser.add_argument("--host", default=_env("host", d.host), help="listen address (HUBBUB_HOST)")
-    parser.add_argument(
-        "--port",
-        type=int,
-        default=int(_env("port", d.port)),
-        help="TCP port, 0 = any (HUBBUB_PORT)",
-    )
-    parser.add_argument(
-        "--database",
-        default=_env("database", d.database),
-        help="SQLite database file (HUBBUB_DATABASE)",
-    )
-    parser.add_argument(
-        "--max-clients",
-        type=int,
-        default=int(_env("max_clients", d.max_clients)),
-        help="most live chat streams, 0 = unlimited (HUBBUB_MAX_CLIENTS)",
-    )
-    parser.add_argument(
-        "--max-message-bytes",
-        type=int,
-        default=int(_env("max_message_bytes", d.max_message_bytes)),
-        help="largest message body in bytes (HUBBUB_MAX_MESSAGE_BYTES)",
-    )
-    parser.add_argument(
-        "--log-level",
-        default=_env("log_level", d.log_level),
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        type=str.upper,
-        help="log level (HUBBUB_LOG_LEVEL)",
-    )
-    parser.add_argument(
-        "--log-format",
-        default=_env("log_format", d.log_format),
-        choices=["text", "json"],
-        help="log line format (HUBBUB_LOG_FORMAT)",
-    )
-    parser.add_argument(
-        "--tls-cert",
-        default=_env("tls_cert", d.tls_cert),
-        help="PEM certificate chain; with --tls-key the server uses TLS (HUBBUB_TLS_CERT)",
-    )
-    parser.add_argument(
-        "--tls-key",
-        default=_env("tls_key", d.tls_key),
-        help="PEM private key for --tls-cert (HUBBUB_TLS_KEY)",
-    )
-    parser.add_argument(
-        "--grace",
-        type=float,
-        default=float(_env("grace", d.grace_s)),
-        help="graceful shutdown period in seconds (HUBBUB_GRACE)",
-    )
-    parser.add_argument(
-        "--write-timeout",
-        type=float,
-        default=float(_env("write_timeout", d.write_timeout_s)),
-        help="seconds a stream write may take before the client is dropped (HUBBUB_WRITE_TIMEOUT)",
-    )
-    parser.add_argument(
-        "--outbox-events",
-        type=int,
-        default=int(_env("outbox_events", d.outbox_events)),
-        help="per-stream outbound queue bound, events (HUBBUB_OUTBOX_EVENTS)",
-    )
-    parser.add_argument(
-        "--keepalive-time-ms",
-        type=int,
-        default=int(_env("keepalive_time_ms", d.keepalive_time_ms)),
-        help="keepalive ping interval in ms (HUBBUB_KEEPALIVE_TIME_MS)",
-    )
-    parser.add_argument(
-        "--metrics-port",
-        type=int,
-        default=int(_env("metrics_port", d.metrics_port)),
-        help="serve Prometheus metrics at http://HOST:PORT/metrics; -1 = off, 0 = any port "
-        "(HUBBUB_METRICS_PORT)",
-    )
-    parser.add_argument(
-        "--keepalive-timeout-ms",
-        type=int,
-        default=int(_env("keepalive_timeout_ms", d.keepalive_timeout_ms)),
-        help="keepalive ping ack timeout in ms (HUBBUB_KEEPALIVE_TIMEOUT_MS)",
-    )
-    parser.add_argument(
-        "--ldap-url",
-        default=_env("ldap_url", d.ldap_url),
-        help="LDAP server that checks login passwords, ldap://host:port or ldaps://... "
-        "(HUBBUB_LDAP_URL)",
-    )
-    parser.add_argument(
-        "--ldap-user-dn",
-        default=_env("ldap_user_dn", d.ldap_user_dn),
-        help="DN to bind as, e.g. uid={username},ou=people,dc=example,dc=org (HUBBUB_LDAP_USER_DN)",
-    )
-    parser.add_argument(
-        "--ldap-start-tls",
-        action=argparse.BooleanOptionalAction,
-        default=_env_flag("ldap_start_tls", d.ldap_start_tls),
-        help="StartTLS before the LDAP bind (HUBBUB_LDAP_START_TLS)",
-    )
-    parser.add_argument(
-        "--ldap-ca-file",
-        default=_env("ldap_ca_file", d.ldap_ca_file),
-        help="PEM CA file to verify the LDAP server; system CAs if unset (HUBBUB_LDAP_CA_FILE)",
-    )
-    parser.add_argument(
-        "--ldap-only",
-        action=argparse.BooleanOptionalAction,
-        default=_env_flag("ldap_only", d.ldap_only),
-        help="only the LDAP directory decides logins (HUBBUB_LDAP_ONLY)",
-    )
-    parser.add_argument(
-        "--ldap-timeout",
-        type=float,
-        default=float(_env("ldap_timeout", d.ldap_timeout_s)),
-        help="LDAP connect/answer timeout in seconds (HUBBUB_LDAP_TIMEOUT)",
-    )
+    defaults = ServerConfig()
+    for flag in _FLAGS:
+        default = getattr(defaults, flag.field)
+        raw = os.environ.get(flag.env)
+        help_text = f"{flag.help} ({flag.env})"
+        if isinstance(default, bool):
+            parser.add_argument(
+                flag.name,
+                dest=flag.field,
+                action=argparse.BooleanOptionalAction,
+                default=default if raw is None else _parse_bool(raw),
+                help=help_text,
+            )
+            continue
+        kind = type(default)
+        parser.add_argument(
+            flag.name,
+            dest=flag.field,
+            type=str.upper if flag.field == "log_level" else kind,
+            choices=flag.choices or None,
+            metavar=None if flag.choices else flag.env.removeprefix("HUBBUB_"),
+            default=default if raw is None else kind(raw),
+            help=help_text,
+        )
 
 
 def from_arguments(args: argparse.Namespace) -> ServerConfig:
     """Build a :class:`ServerConfig` from parsed flags."""
-    return ServerConfig(
-        host=args.host,
-        port=args.port,
-        database=args.database,
-        max_clients=args.max_clients,
-        max_message_bytes=args.max_message_bytes,
-        log_level=args.log_level,
-        log_format=args.log_format,
-        tls_cert=args.tls_cert,
-        tls_key=args.tls_key,
-        grace_s=args.grace,
-        write_timeout_s=args.write_timeout,
-        outbox_events=args.outbox_events,
-        keepalive_time_ms=args.keepalive_time_ms,
-        keepalive_timeout_ms=args.keepalive_timeout_ms,
-        metrics_port=args.metrics_port,
-        ldap_url=args.ldap_url,
-        ldap_user_dn=args.ldap_user_dn,
-        ldap_start_tls=args.ldap_start_tls,
-        ldap_ca_file=args.ldap_ca_file,
-        ldap_only=args.ldap_only,
-        ldap_timeout_s=args.ldap_timeout,
-    )
+    return ServerConfig(**{flag.field: getattr(args, flag.field) for flag in _FLAGS})
