@@ -27,14 +27,13 @@ from .events import (
     OutWelcome,
 )
 from .grpc_errors import STATUS_OF
-from .models import EntryKind, Group, GroupAction, StoredMessage, UserView
+from .models import EntryKind, Group, GroupAction, StoredMessage, UserView, to_ms
 
 
 def timestamp(when: datetime) -> Timestamp:
-    """A protobuf Timestamp for an aware datetime."""
-    ts = Timestamp()
-    ts.FromDatetime(when)
-    return ts
+    """A protobuf Timestamp for an aware datetime (millisecond resolution, as stored)."""
+    ms = to_ms(when)
+    return Timestamp(seconds=ms // 1000, nanos=ms % 1000 * 1_000_000)
 
 
 def user(view: UserView) -> pb.User:

@@ -18,8 +18,8 @@ def utc_now() -> datetime:
 
 
 def to_ms(when: datetime) -> int:
-    """Milliseconds since the Unix epoch."""
-    return int(when.timestamp() * 1000)
+    """Milliseconds since the Unix epoch (exact for millisecond-truncated times)."""
+    return round(when.timestamp() * 1000)
 
 
 def from_ms(ms: int) -> datetime:
