@@ -7,7 +7,24 @@ PROTO_SRC := protos/hubbub/v1/messenger.proto
 GEN := generated/hubbub/v1
 BUF := node_modules/.bin/buf
 
-.PHONY: venv run proto check-proto lint-proto lint typecheck pytest test bench torture clean
+.PHONY: venv system-deps run proto check-proto lint-proto lint typecheck pytest test bench torture clean
+
+# Debian packages the tests need (slapd for LDAP tests, openssl for TLS tests, npm for buf).
+# Installed with apt when missing and running as root; otherwise the command to run is shown.
+APT_PACKAGES := slapd ldap-utils openssl nodejs npm
+system-deps:
+	@missing=""; \
+	test -x /usr/sbin/slapd || missing="$$missing slapd"; \
+	command -v ldapsearch >/dev/null 2>&1 || missing="$$missing ldap-utils"; \
+	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing </dev/null; \
+		else \
+			echo "missing Debian packages:$$missing; run: sudo apt-get install -y$$missing" >&2; exit 1; \
+		fi; \
+	fi
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; set PYTHON=python3" >&2; exit 1; }
@@ -53,7 +70,7 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(VENV)/bin/pytest -q
 
-test: lint typecheck check-proto lint-proto pytest
+test: system-deps lint typecheck check-proto lint-proto pytest
 
 bench: $(STAMP)
 	$(PY) scripts/bench.py
