@@ -43,6 +43,9 @@ from .render import Backoff
 
 DEFAULT_SERVER: Final = "127.0.0.1:50051"
 
+#: The largest page ListHistory serves.
+MAX_HISTORY_PAGE: Final = 500
+
 #: Channel options: keepalive so a dead peer is noticed in well under a minute, and a
 #: short reconnect backoff inside grpc (our own backoff sits on top of it).
 CHANNEL_OPTIONS: Final[list[tuple[str, int]]] = [
@@ -117,7 +120,9 @@ class FieldViolation:
 class HubbubError(Exception):
     """A call failed: `kind` says how, `message` is the server's sentence for a person.
 
-    `field_violations` lists bad request fields (from google.rpc.BadRequest details).
+    `field_violations` lists bad request fields (from google.rpc.BadRequest details);
+    `reason` is the server's stable machine-readable word (google.rpc.ErrorInfo), such as
+    "GROUP_NOT_FOUND" or "USER_NOT_FOUND", or "" if the server sent none.
     """
 
     def __init__(
@@ -125,23 +130,30 @@ class HubbubError(Exception):
         kind: ErrorKind,
         message: str,
         field_violations: Iterable[FieldViolation] = (),
+        *,
+        reason: str = "",
     ) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.field_violations: tuple[FieldViolation, ...] = tuple(field_violations)
+        self.reason = reason
 
     def fields(self) -> set[str]:
         """The names of the fields the server complained about."""
         return {v.field for v in self.field_violations}
 
+    def detail(self) -> str:
+        """The field problems joined by "; " if there are any, else `message`."""
+        return "; ".join(v.description for v in self.field_violations) or self.message
+
     def __repr__(self) -> str:
         return f"HubbubError({self.kind.name}, {self.message!r})"
 
 
-def _violations_from_metadata(metadata: Any) -> list[FieldViolation]:
-    """Extract google.rpc.BadRequest field violations from trailing metadata, if any."""
-    out: list[FieldViolation] = []
+def _status_details(metadata: Any) -> list[Any]:
+    """The google.protobuf.Any details of a google.rpc.Status in trailing metadata."""
+    out: list[Any] = []
     if not metadata:
         return out
     for item in metadata:
@@ -156,12 +168,29 @@ def _violations_from_metadata(metadata: Any) -> list[FieldViolation]:
             status.ParseFromString(value)
         except Exception:  # a damaged detail is ignored, the status code still counts
             continue
-        for detail in status.details:
-            if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-                bad = error_details_pb2.BadRequest()
-                detail.Unpack(bad)
-                out.extend(FieldViolation(v.field, v.description) for v in bad.field_violations)
+        out.extend(status.details)
     return out
+
+
+def _violations_from_metadata(metadata: Any) -> list[FieldViolation]:
+    """Extract google.rpc.BadRequest field violations from trailing metadata, if any."""
+    out: list[FieldViolation] = []
+    for detail in _status_details(metadata):
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            out.extend(FieldViolation(v.field, v.description) for v in bad.field_violations)
+    return out
+
+
+def _reason_from_metadata(metadata: Any) -> str:
+    """The google.rpc.ErrorInfo reason in trailing metadata, or "" if there is none."""
+    for detail in _status_details(metadata):
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return str(info.reason)
+    return ""
 
 
 def _error_from_rpc(exc: grpc.RpcError, address: str) -> HubbubError:
@@ -176,7 +205,10 @@ def _error_from_rpc(exc: grpc.RpcError, address: str) -> HubbubError:
     except Exception:
         metadata = None
     return HubbubError(
-        kind, details or "The server refused the request.", _violations_from_metadata(metadata)
+        kind,
+        details or "The server refused the request.",
+        _violations_from_metadata(metadata),
+        reason=_reason_from_metadata(metadata),
     )
 
 
@@ -220,6 +252,24 @@ class LoginResult:
     user: UserInfo
 
 
+@dataclass(frozen=True)
+class GroupInfo:
+    """A group: its canonical `name` (no leading '#'), its `members` sorted, creation time (UTC)."""
+
+    name: str
+    members: tuple[str, ...]
+    create_time: datetime | None = None
+
+    @classmethod
+    def from_pb(cls, group: pb.Group) -> GroupInfo:
+        """Convert a protobuf Group."""
+        return cls(
+            name=group.name,
+            members=tuple(group.members),
+            create_time=_time(group.create_time) if group.HasField("create_time") else None,
+        )
+
+
 # --- chat events --------------------------------------------------------------------------
 
 
@@ -246,6 +296,30 @@ class IncomingMessage:
     send_time: datetime
     client_id: str = ""
     group: str = ""
+
+    @classmethod
+    def from_pb(cls, m: pb.Message) -> IncomingMessage:
+        """Convert a protobuf Message (from the Chat stream or from ListHistory)."""
+        return cls(
+            sequence=m.sequence,
+            message_id=m.message_id,
+            sender=m.sender,
+            sender_display_name=m.sender_display_name,
+            recipient=m.recipient,
+            body=m.body,
+            send_time=_time(m.send_time),
+            client_id=m.client_id,
+            group=m.group,
+        )
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    """One page of `Client.list_history`: `messages` newest first (their `sequence` is 0),
+    and `next_page_token` for the next, older page ("" on the last page)."""
+
+    messages: tuple[IncomingMessage, ...]
+    next_page_token: str = ""
 
 
 @dataclass(frozen=True)
@@ -277,7 +351,11 @@ InboxEntry = IncomingMessage | DeliveryReceipt | GroupUpdate
 
 @dataclass(frozen=True)
 class SendConfirmed:
-    """The server stored the message sent under `client_id`."""
+    """The server stored the message sent under `client_id`.
+
+    `recipient` names who received it: the recipient's username (the one the server
+    picked, for a random send) or the group name.
+    """
 
     client_id: str
     message_id: int
@@ -387,18 +465,7 @@ def event_from_pb(resp: pb.ChatResponse) -> ChatEvent | None:
             last_sequence=w.last_sequence,
         )
     if kind == "message":
-        m = resp.message
-        return IncomingMessage(
-            sequence=m.sequence,
-            message_id=m.message_id,
-            sender=m.sender,
-            sender_display_name=m.sender_display_name,
-            recipient=m.recipient,
-            body=m.body,
-            send_time=_time(m.send_time),
-            client_id=m.client_id,
-            group=m.group,
-        )
+        return IncomingMessage.from_pb(resp.message)
     if kind == "send_result":
         r = resp.send_result
         return SendConfirmed(
@@ -561,15 +628,24 @@ class Chat:
         self._put(pb.ChatRequest(resume=resume))
 
     def send(
-        self, recipient: str, body: str, client_id: str | None = None, *, group: str = ""
+        self,
+        recipient: str,
+        body: str,
+        client_id: str | None = None,
+        *,
+        group: str = "",
+        random_recipient: bool = False,
     ) -> str:
-        """Queue a message to `recipient` (or, if `group` is set, to that group).
+        """Queue a message to `recipient`, or to `group` if set, or, if `random_recipient`,
+        to one online user the server picks (SendConfirmed.recipient names them).
 
         Returns its client id (a new one if not given).
         """
         cid = client_id or new_client_id()
         message = pb.SendMessage(client_id=cid, body=body)
-        if group:
+        if random_recipient:
+            message.random_recipient = True
+        elif group:
             message.group = group
         else:
             message.recipient = recipient
@@ -745,14 +821,118 @@ class Client:
 
     async def list_users(self, online_only: bool = False) -> list[UserInfo]:
         """Users sorted by username, all or only those online. Errors: UNAUTHENTICATED."""
+        response = await self._unary(
+            self._stub.ListUsers, pb.ListUsersRequest(online_only=online_only)
+        )
+        return [UserInfo.from_pb(u) for u in response.users]
+
+    async def _unary(self, method: Any, request: Any, deadline: float = 10) -> Any:
+        """Call one authenticated unary RPC (`deadline` seconds); errors become HubbubError."""
         metadata = self._metadata()
         try:
-            response = await self._stub.ListUsers(
-                pb.ListUsersRequest(online_only=online_only), metadata=metadata, timeout=10
-            )
+            return await method(request, metadata=metadata, timeout=deadline)
         except grpc.RpcError as exc:
             raise _error_from_rpc(exc, self.address) from None
-        return [UserInfo.from_pb(u) for u in response.users]
+
+    async def update_profile(
+        self,
+        display_name: str | None = None,
+        new_password: str = "",
+        current_password: str = "",
+    ) -> UserInfo:
+        """Change my display name (None keeps it) and/or password ("" keeps it); returns me.
+
+        A new password needs `current_password` and logs out every other session of
+        mine (this client's token stays valid). Errors: INVALID_ARGUMENT (bad display
+        name or password, see `field_violations`), UNAUTHENTICATED (wrong current password).
+        """
+        request = pb.UpdateProfileRequest(
+            new_password=new_password, current_password=current_password
+        )
+        if display_name is not None:
+            request.display_name = display_name
+        response = await self._unary(self._stub.UpdateProfile, request, deadline=30)
+        return UserInfo.from_pb(response.user)
+
+    async def create_group(self, name: str, members: Iterable[str] = ()) -> GroupInfo:
+        """Create group `name` (a leading '#' is ignored) with me and `members`; returns it.
+
+        Errors: INVALID_ARGUMENT (bad name), ALREADY_EXISTS (name taken, reason
+        GROUP_NAME_TAKEN), NOT_FOUND (a member does not exist; the message names it).
+        """
+        request = pb.CreateGroupRequest(name=name, members=list(members))
+        response = await self._unary(self._stub.CreateGroup, request)
+        return GroupInfo.from_pb(response.group)
+
+    async def add_group_members(self, group: str, members: Iterable[str]) -> GroupInfo:
+        """Add `members` to `group` (I must belong to it); returns the group after the change.
+
+        Errors: NOT_FOUND (reason GROUP_NOT_FOUND or USER_NOT_FOUND), PERMISSION_DENIED
+        (reason NOT_A_MEMBER), INVALID_ARGUMENT (no members named).
+        """
+        request = pb.AddGroupMembersRequest(group=group, members=list(members))
+        response = await self._unary(self._stub.AddGroupMembers, request)
+        return GroupInfo.from_pb(response.group)
+
+    async def leave_group(self, group: str) -> None:
+        """Leave `group`. Errors: NOT_FOUND (no such group), PERMISSION_DENIED (not a member)."""
+        await self._unary(self._stub.LeaveGroup, pb.LeaveGroupRequest(group=group))
+
+    async def list_groups(self) -> list[GroupInfo]:
+        """The groups I belong to, sorted by name, with their members."""
+        response = await self._unary(self._stub.ListGroups, pb.ListGroupsRequest())
+        return [GroupInfo.from_pb(g) for g in response.groups]
+
+    async def list_history(
+        self,
+        *,
+        username: str | None = None,
+        group: str | None = None,
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> HistoryPage:
+        """One page of my direct messages with `username`, or of `group`, newest first.
+
+        Exactly one of `username` and `group` must be given. `page_size` is 1-500 (0: the
+        server's default of 50); pass the previous page's `next_page_token` for older
+        messages. Errors: NOT_FOUND (no such user or group), PERMISSION_DENIED (not a
+        member of the group), INVALID_ARGUMENT (bad page size or token).
+        """
+        if (username is None) == (group is None):
+            raise ValueError("list_history needs exactly one of username and group")
+        request = pb.ListHistoryRequest(page_size=page_size, page_token=page_token)
+        if username is not None:
+            request.username = username
+        else:
+            assert group is not None
+            request.group = group
+        response = await self._unary(self._stub.ListHistory, request)
+        return HistoryPage(
+            tuple(IncomingMessage.from_pb(m) for m in response.messages),
+            response.next_page_token,
+        )
+
+    async def recent_history(
+        self, *, username: str | None = None, group: str | None = None, count: int = 20
+    ) -> list[IncomingMessage]:
+        """The last `count` messages of a conversation, OLDEST first (pages as needed).
+
+        Same arguments and errors as `list_history`.
+        """
+        newest_first: list[IncomingMessage] = []
+        token = ""
+        while len(newest_first) < count:
+            page = await self.list_history(
+                username=username,
+                group=group,
+                page_size=min(count - len(newest_first), MAX_HISTORY_PAGE),
+                page_token=token,
+            )
+            newest_first.extend(page.messages)
+            token = page.next_page_token
+            if not token or not page.messages:
+                break
+        return newest_first[:count][::-1]
 
     async def open_chat(self, within: float = 10.0) -> Chat:
         """Open the Chat stream and wait for its Welcome (in `chat.welcome`).
@@ -777,6 +957,7 @@ class _Pending:
     recipient: str
     body: str
     group: str = ""
+    random_recipient: bool = False
 
 
 @dataclass
@@ -830,14 +1011,22 @@ class Conversation:
         """True while a stream is open."""
         return self.chat is not None
 
-    def send(self, recipient: str, body: str, *, group: str = "") -> str:
-        """Send to `recipient` or `group` (now, or after the next reconnect); returns the
-        client id, which SendConfirmed / EventRejected will carry."""
+    def send(
+        self, recipient: str, body: str, *, group: str = "", random_recipient: bool = False
+    ) -> str:
+        """Send to `recipient`, `group` or (`random_recipient`) an online user the server
+        picks, now or after the next reconnect; returns the client id, which
+        SendConfirmed / EventRejected will carry."""
         cid = new_client_id()
-        self.pending[cid] = _Pending(recipient, body, group)
+        self.pending[cid] = _Pending(recipient, body, group, random_recipient)
         if self.chat is not None:
-            self.chat.send(recipient, body, cid, group=group)
+            self.chat.send(recipient, body, cid, group=group, random_recipient=random_recipient)
         return cid
+
+    def send_random(self, body: str) -> str:
+        """Send `body` to one other online user the server picks (SendConfirmed.recipient
+        names them; EventRejected with reason NOBODY_ONLINE if nobody else is online)."""
+        return self.send("", body, random_recipient=True)
 
     def ack(self, sequence: int) -> None:
         """Record that the message `sequence` was shown and acknowledge it."""
@@ -931,7 +1120,13 @@ class Conversation:
         if self.last_shown > chat.welcome.acked_sequence:
             chat.ack(self.last_shown)
         for cid, item in self.pending.items():
-            chat.send(item.recipient, item.body, cid, group=item.group)
+            chat.send(
+                item.recipient,
+                item.body,
+                cid,
+                group=item.group,
+                random_recipient=item.random_recipient,
+            )
         return chat.welcome
 
     async def _open(self) -> Chat:

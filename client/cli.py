@@ -1,5 +1,6 @@
 """`hubbub`: the command line. No subcommand (or `chat`) runs the interactive chat;
-`register`, `login`, `logout`, `who`, `send` and `listen` are one-shots for scripts.
+`register`, `login`, `logout`, `who`, `send`, `listen`, `groups`, `group`, `history`
+and `profile` are one-shots for scripts.
 
 Exit status: 0 on success, 1 on a failure (one line on stderr), 2 on a usage
 error, 130 when interrupted by Ctrl-C outside a command that expects it.
@@ -15,7 +16,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any, NoReturn, TextIO
 
 from . import render
@@ -27,6 +28,7 @@ from .api import (
     DeliveryReceipt,
     ErrorKind,
     EventRejected,
+    GroupInfo,
     GroupUpdate,
     HubbubError,
     IncomingMessage,
@@ -54,10 +56,53 @@ class Failure(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    """ArgumentParser whose usage errors are one line on stderr (exit status 2)."""
+    """ArgumentParser whose usage errors are one line on stderr (exit status 2).
+
+    `after_parse`, if set, checks (and may complete) the parsed namespace; it calls
+    `error` for combinations argparse cannot express.
+    """
+
+    after_parse: Callable[[_Parser, argparse.Namespace], None] | None = None
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: Any = None
+    ) -> tuple[Any, list[str]]:
+        """Parse as argparse does, then run `after_parse`."""
+        ns, extra = super().parse_known_args(args, namespace)
+        if self.after_parse is not None:
+            self.after_parse(self, ns)
+        return ns, extra
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+
+
+def _split_send_words(parser: _Parser, ns: argparse.Namespace) -> None:
+    """`send`: the words are `USER|#GROUP TEXT…`, or only TEXT… with --random."""
+    words: list[str] = ns.words
+    if ns.random:
+        ns.recipient, ns.text = "", words
+    elif len(words) < 2:
+        parser.error("the following arguments are required: TEXT")
+    else:
+        ns.recipient, ns.text = words[0], words[1:]
+
+
+_PROFILE_EPILOG = """\
+passwords:
+  --password              asks on the terminal: the current password, then the new
+                          one twice (no echo).
+  --password-stdin        reads the new password from the first line of stdin; the
+                          current password is then asked on the terminal ...
+  --current-password-stdin
+                          ... or, with this flag, read from stdin as well: line 1 is
+                          the current password, line 2 the new one.
+
+A new password logs out every other session of the account; the saved login stays
+valid. Example for a script:
+
+  printf '%s\\n%s\\n' "$OLD" "$NEW" | hubbub profile --current-password-stdin --password-stdin
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,11 +159,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="list every account, online or not")
     p.add_argument("--json", action="store_true", help="print a JSON array of users")
     p = sub.add_parser(
-        "send", parents=[common], help="send one direct message",
-        description="Send TEXT to USER using the saved session; exits when the server stored it.",
+        "send", parents=[common], help="send one message to a user, a group or anyone online",
+        description=(
+            "Send TEXT to USER, to the group #GROUP, or with --random to one other online "
+            "user the server picks, using the saved session; exits when the server stored it."
+        ),
+        usage="hubbub send [-h] [--server HOST:PORT] [--client-id ID] "
+        "(USER|#GROUP TEXT... | --random TEXT...)",
     )  # fmt: skip
-    p.add_argument("recipient", metavar="USER", help="recipient username, or #group")
-    p.add_argument("text", metavar="TEXT", nargs="+", help="message text (words are joined)")
+    p.add_argument(
+        "words", metavar="USER|#GROUP TEXT", nargs="+",
+        help="recipient username or #group (omitted with --random), then the message text "
+        "(words are joined)",
+    )  # fmt: skip
+    assert isinstance(p, _Parser)
+    p.after_parse = _split_send_words
+    p.add_argument(
+        "--random", action="store_true",
+        help="send to a random online user; prints 'The message was sent to USER'",
+    )  # fmt: skip
     p.add_argument(
         "--client-id", metavar="ID", default=None, help="idempotency id (default: a random one)"
     )
@@ -128,6 +187,72 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--count", metavar="N", type=int, default=None, help="exit after N messages")
+    p = sub.add_parser(
+        "groups", parents=[common], help="list your groups",
+        description="List the groups you belong to with their members.",
+    )  # fmt: skip
+    p.add_argument(
+        "--json", action="store_true", help="print a JSON array of {name, members, create_time}"
+    )
+    p = sub.add_parser(
+        "group", parents=[common], help="create a group, add members to one, or leave one",
+        description="Manage groups: 'group create', 'group add', 'group leave'.",
+    )  # fmt: skip
+    gsub = p.add_subparsers(
+        dest="group_command", metavar="ACTION", parser_class=_Parser, required=True
+    )
+    g = gsub.add_parser(
+        "create", parents=[common], help="create a group with you and USERs",
+        description="Create the group NAME with you and the USERs as members.",
+    )  # fmt: skip
+    g.add_argument("name", metavar="NAME", help="group name (a leading # is optional)")
+    g.add_argument("members", metavar="USER", nargs="*", help="members besides you")
+    g = gsub.add_parser(
+        "add", parents=[common], help="add USERs to a group you belong to",
+        description="Add the USERs to the group NAME (you must be a member).",
+    )  # fmt: skip
+    g.add_argument("name", metavar="NAME", help="group name (a leading # is optional)")
+    g.add_argument("members", metavar="USER", nargs="+", help="users to add")
+    g = gsub.add_parser(
+        "leave", parents=[common], help="leave a group",
+        description="Leave the group NAME.",
+    )  # fmt: skip
+    g.add_argument("name", metavar="NAME", help="group name (a leading # is optional)")
+    p = sub.add_parser(
+        "history", parents=[common], help="show the last messages of a conversation",
+        description=(
+            "Show the last N messages exchanged with @USER (a bare USER works too) or sent "
+            "to #GROUP, oldest first."
+        ),
+    )  # fmt: skip
+    p.add_argument("target", metavar="@USER|#GROUP", help="the conversation")
+    p.add_argument(
+        "-n", metavar="N", type=int, default=render.HISTORY_DEFAULT, dest="count",
+        help=f"how many messages (1-{render.HISTORY_MAX}, default {render.HISTORY_DEFAULT})",
+    )  # fmt: skip
+    p.add_argument(
+        "--json", action="store_true",
+        help="print a JSON array, oldest first, of {message_id, sender, recipient, body, "
+        "send_time[, group]}",
+    )  # fmt: skip
+    p = sub.add_parser(
+        "profile", parents=[common], help="change your display name or password",
+        description="Change the display name and/or the password of the saved login.",
+        epilog=_PROFILE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    p.add_argument("--display-name", metavar="NAME", default=None, help="the new display name")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument(
+        "--password", action="store_true", help="change the password, asking on the terminal"
+    )
+    how.add_argument(
+        "--password-stdin", action="store_true",
+        help="change the password; the new one is read from stdin",
+    )  # fmt: skip
+    p.add_argument(
+        "--current-password-stdin", action="store_true",
+        help="read the current password from stdin (before the new one); needs --password-stdin",
+    )  # fmt: skip
     return parser
 
 
@@ -217,6 +342,37 @@ def message_json(message: IncomingMessage) -> dict[str, Any]:
     return data
 
 
+def group_json(group: GroupInfo) -> dict[str, Any]:
+    """A group as the JSON object `groups --json` prints: name, members, create_time."""
+    return {
+        "name": group.name,
+        "members": list(group.members),
+        "create_time": _iso(group.create_time),
+    }
+
+
+def history_json(message: IncomingMessage) -> dict[str, Any]:
+    """A history message as `history --json` prints it.
+
+    Keys: message_id, sender, recipient, body, send_time (ISO 8601, UTC), and `group`
+    for a group message only.
+    """
+    data: dict[str, Any] = {
+        "message_id": message.message_id,
+        "sender": message.sender,
+        "recipient": message.recipient,
+        "body": message.body,
+        "send_time": _iso(message.send_time),
+    }
+    if message.group:
+        data["group"] = message.group
+    return data
+
+
+def _iso(when: datetime | None) -> str | None:
+    return when.astimezone(UTC).isoformat() if when is not None else None
+
+
 # --- commands -----------------------------------------------------------------------------
 
 
@@ -304,10 +460,12 @@ async def cmd_who(args: argparse.Namespace) -> int:
 
 
 async def cmd_send(args: argparse.Namespace) -> int:
-    """`hubbub send USER TEXT`: send one message and wait until it is stored."""
+    """`hubbub send USER|#GROUP TEXT` / `send --random TEXT`: send one message, wait until
+    it is stored."""
     saved = _saved_session()
     body = " ".join(args.text)
-    group = args.recipient[1:] if args.recipient.startswith("#") else ""
+    recipient: str = args.recipient
+    group = recipient[1:] if recipient.startswith("#") else ""
     async with await _connect(_server(args, saved), saved.token) as client:
         try:
             chat = await client.open_chat()
@@ -320,32 +478,33 @@ async def cmd_send(args: argparse.Namespace) -> int:
             if exc.kind is ErrorKind.RESOURCE_EXHAUSTED:
                 raise Failure("Cannot send: the server is full.") from None
             raise Failure(_explain(exc)) from None
-        cid = chat.send(args.recipient, body, args.client_id, group=group)
+        cid = chat.send(recipient, body, args.client_id, group=group, random_recipient=args.random)
         try:
-            outcome = await asyncio.wait_for(_send_outcome(chat, cid), 30)
+            outcome = await asyncio.wait_for(_send_outcome(chat, cid, group), 30)
         except TimeoutError:
-            outcome = "The server did not confirm the message in time."
+            outcome = Failure("The server did not confirm the message in time.")
         except HubbubError as exc:
-            outcome = _explain(exc)
+            outcome = Failure(_explain(exc))
         finally:
             await chat.aclose(2.0)
-    if outcome is not None:
-        raise Failure(outcome)
-    print(render.MESSAGE_SENT)
+    if isinstance(outcome, Failure):
+        raise outcome
+    print(render.message_sent_to(outcome.recipient) if args.random else render.MESSAGE_SENT)
     return 0
 
 
-async def _send_outcome(chat: Any, cid: str) -> str | None:
+async def _send_outcome(chat: Any, cid: str, group: str = "") -> SendConfirmed | Failure:
     async for event in chat:
         if isinstance(event, SendConfirmed) and event.client_id == cid:
-            return None
+            return event
         if isinstance(event, EventRejected) and event.client_id in (cid, ""):
-            if event.reason == "USER_NOT_FOUND" or event.code == 5:
-                return render.USER_NOT_FOUND
             if "send.body" in event.fields():
-                return "Cannot send: the message is empty or too long."
-            return f"Cannot send: {render.sanitize(event.message)}"
-    return "The server closed the connection before confirming the message."
+                return Failure("Cannot send: the message is empty or too long.")
+            line = render.rejection_text(event.reason, event.code, event.fields(), group)
+            if line in (render.HEADER_ERROR, render.BODY_ERROR):
+                return Failure(f"Cannot send: {render.sanitize(event.message)}")
+            return Failure(line)
+    return Failure("The server closed the connection before confirming the message.")
 
 
 async def cmd_listen(args: argparse.Namespace) -> int:
@@ -412,6 +571,165 @@ async def _print_messages(conversation: Conversation, as_json: bool, count: int 
             print(render.RECONNECTED, file=sys.stderr, flush=True)
 
 
+async def _with_client(
+    args: argparse.Namespace, call: Callable[[Client], Coroutine[Any, Any, Any]]
+) -> Any:
+    """Run `call(client)` with the saved login (HubbubError passes through)."""
+    saved = _saved_session()
+    async with await _connect(_server(args, saved), saved.token) as client:
+        client.username = saved.username
+        return await call(client)
+
+
+def _group_failure(name: str, exc: HubbubError) -> Failure:
+    if exc.kind in (ErrorKind.UNAVAILABLE, ErrorKind.UNAUTHENTICATED):
+        return Failure(_explain(exc))
+    return Failure(render.group_error_line(exc.reason, exc.kind.value, name, exc.detail()))
+
+
+async def cmd_groups(args: argparse.Namespace) -> int:
+    """`hubbub groups [--json]`: list my groups with their members."""
+    try:
+        groups: list[GroupInfo] = await _with_client(args, lambda c: c.list_groups())
+    except HubbubError as exc:
+        raise Failure(_explain(exc)) from None
+    if args.json:
+        print(json.dumps([group_json(g) for g in groups], ensure_ascii=False))
+        return 0
+    print(render.groups_header(len(groups)))
+    for group in groups:
+        print(render.group_listing(group.name, group.members))
+    return 0
+
+
+async def cmd_group(args: argparse.Namespace) -> int:
+    """`hubbub group create|add|leave NAME [USER…]`."""
+    name: str = args.name.removeprefix("#")
+    action: str = args.group_command
+    try:
+        if action == "create":
+            group = await _with_client(args, lambda c: c.create_group(name, args.members))
+            print(render.group_created(group.name, group.members))
+        elif action == "add":
+            group = await _with_client(args, lambda c: c.add_group_members(name, args.members))
+            print(
+                render.members_added(
+                    group.name, render.canonical_members(args.members, group.members)
+                )
+            )
+        else:
+            await _with_client(args, lambda c: c.leave_group(name))
+            print(render.group_left(name))
+    except HubbubError as exc:
+        raise _group_failure(name, exc) from None
+    return 0
+
+
+async def cmd_history(args: argparse.Namespace) -> int:
+    """`hubbub history @USER|#GROUP [-n N] [--json]`: the last N messages, oldest first."""
+    target = render.parse_history_target(args.target)
+    if target is None:
+        raise Failure("Name a conversation: @USER or #GROUP.")
+    if not 1 <= args.count <= render.HISTORY_MAX:
+        raise Failure(f"-n must be 1 to {render.HISTORY_MAX}.")
+    username, group = target
+    try:
+        messages: list[IncomingMessage] = await _with_client(
+            args,
+            lambda c: c.recent_history(
+                username=username or None, group=group or None, count=args.count
+            ),
+        )
+    except HubbubError as exc:
+        if group:
+            raise _group_failure(group, exc) from None
+        if exc.kind is ErrorKind.NOT_FOUND:
+            raise Failure(render.user_not_found(username)) from None
+        raise Failure(_explain(exc)) from None
+    if args.json:
+        print(json.dumps([history_json(m) for m in messages], ensure_ascii=False))
+        return 0
+    print(render.history_header(username, group))
+    for message in messages:
+        print(render.history_line(message.sender, message.body, message.send_time))
+    if not messages:
+        print(render.NO_MESSAGES)
+    return 0
+
+
+def _stdin_line(what: str) -> str:
+    line = sys.stdin.readline()
+    if not line:
+        raise Failure(f"No {what} on stdin.")
+    return line.rstrip("\r\n")
+
+
+def _terminal_available() -> bool:
+    try:
+        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
+def read_profile_passwords(args: argparse.Namespace) -> tuple[str, str]:
+    """(current, new) password for `hubbub profile`, or ("", "") if none is to change.
+
+    `--current-password-stdin --password-stdin`: stdin line 1 is the current password,
+    line 2 the new one; `--password-stdin` alone: the new one from stdin, the current one
+    asked on the terminal; `--password`: both asked on the terminal, the new one twice.
+    """
+    if args.current_password_stdin and not args.password_stdin:
+        raise Failure("--current-password-stdin needs --password-stdin.")
+    if not (args.password or args.password_stdin):
+        return "", ""
+    try:
+        if args.password_stdin:
+            current = _stdin_line("current password") if args.current_password_stdin else ""
+            new = _stdin_line("new password")
+            if not args.current_password_stdin:
+                if not _terminal_available():
+                    raise Failure(
+                        "No terminal to ask the current password on; use --current-password-stdin."
+                    )
+                current = getpass.getpass("Current password: ")
+        else:
+            if not sys.stdin.isatty():
+                raise Failure("No terminal to ask the passwords on; use --password-stdin.")
+            current = getpass.getpass("Current password: ")
+            new = getpass.getpass("New password: ")
+            if getpass.getpass("Repeat the new password: ") != new:
+                raise Failure(render.PASSWORDS_DIFFER)
+    except EOFError:
+        raise Failure("No password given.") from None
+    if not new:
+        raise Failure("The new password is empty.")
+    return current, new
+
+
+async def cmd_profile(args: argparse.Namespace, current: str, new: str) -> int:
+    """`hubbub profile [--display-name NAME] [--password | --password-stdin]`."""
+    try:
+        user: UserInfo = await _with_client(
+            args,
+            lambda c: c.update_profile(
+                display_name=args.display_name, new_password=new, current_password=current
+            ),
+        )
+    except HubbubError as exc:
+        if exc.reason == "AUTHENTICATION_FAILED":
+            raise Failure(render.sanitize(exc.message)) from None
+        if exc.kind is ErrorKind.INVALID_ARGUMENT:
+            raise Failure(f"Cannot change the profile: {render.sanitize(exc.detail())}") from None
+        raise Failure(_explain(exc)) from None
+    if args.display_name is not None:
+        print(render.display_name_changed(user.display_name or args.display_name))
+    if new:
+        print(render.PASSWORD_CHANGED)
+    return 0
+
+
 # --- entry point --------------------------------------------------------------------------
 
 
@@ -432,11 +750,19 @@ def dispatch(args: argparse.Namespace) -> int:
     if command == "login":
         password = _read_password(args)
         return _run(cmd_login(args, password))
+    if command == "profile":
+        if args.display_name is None and not (args.password or args.password_stdin):
+            raise Failure("Nothing to change: give --display-name, --password or --password-stdin.")
+        current, new = read_profile_passwords(args)
+        return _run(cmd_profile(args, current, new))
     handlers: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = {
         "logout": cmd_logout,
         "who": cmd_who,
         "send": cmd_send,
         "listen": cmd_listen,
+        "groups": cmd_groups,
+        "group": cmd_group,
+        "history": cmd_history,
     }
     return _run(handlers[command](args))
 
@@ -471,4 +797,12 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["build_parser", "main", "message_json", "user_json"]
+__all__ = [
+    "build_parser",
+    "group_json",
+    "history_json",
+    "main",
+    "message_json",
+    "read_profile_passwords",
+    "user_json",
+]

@@ -15,6 +15,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from prompt_toolkit import PromptSession
@@ -63,10 +64,16 @@ class _HideInput(Processor):
 
 
 class ChatCompleter(Completer):
-    """Completes `!commands` and, at the start of a line, `@names` from `names()`."""
+    """Completes, at the start of a line, `!commands`, `@names` from `names()` and
+    `#groups` from `groups()`."""
 
-    def __init__(self, names: Callable[[], Iterable[str]]) -> None:
+    def __init__(
+        self,
+        names: Callable[[], Iterable[str]],
+        groups: Callable[[], Iterable[str]] = tuple,
+    ) -> None:
         self._names = names
+        self._groups = groups
 
     def get_completions(
         self, document: Document, complete_event: CompleteEvent
@@ -80,21 +87,26 @@ class ChatCompleter(Completer):
             for name in render.COMMANDS:
                 if name.startswith(word.lower()):
                     yield Completion(name, start_position=-len(word))
-        elif word.startswith("@"):
-            prefix = word[1:].casefold()
-            for name in sorted(set(self._names())):
+        elif word[0] in "@#":
+            sigil, prefix = word[0], word[1:].casefold()
+            known = self._names() if sigil == "@" else self._groups()
+            for name in sorted(set(known)):
                 if name.casefold().startswith(prefix):
-                    yield Completion(f"@{name} ", start_position=-len(word), display=f"@{name}")
+                    yield Completion(
+                        f"{sigil}{name} ", start_position=-len(word), display=f"{sigil}{name}"
+                    )
 
 
 class PromptInput:
     """prompt_toolkit input: one session with history and completion for chat lines,
     one without history for the login dialogue (so passwords are never kept)."""
 
-    def __init__(self, names: Callable[[], Iterable[str]]) -> None:
+    def __init__(
+        self, names: Callable[[], Iterable[str]], groups: Callable[[], Iterable[str]] = tuple
+    ) -> None:
         self._chat = PromptSession[str](
             history=InMemoryHistory(),
-            completer=ChatCompleter(names),
+            completer=ChatCompleter(names, groups),
             complete_while_typing=False,
         )
         self._login = PromptSession[str](history=DummyHistory())
@@ -147,6 +159,14 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
+@dataclass(frozen=True)
+class _Sent:
+    """What an unconfirmed group or random send was addressed to (for its answer line)."""
+
+    group: str = ""
+    random_recipient: bool = False
+
+
 class ChatApp:
     """The interactive dialogue on top of a connected `Client`.
 
@@ -157,8 +177,10 @@ class ChatApp:
     def __init__(self, client: Client, line_input: LineInput | None = None) -> None:
         self.client = client
         self.names: set[str] = set()
+        self.groups: set[str] = set()
         self.me = ""
-        self.input: LineInput = line_input or PromptInput(lambda: self.names)
+        self.input: LineInput = line_input or PromptInput(lambda: self.names, lambda: self.groups)
+        self._sent: dict[str, _Sent] = {}
 
     async def _ask(self, prompt: str, *, secret: bool = False, chat: bool = False) -> str:
         try:
@@ -271,6 +293,7 @@ class ChatApp:
 
     async def _chat(self, conversation: Conversation) -> int:
         events = asyncio.create_task(self._show_events(conversation))
+        learn = asyncio.create_task(self._learn_groups())
         status = 0
         try:
             while True:
@@ -285,11 +308,14 @@ class ChatApp:
                     break
                 try:
                     line = prompt.result()
+                    await self._handle_line(conversation, line)
                 except (_Quit, KeyboardInterrupt):
                     break
-                await self._handle_line(conversation, line)
         finally:
+            learn.cancel()
             events.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await learn
             with contextlib.suppress(asyncio.CancelledError):
                 await events
             with contextlib.suppress(HubbubError):
@@ -297,34 +323,174 @@ class ChatApp:
             await self._logout_quietly()
         return status
 
+    async def _learn_groups(self) -> None:
+        """Fetch my groups once for `#group` completion; failures are not worth a line."""
+        with contextlib.suppress(HubbubError):
+            self.groups |= {g.name for g in await self.client.list_groups()}
+
     async def _handle_line(self, conversation: Conversation, line: str) -> None:
         parsed = render.parse_line(line)
         if isinstance(parsed, render.DirectMessage):
             conversation.send(parsed.recipient, parsed.body)
         elif isinstance(parsed, render.GroupMessage):
-            conversation.send("", parsed.body, group=parsed.group)
+            cid = conversation.send("", parsed.body, group=parsed.group)
+            self._sent[cid] = _Sent(group=parsed.group)
+        elif isinstance(parsed, render.RandomMessage):
+            cid = conversation.send_random(parsed.body)
+            self._sent[cid] = _Sent(random_recipient=True)
         elif isinstance(parsed, render.Command):
-            if parsed.name == "!who":
-                await self._who()
-            elif parsed.name == "!help":
-                for text in render.help_lines():
-                    _say(text)
+            await self._command(conversation, parsed.name)
+        elif isinstance(parsed, render.CreateGroup):
+            await self._create_group(parsed)
+        elif isinstance(parsed, render.AddMembers):
+            await self._add_members(parsed)
+        elif isinstance(parsed, render.LeaveGroup):
+            await self._leave_group(parsed.group)
+        elif isinstance(parsed, render.ShowHistory):
+            await self._history(parsed)
+        elif isinstance(parsed, render.SetDisplayName):
+            await self._set_display_name(parsed.display_name)
         elif isinstance(parsed, render.Invalid):
             _say(parsed.message)
+
+    async def _command(self, conversation: Conversation, name: str) -> None:
+        if name == "!who":
+            await self._who()
+        elif name == "!groups":
+            await self._groups()
+        elif name == "!password":
+            await self._change_password(conversation)
+        elif name == "!help":
+            for text in render.help_lines():
+                _say(text)
+
+    @staticmethod
+    def _failed(what: str, exc: HubbubError) -> None:
+        if exc.kind is ErrorKind.UNAVAILABLE:
+            _say(render.SERVER_UNREACHABLE)
+        else:
+            _say(f"* Cannot {what}: {render.sanitize(exc.detail())}")
+
+    @staticmethod
+    def _group_failed(group: str, exc: HubbubError) -> None:
+        if exc.kind is ErrorKind.UNAVAILABLE:
+            _say(render.SERVER_UNREACHABLE)
+        else:
+            _say(render.group_error_line(exc.reason, exc.kind.value, group, exc.detail()))
 
     async def _who(self) -> None:
         try:
             users = await self.client.list_users(online_only=True)
         except HubbubError as exc:
-            if exc.kind is ErrorKind.UNAVAILABLE:
-                _say("* The server cannot be reached right now; try again in a moment.")
-            else:
-                _say(f"* Cannot list the users: {render.sanitize(exc.message)}")
+            self._failed("list the users", exc)
             return
         _say(render.who_header(len(users)))
         for user in users:
-            _say(render.sanitize(user.username))
+            _say(render.user_label(user.username, user.display_name))
         self.names |= {u.username for u in users if u.username != self.me}
+
+    async def _groups(self) -> None:
+        try:
+            groups = await self.client.list_groups()
+        except HubbubError as exc:
+            self._failed("list your groups", exc)
+            return
+        _say(render.groups_header(len(groups)))
+        for group in groups:
+            _say(render.group_listing(group.name, group.members))
+        self.groups = {g.name for g in groups}
+
+    async def _create_group(self, request: render.CreateGroup) -> None:
+        try:
+            group = await self.client.create_group(request.group, request.members)
+        except HubbubError as exc:
+            self._group_failed(request.group, exc)
+            return
+        self.groups.add(group.name)
+        _say(render.group_created(group.name, group.members))
+
+    async def _add_members(self, request: render.AddMembers) -> None:
+        try:
+            group = await self.client.add_group_members(request.group, request.members)
+        except HubbubError as exc:
+            self._group_failed(request.group, exc)
+            return
+        _say(
+            render.members_added(
+                group.name, render.canonical_members(request.members, group.members)
+            )
+        )
+
+    async def _leave_group(self, name: str) -> None:
+        try:
+            await self.client.leave_group(name)
+        except HubbubError as exc:
+            self._group_failed(name, exc)
+            return
+        self.groups = {g for g in self.groups if g.casefold() != name.casefold()}
+        _say(render.group_left(name))
+
+    async def _history(self, request: render.ShowHistory) -> None:
+        try:
+            messages = await self.client.recent_history(
+                username=request.username or None,
+                group=request.group or None,
+                count=request.count,
+            )
+        except HubbubError as exc:
+            if request.group:
+                self._group_failed(request.group, exc)
+            elif exc.kind is ErrorKind.NOT_FOUND:
+                _say(render.user_not_found(request.username))
+            else:
+                self._failed("show the history", exc)
+            return
+        _say(render.history_header(request.username, request.group))
+        for message in messages:
+            _say(render.history_line(message.sender, message.body, message.send_time))
+        if not messages:
+            _say(render.NO_MESSAGES)
+
+    async def _set_display_name(self, display_name: str) -> None:
+        try:
+            user = await self.client.update_profile(display_name=display_name)
+        except HubbubError as exc:
+            self._failed("change the display name", exc)
+            return
+        _say(render.display_name_changed(user.display_name or display_name))
+
+    async def _change_password(self, conversation: Conversation) -> None:
+        try:
+            current = await self._ask("Current password: ", secret=True)
+            new = await self._ask("New password: ", secret=True)
+            again = await self._ask("Repeat the new password: ", secret=True)
+        except KeyboardInterrupt:  # Ctrl-C abandons the change, not the chat
+            _say("The password was not changed.")
+            return
+        if new != again:
+            _say(render.PASSWORDS_DIFFER)
+            return
+        if not new:
+            _say("The new password is empty; the password was not changed.")
+            return
+        try:
+            await self.client.update_profile(new_password=new, current_password=current)
+        except HubbubError as exc:
+            if exc.kind is ErrorKind.UNAUTHENTICATED:
+                _say(render.sanitize(exc.message))
+            else:
+                self._failed("change the password", exc)
+            return
+        conversation.password = new  # for logging in again after a reconnect
+        _say(render.PASSWORD_CHANGED)
+
+    def _group_update(self, event: GroupUpdate) -> None:
+        _say(render.group_update_line(event.group, event.action, event.actor, event.members))
+        if event.action in ("created", "added") and self.me in event.members:
+            self.groups.add(event.group)
+        elif event.action == "left" and self.me in event.members:
+            self.groups.discard(event.group)
+        self.names |= {m for m in (event.actor, *event.members) if m != self.me}
 
     async def _show_events(self, conversation: Conversation) -> None:
         try:
@@ -338,22 +504,30 @@ class ChatApp:
                     conversation.ack(event.sequence)
                     if event.sender != self.me:
                         self.names.add(event.sender)
+                    if event.group:
+                        self.groups.add(event.group)
                 elif isinstance(event, DeliveryReceipt):
-                    conversation.ack(event.sequence)  # nothing to show: "sent" was said
+                    _say(render.delivered_line(event.recipient))
+                    conversation.ack(event.sequence)
                 elif isinstance(event, GroupUpdate):
-                    _say(
-                        render.group_update_line(
-                            event.group, event.action, event.actor, event.members
-                        )
-                    )
+                    self._group_update(event)
                     conversation.ack(event.sequence)
                 elif isinstance(event, SendConfirmed):
-                    _say(render.MESSAGE_SENT)
+                    sent = self._sent.pop(event.client_id, _Sent())
+                    if sent.random_recipient:
+                        _say(render.message_sent_to(event.recipient))
+                    else:
+                        _say(render.MESSAGE_SENT)
                 elif isinstance(event, EventRejected):
-                    _say(rejection_line(event))
+                    sent = self._sent.pop(event.client_id, _Sent())
+                    _say(rejection_line(event, group=sent.group))
                 elif isinstance(event, PresenceChanged):
                     if event.user.username != self.me:
-                        _say(render.presence_line(event.user.username, event.user.online))
+                        _say(
+                            render.presence_line(
+                                event.user.username, event.user.online, event.user.display_name
+                            )
+                        )
                         if event.user.online:
                             self.names.add(event.user.username)
                 elif isinstance(event, ConnectionLost):
@@ -367,13 +541,11 @@ class ChatApp:
             _say(f"* Cannot reconnect: {render.sanitize(exc.message)}")
 
 
-def rejection_line(event: EventRejected) -> str:
-    """The line for a refused event: unknown recipient, bad body, or anything else."""
-    if event.reason == "USER_NOT_FOUND" or event.code == 5:
-        return render.USER_NOT_FOUND
-    if "send.body" in event.fields():
-        return render.BODY_ERROR
-    return render.HEADER_ERROR
+def rejection_line(event: EventRejected, group: str = "") -> str:
+    """The line for a refused send: unknown recipient or group, not a member, nobody
+    online for a random send, bad body, or anything else. `group` is the group the
+    refused message was addressed to, if any."""
+    return render.rejection_text(event.reason, event.code, event.fields(), group)
 
 
 def _quiet_exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
@@ -26,12 +26,42 @@ BODY_ERROR = "Error: Unknown issue in previous message body."
 CONNECTION_LOST = "* Connection lost; reconnecting…"
 RECONNECTED = "* Reconnected"
 
-#: Commands the interactive client understands, with their one-line help.
-COMMANDS: dict[str, str] = {
-    "!who": "list the users who are online now",
-    "!help": "show this help",
-    "!quit": "leave the chat (Ctrl-D does the same)",
+# --- the wording of groups, history, receipts, profiles and random sends ------------------
+
+NO_MESSAGES = "No messages yet."
+NOBODY_ONLINE = "Nobody else is online."
+PASSWORD_CHANGED = "Password changed; your other sessions were logged out."
+PASSWORDS_DIFFER = "The passwords do not match."
+SERVER_UNREACHABLE = "* The server cannot be reached right now; try again in a moment."
+
+#: Default number of messages `!history` / `hubbub history` shows.
+HISTORY_DEFAULT = 20
+#: Most messages one `!history` / `hubbub history` shows.
+HISTORY_MAX = 10_000
+
+#: Commands the interactive client understands: name → (arguments, one-line help).
+COMMAND_HELP: dict[str, tuple[str, str]] = {
+    "!who": ("", "list the users who are online now"),
+    "!groups": ("", "list your groups and their members"),
+    "!create": ("<group> <user>…", "create a group with you and these users"),
+    "!add": ("<group> <user>…", "add users to a group you belong to"),
+    "!leave": ("<group>", "leave a group"),
+    "!history": (
+        "@<user>|#<group> [n]",
+        f"show the last n messages (default {HISTORY_DEFAULT})",
+    ),
+    "!random": ("<message>", "send a message to a random online user"),
+    "!name": ("<display name>", "change the name shown next to your username"),
+    "!password": ("", "change your password (logs out your other sessions)"),
+    "!help": ("", "show this help"),
+    "!quit": ("", "leave the chat (Ctrl-D does the same)"),
 }
+
+#: Commands the interactive client understands, with their one-line help.
+COMMANDS: dict[str, str] = {name: text for name, (_, text) in COMMAND_HELP.items()}
+
+#: Commands that take no arguments (parsed into `Command`).
+_PLAIN_COMMANDS = frozenset({"!who", "!groups", "!password", "!help", "!quit"})
 
 _USERNAME_RE = re.compile(r"[\w.-]{3,32}")
 
@@ -56,9 +86,19 @@ def who_header(count: int) -> str:
     return f"There are {count} online users:"
 
 
-def presence_line(username: str, online: bool) -> str:
-    """The line printed when another user comes online or goes offline."""
-    return f"* {sanitize(username)} is {'online' if online else 'offline'}"
+def user_label(username: str, display_name: str = "") -> str:
+    """`alice (Alice Liddell)`, or just `alice` when the display name is empty or only
+    differs from the username in case."""
+    name = sanitize(username)
+    shown = display_name.strip()
+    if not shown or shown.casefold() == username.casefold():
+        return name
+    return f"{name} ({sanitize(shown)})"
+
+
+def presence_line(username: str, online: bool, display_name: str = "") -> str:
+    """`* alice is online` / `* alice (Alice Liddell) is offline` for another user."""
+    return f"* {user_label(username, display_name)} is {'online' if online else 'offline'}"
 
 
 def incoming_line(
@@ -93,13 +133,143 @@ def group_update_line(group: str, action: str, actor: str, members: Sequence[str
 
 def help_lines() -> list[str]:
     """The lines `!help` prints."""
-    lines = [
-        "Commands:",
-        "  @<username> <message>  send a direct message",
-        "  #<group> <message>     send a message to a group you belong to",
+    rows = [
+        ("@<username> <message>", "send a direct message"),
+        ("#<group> <message>", "send a message to a group you belong to"),
     ]
-    lines += [f"  {name:<22} {text}" for name, text in COMMANDS.items()]
-    return lines
+    rows += [(f"{name} {args}".strip(), text) for name, (args, text) in COMMAND_HELP.items()]
+    width = max(len(left) for left, _ in rows)
+    return ["Commands:", *(f"  {left:<{width}}  {text}" for left, text in rows)]
+
+
+def message_sent_to(recipient: str) -> str:
+    """`The message was sent to bob`: the answer to `!random` naming who got it."""
+    return f"{MESSAGE_SENT} to {sanitize(recipient)}"
+
+
+def delivered_line(recipient: str) -> str:
+    """`✓ delivered to bob`: the recipient's client has shown my direct message."""
+    return f"✓ delivered to {sanitize(recipient)}"
+
+
+def _names(names: Sequence[str]) -> str:
+    return ", ".join(sanitize(n) for n in names)
+
+
+def group_created(group: str, members: Sequence[str]) -> str:
+    """`Group #team created with alice, bob, carol.` (members include the creator)."""
+    return f"Group #{sanitize(group)} created with {_names(members)}."
+
+
+def members_added(group: str, members: Sequence[str]) -> str:
+    """`Added bob, carol to #team.`"""
+    return f"Added {_names(members)} to #{sanitize(group)}."
+
+
+def group_left(group: str) -> str:
+    """`You left #team.`"""
+    return f"You left #{sanitize(group)}."
+
+
+def groups_header(count: int) -> str:
+    """The first line of the `!groups` answer; `count` group lines follow."""
+    return f"You are in {count} groups:"
+
+
+def group_listing(group: str, members: Sequence[str]) -> str:
+    """`#team: alice, bob, carol`: one line of the `!groups` answer."""
+    return f"#{sanitize(group)}: {_names(members)}"
+
+
+def group_name_taken(group: str) -> str:
+    """The line for a group name that exists already."""
+    return f"The group name #{sanitize(group)} is already taken."
+
+
+def group_not_found(group: str) -> str:
+    """The line for a group that does not exist."""
+    return f"The group #{sanitize(group)} does not exist."
+
+
+def not_a_member(group: str) -> str:
+    """The line for acting on a group one does not belong to."""
+    return f"You are not a member of #{sanitize(group)}."
+
+
+def user_not_found(username: str) -> str:
+    """The line for a conversation partner that does not exist (`!history @ghost`)."""
+    return f"The user '{sanitize(username)}' does not exist."
+
+
+def group_error_line(reason: str, kind: str, group: str, message: str) -> str:
+    """One line for a refused group request (create, add, leave, history, send).
+
+    `reason` is the server's ErrorInfo reason ("" if none), `kind` the ErrorKind value
+    ("not_found", "already_exists", "permission_denied", ...), `group` the name as
+    typed (a leading '#' is dropped) and `message` the server's sentence, which is
+    used as it is when it names a missing user.
+    """
+    name = group.removeprefix("#")
+    if reason == "GROUP_NAME_TAKEN" or (not reason and kind == "already_exists"):
+        return group_name_taken(name)
+    if reason == "NOT_A_MEMBER" or (not reason and kind == "permission_denied"):
+        return not_a_member(name)
+    if reason == "GROUP_NOT_FOUND" or (
+        not reason and kind == "not_found" and "group" in message.lower()
+    ):
+        return group_not_found(name)
+    if kind == "invalid_argument":
+        return f"Cannot use #{sanitize(name)} as a group name: {sanitize(message)}"
+    return sanitize(message)
+
+
+def rejection_text(reason: str, code: int, fields: Collection[str], group: str = "") -> str:
+    """The line for a refused send, from the Error event's `reason`, status `code`, bad
+    `fields` and the `group` the message was addressed to ("" for a direct message).
+
+    Unknown group or not a member (group sends), nobody online (random sends), unknown
+    recipient, bad body, and anything else (the header line of SPEC.md section 4).
+    """
+    if reason == "NOBODY_ONLINE":
+        return NOBODY_ONLINE
+    if group and (reason == "NOT_A_MEMBER" or (not reason and code == 7)):
+        return not_a_member(group)
+    if group and (reason == "GROUP_NOT_FOUND" or (not reason and code == 5)):
+        return group_not_found(group)
+    if reason == "USER_NOT_FOUND" or code == 5:
+        return USER_NOT_FOUND
+    if "send.body" in fields:
+        return BODY_ERROR
+    return HEADER_ERROR
+
+
+def canonical_members(typed: Iterable[str], members: Iterable[str]) -> list[str]:
+    """The names in `typed` as the group lists them (case-insensitive match), in typed order."""
+    by_fold = {m.casefold(): m for m in members}
+    out: list[str] = []
+    for name in typed:
+        shown = by_fold.get(name.casefold(), name)
+        if shown not in out:
+            out.append(shown)
+    return out
+
+
+def history_header(username: str = "", group: str = "") -> str:
+    """`History with bob (newest last):` or `History of #team (newest last):`."""
+    if group:
+        return f"History of #{sanitize(group)} (newest last):"
+    return f"History with {sanitize(username)} (newest last):"
+
+
+def history_line(sender: str, body: str, send_time: datetime, tz: tzinfo | None = None) -> str:
+    """`[YYYY-MM-DD HH:MM] alice: text`, the time in `tz` (default: the local time zone)."""
+    local = send_time.astimezone(tz)
+    return f"[{local:%Y-%m-%d %H:%M}] {sanitize(sender)}: {sanitize(body)}"
+
+
+def display_name_changed(display_name: str) -> str:
+    """The answer to `!name`."""
+    return f"Your display name is now {sanitize(display_name)}."
 
 
 def valid_username(name: str) -> bool:
@@ -151,9 +321,55 @@ class GroupMessage:
 
 @dataclass(frozen=True)
 class Command:
-    """A known `!command`; `name` includes the `!` (e.g. `"!who"`)."""
+    """A known `!command` without arguments; `name` includes the `!` (e.g. `"!who"`)."""
 
     name: str
+
+
+@dataclass(frozen=True)
+class CreateGroup:
+    """`!create <group> <user>…`: create `group` (no '#') with me and `members`."""
+
+    group: str
+    members: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AddMembers:
+    """`!add <group> <user>…`: add `members` (at least one) to `group`."""
+
+    group: str
+    members: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LeaveGroup:
+    """`!leave <group>`."""
+
+    group: str
+
+
+@dataclass(frozen=True)
+class ShowHistory:
+    """`!history @user [n]` / `!history #group [n]`: exactly one of `username`/`group`."""
+
+    username: str = ""
+    group: str = ""
+    count: int = HISTORY_DEFAULT
+
+
+@dataclass(frozen=True)
+class RandomMessage:
+    """`!random <text>`: send `body` to a random online user."""
+
+    body: str
+
+
+@dataclass(frozen=True)
+class SetDisplayName:
+    """`!name <display name>`."""
+
+    display_name: str
 
 
 @dataclass(frozen=True)
@@ -168,7 +384,19 @@ class Invalid:
     message: str
 
 
-ParsedLine = DirectMessage | GroupMessage | Command | Empty | Invalid
+ParsedLine = (
+    DirectMessage
+    | GroupMessage
+    | Command
+    | CreateGroup
+    | AddMembers
+    | LeaveGroup
+    | ShowHistory
+    | RandomMessage
+    | SetDisplayName
+    | Empty
+    | Invalid
+)
 
 _DM_RE = re.compile(r"[@#](\S*)(?:\s(.*))?", re.DOTALL)
 
@@ -177,19 +405,17 @@ def parse_line(line: str) -> ParsedLine:
     """Classify one typed line.
 
     `@user text` → DirectMessage (the body is everything after the first blank
-    following the name, kept as typed); `#group text` → GroupMessage;
-    `!who`/`!help`/`!quit` → Command; a blank line → Empty; anything else →
-    Invalid with the line to print.
+    following the name, kept as typed); `#group text` → GroupMessage; commands
+    without arguments (`!who`, `!groups`, `!password`, `!help`, `!quit`) → Command;
+    `!create`, `!add`, `!leave`, `!history`, `!random`, `!name` → their own
+    dataclasses; a blank line → Empty; anything else → Invalid with the line to print.
     """
     text = line.rstrip("\r\n")
     stripped = text.strip()
     if not stripped:
         return Empty()
     if stripped.startswith("!"):
-        name = stripped.split()[0].lower()
-        if name in COMMANDS:
-            return Command(name)
-        return Invalid(f"Unknown command {sanitize(stripped.split()[0])}. Type !help for the list.")
+        return _parse_command(stripped)
     if stripped[0] in "@#":
         sigil = stripped[0]
         m = _DM_RE.fullmatch(text.lstrip())
@@ -204,6 +430,55 @@ def parse_line(line: str) -> ParsedLine:
             return GroupMessage(name, body.lstrip(" "))
         return DirectMessage(name, body.lstrip(" "))
     return Invalid("To send a message type @<username> <message>; !help lists the commands.")
+
+
+def _usage(name: str) -> Invalid:
+    args = COMMAND_HELP[name][0]
+    return Invalid(f"Type {name} {args} to {COMMAND_HELP[name][1]}.")
+
+
+def parse_history_target(target: str) -> tuple[str, str] | None:
+    """`@bob` or `bob` → ("bob", ""); `#team` → ("", "team"); None if no name is left."""
+    if target.startswith("#"):
+        return ("", target[1:]) if target[1:] else None
+    name = target.removeprefix("@")
+    return (name, "") if name else None
+
+
+def _parse_command(stripped: str) -> ParsedLine:
+    word, *tail = stripped.split(None, 1)
+    rest = tail[0].strip() if tail else ""
+    name = word.lower()
+    args = tuple(rest.split())
+    if name in _PLAIN_COMMANDS:
+        return Command(name)
+    if name == "!create":
+        if not args or not args[0].removeprefix("#"):
+            return _usage(name)
+        return CreateGroup(args[0].removeprefix("#"), tuple(a.removeprefix("@") for a in args[1:]))
+    if name == "!add":
+        if len(args) < 2 or not args[0].removeprefix("#"):
+            return _usage(name)
+        return AddMembers(args[0].removeprefix("#"), tuple(a.removeprefix("@") for a in args[1:]))
+    if name == "!leave":
+        if len(args) != 1 or not args[0].removeprefix("#"):
+            return _usage(name)
+        return LeaveGroup(args[0].removeprefix("#"))
+    if name == "!history":
+        target = parse_history_target(args[0]) if args else None
+        if target is None or len(args) > 2:
+            return _usage(name)
+        count = HISTORY_DEFAULT
+        if len(args) == 2:
+            if not args[1].isdigit() or not 1 <= int(args[1]) <= HISTORY_MAX:
+                return Invalid(f"The number of messages must be 1 to {HISTORY_MAX}.")
+            count = int(args[1])
+        return ShowHistory(target[0], target[1], count)
+    if name == "!random":
+        return RandomMessage(rest) if rest else _usage(name)
+    if name == "!name":
+        return SetDisplayName(rest) if rest else _usage(name)
+    return Invalid(f"Unknown command {sanitize(word)}. Type !help for the list.")
 
 
 # --- reconnect backoff --------------------------------------------------------------------

@@ -7,6 +7,7 @@ import io
 import os
 import re
 import sys
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -82,6 +83,27 @@ class Terminal:
         """Press Ctrl-D once the input prompt is drawn (the terminal is then in raw mode)."""
         self.expect(">")
         self.child.sendcontrol("d")
+
+    def mark(self) -> int:
+        """A position in the output, for `expect_all(..., since=mark)`."""
+        return len(self.log.getvalue())
+
+    def expect_all(self, *texts: str, since: int = 0, timeout: float = 20) -> None:
+        """Wait until every one of `texts` was printed after position `since`, in any order.
+
+        For lines whose relative order is not fixed (a command's answer and a stream event).
+        Output read while waiting is consumed: later `expect` calls only see newer output.
+        """
+        deadline = time.monotonic() + timeout
+        ended = False
+        while True:
+            seen = strip_ansi(self.log.getvalue()[since:])
+            missing = [t for t in texts if t not in seen]
+            if not missing:
+                return
+            if ended or time.monotonic() > deadline:
+                raise AssertionError(f"never printed {missing!r}; output since mark:\n{seen}")
+            ended = self.child.expect([pexpect.TIMEOUT, pexpect.EOF], timeout=0.1) == 1
 
     def settle(self, seconds: float = 0.5) -> None:
         """Read whatever arrives during `seconds` (so it is in the transcript)."""

@@ -214,9 +214,16 @@ class FakeChat:
         self.written.append(("resume", after_sequence))
 
     def send(
-        self, recipient: str, body: str, client_id: str | None = None, *, group: str = ""
+        self,
+        recipient: str,
+        body: str,
+        client_id: str | None = None,
+        *,
+        group: str = "",
+        random_recipient: bool = False,
     ) -> str:
-        self.written.append(("send", client_id, recipient or "#" + group, body))
+        where = "?random" if random_recipient else recipient or "#" + group
+        self.written.append(("send", client_id, where, body))
         return client_id or "x"
 
     def ack(self, sequence: int) -> None:
@@ -425,3 +432,246 @@ async def test_streams_that_drop_at_once_do_not_reset_the_backoff() -> None:
     chats[3].play(LOST)
     assert isinstance(await anext(conv), ConnectionLost)
     assert conv.backoff.attempt == 0
+
+
+async def test_random_send_is_resent_as_random_after_a_reconnect() -> None:
+    """`send_random` stays a random send when it is re-sent on a new stream (same client id)."""
+    first, second = FakeChat(_welcome()), FakeChat(_welcome())
+    conv = _conversation(FakeClient(first, second))
+    await conv.start()
+    cid = conv.send_random("anyone?")
+    assert first.written[-1] == ("send", cid, "?random", "anyone?")
+    first.play(LOST)
+    assert isinstance(await anext(conv), ConnectionLost)
+    assert isinstance(await anext(conv), Reconnected)
+    assert second.written[-1] == ("send", cid, "?random", "anyone?")
+
+
+# --- groups, history, profiles: Client calls against a fake stub --------------------------
+
+
+class _RpcErrorWithDetails(_FakeRpcError):
+    def __init__(self, code: grpc.StatusCode, details: str, reason: str) -> None:
+        super().__init__(code, details)
+        info = any_pb2.Any()
+        info.Pack(error_details_pb2.ErrorInfo(reason=reason, domain="hubbub"))
+        status = status_pb2.Status(code=code.value[0], message=details, details=[info])
+        self._metadata = (("grpc-status-details-bin", status.SerializeToString()),)
+
+    def trailing_metadata(self) -> Any:  # type: ignore[override]
+        return self._metadata
+
+
+def _history(n: int) -> list[pb.Message]:
+    """Messages m1..mn of one conversation, NEWEST first (as ListHistory serves them)."""
+    out = []
+    for i in range(n, 0, -1):
+        m = pb.Message(message_id=i, sender="alice", recipient="bob", body=f"m{i}")
+        m.send_time.FromDatetime(T0)
+        out.append(m)
+    return out
+
+
+class FakeStub:
+    """Stands in for the generated stub: records requests, serves canned answers."""
+
+    def __init__(self, history: list[pb.Message] | None = None) -> None:
+        self.requests: list[tuple[str, Any, Any]] = []
+        self.history = history or []
+        self.fail: grpc.RpcError | None = None
+
+    def _record(self, name: str, request: Any, metadata: Any) -> None:
+        self.requests.append((name, request, metadata))
+        if self.fail is not None:
+            raise self.fail
+
+    async def ListHistory(self, request: Any, *, metadata: Any, **_: Any) -> Any:
+        self._record("ListHistory", request, metadata)
+        start = int(request.page_token or 0)
+        size = request.page_size or 50
+        page = self.history[start : start + size]
+        more = start + size < len(self.history)
+        return pb.ListHistoryResponse(
+            messages=page, next_page_token=str(start + size) if more else ""
+        )
+
+    async def CreateGroup(self, request: Any, *, metadata: Any, **_: Any) -> Any:
+        self._record("CreateGroup", request, metadata)
+        group = pb.Group(name=request.name.lstrip("#").lower(), members=["alice", "bob"])
+        group.create_time.FromDatetime(T0)
+        return pb.CreateGroupResponse(group=group)
+
+    async def ListGroups(self, request: Any, *, metadata: Any, **_: Any) -> Any:
+        self._record("ListGroups", request, metadata)
+        return pb.ListGroupsResponse(groups=[pb.Group(name="team", members=["alice", "bob"])])
+
+    async def LeaveGroup(self, request: Any, *, metadata: Any, **_: Any) -> Any:
+        self._record("LeaveGroup", request, metadata)
+        return pb.LeaveGroupResponse()
+
+    async def UpdateProfile(self, request: Any, *, metadata: Any, **_: Any) -> Any:
+        self._record("UpdateProfile", request, metadata)
+        return pb.UpdateProfileResponse(
+            user=pb.User(username="alice", display_name=request.display_name or "alice")
+        )
+
+
+async def _client(stub: FakeStub) -> api.Client:
+    client = api.Client("127.0.0.1:9", token="tok")
+    client._stub = stub  # type: ignore[assignment]
+    return client
+
+
+async def test_list_history_converts_a_page_and_its_token() -> None:
+    """A ListHistory page becomes HistoryPage(IncomingMessage…, next_page_token) and the
+    request names the conversation, the page size and the bearer token."""
+    stub = FakeStub(_history(3))
+    client = await _client(stub)
+    page = await client.list_history(username="alice", page_size=2)
+    assert [m.body for m in page.messages] == ["m3", "m2"]
+    assert page.next_page_token == "2"
+    assert page.messages[0] == IncomingMessage(0, 3, "alice", "", "bob", "m3", T0)
+    name, request, metadata = stub.requests[0]
+    assert (name, request.WhichOneof("conversation"), request.username) == (
+        "ListHistory",
+        "username",
+        "alice",
+    )
+    assert request.page_size == 2 and metadata == (("authorization", "Bearer tok"),)
+    group_page = await client.list_history(group="team", page_token="2")
+    assert stub.requests[1][1].group == "team" and stub.requests[1][1].page_token == "2"
+    assert [m.body for m in group_page.messages] == ["m1"] and group_page.next_page_token == ""
+    await client.close()
+
+
+async def test_list_history_needs_exactly_one_conversation() -> None:
+    """Neither or both of username and group is a programming error (ValueError), not a call."""
+    stub = FakeStub()
+    client = await _client(stub)
+    with pytest.raises(ValueError):
+        await client.list_history()
+    with pytest.raises(ValueError):
+        await client.list_history(username="a", group="b")
+    assert stub.requests == []
+    await client.close()
+
+
+async def test_recent_history_pages_back_and_returns_oldest_first() -> None:
+    """`recent_history(count=N)` fetches newest-first pages (at most 500 each) until it has
+    N messages and returns the newest N, oldest first."""
+    stub = FakeStub(_history(700))
+    client = await _client(stub)
+    messages = await client.recent_history(username="alice", count=600)
+    assert [r.page_size for _, r, _ in stub.requests] == [500, 100]
+    assert len(messages) == 600
+    assert messages[0].body == "m101" and messages[-1].body == "m700"
+    await client.close()
+
+
+async def test_recent_history_stops_at_the_oldest_message() -> None:
+    """A conversation shorter than the count is returned whole, oldest first, in one call."""
+    stub = FakeStub(_history(3))
+    client = await _client(stub)
+    assert [m.body for m in await client.recent_history(group="team", count=20)] == [
+        "m1",
+        "m2",
+        "m3",
+    ]
+    assert len(stub.requests) == 1
+    await client.close()
+
+
+async def test_group_calls_return_group_info() -> None:
+    """create_group/list_groups return GroupInfo (name, sorted members, aware create time);
+    leave_group sends the name as given."""
+    stub = FakeStub()
+    client = await _client(stub)
+    group = await client.create_group("#Team", ["bob"])
+    assert group == api.GroupInfo("team", ("alice", "bob"), T0)
+    assert list(stub.requests[0][1].members) == ["bob"]
+    assert await client.list_groups() == [api.GroupInfo("team", ("alice", "bob"), None)]
+    await client.leave_group("team")
+    assert stub.requests[-1][0] == "LeaveGroup" and stub.requests[-1][1].group == "team"
+    await client.close()
+
+
+async def test_update_profile_sends_only_what_changes() -> None:
+    """display_name=None leaves the optional field unset (the name is kept); a password
+    change carries the new and the current password."""
+    stub = FakeStub()
+    client = await _client(stub)
+    await client.update_profile(new_password="new-secret-1", current_password="old-secret")
+    request = stub.requests[0][1]
+    assert not request.HasField("display_name")
+    assert (request.new_password, request.current_password) == ("new-secret-1", "old-secret")
+    user = await client.update_profile(display_name="Alice Liddell")
+    assert stub.requests[1][1].HasField("display_name")
+    assert user.display_name == "Alice Liddell"
+    await client.close()
+
+
+async def test_refusals_carry_the_server_reason() -> None:
+    """A refused call raises HubbubError with the kind, the server's sentence and the
+    ErrorInfo reason (e.g. GROUP_NOT_FOUND), so callers can tell a missing group from a
+    missing user."""
+    stub = FakeStub()
+    stub.fail = _RpcErrorWithDetails(
+        grpc.StatusCode.NOT_FOUND, "The group '#nope' does not exist.", "GROUP_NOT_FOUND"
+    )
+    client = await _client(stub)
+    with pytest.raises(HubbubError) as info:
+        await client.leave_group("nope")
+    assert info.value.kind is ErrorKind.NOT_FOUND
+    assert info.value.reason == "GROUP_NOT_FOUND"
+    assert info.value.detail() == "The group '#nope' does not exist."
+    await client.close()
+
+
+def test_detail_prefers_field_violations() -> None:
+    """HubbubError.detail() joins the field problems, or falls back to the message."""
+    err = HubbubError(
+        ErrorKind.INVALID_ARGUMENT,
+        "bad request",
+        [FieldViolation("name", "too short"), FieldViolation("members", "too many")],
+    )
+    assert err.detail() == "too short; too many"
+    assert HubbubError(ErrorKind.OTHER, "plain").detail() == "plain"
+
+
+def test_send_result_names_the_recipient() -> None:
+    """SendConfirmed.recipient is SendResult.recipient (the user a random send went to)."""
+    resp = pb.ChatResponse(send_result=pb.SendResult(client_id="c", message_id=1, recipient="bob"))
+    event = event_from_pb(resp)
+    assert isinstance(event, SendConfirmed) and event.recipient == "bob"
+
+
+class _IdleCall:
+    """A Chat call that never answers until cancelled."""
+
+    def __init__(self) -> None:
+        self.cancelled = asyncio.Event()
+
+    async def read(self) -> object:
+        await self.cancelled.wait()
+        return object()  # not a ChatResponse: the stream ended
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+
+async def test_chat_send_sets_exactly_one_destination() -> None:
+    """Chat.send fills the destination oneof: recipient, group, or random_recipient."""
+    outbox: asyncio.Queue[pb.ChatRequest | None] = asyncio.Queue()
+    chat = api.Chat(_IdleCall(), outbox, "h:1")
+    chat.send("bob", "a", "c1")
+    chat.send("", "b", "c2", group="team")
+    chat.send("", "c", "c3", random_recipient=True)
+    sent = [outbox.get_nowait() for _ in range(3)]
+    assert [r.send.WhichOneof("destination") for r in sent if r is not None] == [
+        "recipient",
+        "group",
+        "random_recipient",
+    ]
+    assert sent[2] is not None and sent[2].send.random_recipient is True
+    chat.cancel()
+    await chat.wait_closed(1.0)

@@ -87,9 +87,21 @@ def test_completes_names_after_at_sign() -> None:
 
 
 def test_completes_commands() -> None:
-    """`!w` completes to `!who`; `!` offers every command."""
+    """`!w` completes to `!who`; `!` offers every command, the group ones included."""
     assert _complete("!w", []) == ["!who"]
-    assert set(_complete("!", [])) == {"!who", "!help", "!quit"}
+    assert set(_complete("!", [])) == {
+        "!who",
+        "!groups",
+        "!create",
+        "!add",
+        "!leave",
+        "!history",
+        "!random",
+        "!name",
+        "!password",
+        "!help",
+        "!quit",
+    }
 
 
 def test_no_completion_inside_the_message_text() -> None:
