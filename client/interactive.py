@@ -485,7 +485,8 @@ class ChatApp:
         _say(render.PASSWORD_CHANGED)
 
     def _group_update(self, event: GroupUpdate) -> None:
-        _say(render.group_update_line(event.group, event.action, event.actor, event.members))
+        if event.actor != self.me:  # one's own action was already confirmed by its command
+            _say(render.group_update_line(event.group, event.action, event.actor, event.members))
         if event.action in ("created", "added") and self.me in event.members:
             self.groups.add(event.group)
         elif event.action == "left" and self.me in event.members:

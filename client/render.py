@@ -173,7 +173,9 @@ def group_left(group: str) -> str:
 
 def groups_header(count: int) -> str:
     """The first line of the `!groups` answer; `count` group lines follow."""
-    return f"You are in {count} groups:"
+    if count == 0:
+        return "You are not in any group."
+    return f"You are in {count} group{'' if count == 1 else 's'}:"
 
 
 def group_listing(group: str, members: Sequence[str]) -> str:

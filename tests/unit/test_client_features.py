@@ -127,6 +127,8 @@ def test_group_answer_lines() -> None:
     assert render.members_added("team", ["bob", "carol"]) == "Added bob, carol to #team."
     assert render.group_left("team") == "You left #team."
     assert render.groups_header(2) == "You are in 2 groups:"
+    assert render.groups_header(1) == "You are in 1 group:"
+    assert render.groups_header(0) == "You are not in any group."
     assert render.group_listing("team", ["alice", "bob"]) == "#team: alice, bob"
 
 
