@@ -9,22 +9,28 @@ BUF := node_modules/.bin/buf
 
 .PHONY: venv system-deps run proto check-proto lint-proto lint typecheck pytest test bench torture clean
 
-# Debian packages the tests need (slapd for LDAP tests, openssl for TLS tests, npm for buf).
-# Installed with apt when missing and running as root; otherwise the command to run is shown.
-APT_PACKAGES := slapd ldap-utils openssl nodejs npm
+# Debian packages the tests need: slapd/ldap-utils (LDAP login), openssl (TLS), nodejs/npm
+# (buf), postgresql and redis-server (multi-node tests start throw-away instances of their
+# own). Installed with apt when missing and running as root (Debian's services are kept from
+# starting: a temporary policy-rc.d); otherwise the apt-get line to run is shown.
 system-deps:
 	@missing=""; \
 	test -x /usr/sbin/slapd || missing="$$missing slapd"; \
 	command -v ldapsearch >/dev/null 2>&1 || missing="$$missing ldap-utils"; \
 	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
 	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
-	if [ -n "$$missing" ]; then \
-		if [ "$$(id -u)" = 0 ]; then \
-			apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing </dev/null; \
-		else \
-			echo "missing Debian packages:$$missing; run: sudo apt-get install -y$$missing" >&2; exit 1; \
-		fi; \
-	fi
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then \
+		echo "missing Debian packages:$$missing; run: sudo apt-get install -y$$missing" >&2; exit 1; \
+	fi; \
+	policy=/usr/sbin/policy-rc.d; own_policy=; \
+	if [ ! -e $$policy ]; then printf '#!/bin/sh\nexit 101\n' > $$policy && chmod +x $$policy && own_policy=1; fi; \
+	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing </dev/null; status=$$?; \
+	if [ -n "$$own_policy" ]; then rm -f $$policy; fi; \
+	for service in postgresql redis-server slapd; do service $$service stop >/dev/null 2>&1 || true; done; \
+	exit $$status
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; set PYTHON=python3" >&2; exit 1; }

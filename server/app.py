@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -16,8 +18,10 @@ from hubbub.v1 import messenger_pb2_grpc as pb_grpc
 
 from .auth import AuthService
 from .backup import DatabaseLock
+from .broker import Broker
 from .broker_memory import MemoryBroker
-from .config import ServerConfig
+from .broker_redis import RedisBroker
+from .config import ServerConfig, redact_url
 from .directory_ldap import ldap_directory
 from .groups import GroupService
 from .grpc_interceptor import AuthInterceptor
@@ -26,7 +30,11 @@ from .history import HistoryService
 from .hub import Hub, HubLimits
 from .metrics import Metrics
 from .passwords import PasswordHashing
+from .presence import PresenceRegistry
 from .presence_memory import MemoryPresence
+from .presence_redis import RedisPresence
+from .store import Store
+from .store_postgres import PostgresStore
 from .store_sqlite import SqliteStore
 
 log = logging.getLogger(__name__)
@@ -69,7 +77,7 @@ class HubbubServer:
 
     config: ServerConfig
     server: grpc.aio.Server
-    store: SqliteStore
+    store: Store
     hub: Hub
     auth: AuthService
     hashing: PasswordHashing
@@ -77,6 +85,8 @@ class HubbubServer:
     port: int
     db_lock: DatabaseLock | None = None  # one server per database (see server/backup.py)
     metrics_port: int = -1  # Prometheus /metrics port, -1 when off
+    # Run last by stop(): close the Redis broker and presence (after the streams ended).
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Graceful shutdown: NOT_SERVING, going-away to every stream, drain, close the store."""
@@ -89,6 +99,69 @@ class HubbubServer:
         self.hashing.close()
         if self.db_lock is not None:
             self.db_lock.release()
+        for close in self.closers:
+            await close()
+
+
+def storage_description(config: ServerConfig) -> str:
+    """Where a node keeps its state, for logs (no passwords)."""
+    if config.postgres_url:
+        where = f"PostgreSQL {redact_url(config.postgres_url)}"
+    else:
+        where = f"database {config.database}"
+    if config.redis_url:
+        where += f", Redis {redact_url(config.redis_url)}"
+    return where
+
+
+async def _open_store(config: ServerConfig) -> tuple[Store, DatabaseLock | None]:
+    """PostgreSQL when ``--postgres-url`` is set, else the SQLite file under its lock.
+
+    Raises:
+        RuntimeError: ``--redis-url`` without ``--postgres-url``; the database is
+            unusable or (SQLite) in use by another server.
+    """
+    if config.redis_url and not config.postgres_url:
+        raise RuntimeError(
+            "--redis-url needs --postgres-url: nodes that share Redis must share one "
+            "PostgreSQL database (the SQLite file belongs to one node)"
+        )
+    if config.postgres_url:
+        postgres = PostgresStore(config.postgres_url)
+        await postgres.open()
+        return postgres, None  # PostgreSQL serves many nodes: no file lock
+    # One server per SQLite database: an exclusive flock on DB.lock for the server's
+    # lifetime, so a second server, `restore` and `import` are refused (DatabaseInUse,
+    # a RuntimeError).
+    db_lock = DatabaseLock.acquire(config.database, shared_in_process=True)
+    sqlite = SqliteStore(config.database)
+    try:
+        await sqlite.open()
+    except BaseException:
+        db_lock.release()
+        raise
+    return sqlite, db_lock
+
+
+async def _open_fanout(
+    config: ServerConfig,
+) -> tuple[Broker, PresenceRegistry, list[Callable[[], Awaitable[None]]]]:
+    """Redis broker and presence with ``--redis-url``, else the in-process ones.
+
+    Raises:
+        RuntimeError: Redis cannot be reached.
+    """
+    if not config.redis_url:
+        return MemoryBroker(), MemoryPresence(), []
+    broker = RedisBroker(config.redis_url)
+    presence = RedisPresence(config.redis_url, ttl_s=config.presence_ttl_s)
+    try:
+        await presence.start()
+    except BaseException:
+        await presence.close()
+        await broker.aclose()
+        raise
+    return broker, presence, [presence.close, broker.aclose]
 
 
 async def start_server(config: ServerConfig) -> HubbubServer:
@@ -99,21 +172,28 @@ async def start_server(config: ServerConfig) -> HubbubServer:
             by another server (``DatabaseInUse``), or the LDAP settings are inconsistent.
     """
     directory = ldap_directory(config)
-    # One server per database: an exclusive flock on DB.lock for the server's lifetime,
-    # so a second server, `restore` and `import` are refused (DatabaseInUse, a RuntimeError).
-    db_lock = DatabaseLock.acquire(config.database, shared_in_process=True)
-    store = SqliteStore(config.database)
+    store, db_lock = await _open_store(config)
+    closers: list[Callable[[], Awaitable[None]]] = []
+
+    async def release() -> None:  # undo what was opened when starting fails
+        await store.close()
+        if db_lock is not None:
+            db_lock.release()
+        for close in closers:
+            with contextlib.suppress(Exception):
+                await close()
+
     try:
-        await store.open()
+        broker, presence, closers = await _open_fanout(config)
     except BaseException:
-        db_lock.release()
+        await release()
         raise
     hashing = PasswordHashing()
     auth = AuthService(store, hashing, directory=directory, directory_only=config.ldap_only)
     hub = Hub(
         store,
-        MemoryBroker(),
-        MemoryPresence(),
+        broker,
+        presence,
         HubLimits(
             max_clients=config.max_clients,
             max_message_bytes=config.max_message_bytes,
@@ -122,7 +202,12 @@ async def start_server(config: ServerConfig) -> HubbubServer:
         ),
         Metrics(),
     )
-    await hub.start()
+    try:
+        await hub.start()
+    except BaseException:
+        await broker.close()
+        await release()
+        raise
     hub.metrics.start_sampling()
     server = grpc.aio.server(interceptors=[AuthInterceptor(auth)], options=channel_options(config))
     pb_grpc.add_MessengerServiceServicer_to_server(
@@ -142,23 +227,31 @@ async def start_server(config: ServerConfig) -> HubbubServer:
     try:
         credentials = server_credentials(config)
     except OSError as exc:
-        await store.close()
-        db_lock.release()
+        await release()
         raise RuntimeError(f"cannot read the TLS files: {exc}") from None
     if credentials is None:
         port = server.add_insecure_port(address)
     else:
         port = server.add_secure_port(address, credentials)
     if port == 0:
-        await store.close()
-        db_lock.release()
+        await release()
         raise RuntimeError(f"cannot listen on {config.host}:{config.port}")
     await server.start()
     metrics_port = -1
     if config.metrics_port >= 0:
         metrics_port = hub.metrics.serve_http(config.host, config.metrics_port)
     return HubbubServer(
-        config, server, store, hub, auth, hashing, health_servicer, port, db_lock, metrics_port
+        config,
+        server,
+        store,
+        hub,
+        auth,
+        hashing,
+        health_servicer,
+        port,
+        db_lock,
+        metrics_port,
+        closers,
     )
 
 
@@ -169,7 +262,10 @@ async def serve(config: ServerConfig) -> None:
     if node.metrics_port >= 0:
         print(f"metrics on http://{config.host}:{node.metrics_port}/metrics", flush=True)
     log.info(
-        "hubbub-server listening on %s:%d (database %s)", config.host, node.port, config.database
+        "hubbub-server listening on %s:%d (%s)",
+        config.host,
+        node.port,
+        storage_description(config),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -125,6 +125,13 @@ _OPERATIONS: dict[str, Callable[[argparse.Namespace], str]] = {
 
 
 def _operate(command: str, args: argparse.Namespace) -> int:
+    if getattr(args, "postgres_url", ""):
+        print(
+            f"hubbub-server {command}: works on the SQLite database only, not with "
+            "--postgres-url / HUBBUB_POSTGRES_URL; back up PostgreSQL with pg_dump / pg_restore",
+            file=sys.stderr,
+        )
+        return 1
     try:
         summary = _OPERATIONS[command](args)
     except (backup.BackupError, OSError, sqlite3.Error) as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,7 +15,10 @@ class ServerConfig:
     Attributes:
         host: address to listen on.
         port: TCP port (0 picks a free one).
-        database: SQLite file path.
+        database: SQLite file path (the embedded default; unused with ``postgres_url``).
+        postgres_url: PostgreSQL URL; when set the nodes store everything there.
+        redis_url: Redis URL for cross-node fan-out and presence (needs ``postgres_url``).
+        presence_ttl_s: how long a dead node's users stay online in Redis, seconds.
         max_clients: most live Chat streams (0 = unlimited).
         max_message_bytes: largest message body in UTF-8 bytes.
         log_level: logging level name.
@@ -39,6 +43,9 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 50051
     database: str = "./data/hubbub.db"
+    postgres_url: str = ""
+    redis_url: str = ""
+    presence_ttl_s: float = 30.0
     max_clients: int = 0
     max_message_bytes: int = 65536
     log_level: str = "INFO"
@@ -79,6 +86,23 @@ _FLAGS = (
     _Flag("--host", "host", "listen address"),
     _Flag("--port", "port", "TCP port, 0 = any"),
     _Flag("--database", "database", "SQLite database file"),
+    _Flag(
+        "--postgres-url",
+        "postgres_url",
+        "store in PostgreSQL instead of SQLite, postgresql://USER[:PASS]@HOST:PORT/DB"
+        " (a missing password comes from PGPASSWORD or ~/.pgpass)",
+    ),
+    _Flag(
+        "--redis-url",
+        "redis_url",
+        "fan-out and presence across nodes through Redis, redis://[:PASS@]HOST:PORT/DB;"
+        " needs --postgres-url",
+    ),
+    _Flag(
+        "--presence-ttl",
+        "presence_ttl_s",
+        "seconds until the users of a crashed node go offline (with --redis-url)",
+    ),
     _Flag("--max-clients", "max_clients", "most live chat streams, 0 = unlimited"),
     _Flag("--max-message-bytes", "max_message_bytes", "largest message body in bytes"),
     _Flag("--log-level", "log_level", "log level", ("DEBUG", "INFO", "WARNING", "ERROR")),
@@ -118,6 +142,28 @@ _FLAGS = (
     _Flag("--ldap-only", "ldap_only", "only the LDAP directory decides logins"),
     _Flag("--ldap-timeout", "ldap_timeout_s", "LDAP connect/answer timeout in seconds"),
 )
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (for logs and error messages)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "<unparsable URL>"
+    if parts.query:  # libpq also takes ?password=...
+        query = "&".join(
+            "password=***" if p.lower().startswith("password=") else p
+            for p in parts.query.split("&")
+        )
+        parts = parts._replace(query=query)
+    if parts.password is not None:
+        if ":" in host:
+            host = f"[{host}]"
+        netloc = f"{parts.username or ''}:***@{host}" + (f":{port}" if port is not None else "")
+        parts = parts._replace(netloc=netloc)
+    return urlunsplit(parts)
 
 
 def _parse_bool(value: str) -> bool:

@@ -37,6 +37,7 @@ from .errors import (
     ServerFull,
     ShuttingDown,
     SlowConsumer,
+    UsernameTaken,
     UserNotFound,
 )
 from .events import (
@@ -317,7 +318,13 @@ class Hub:
         """Create the built-in users, subscribe to the broker, start the bots."""
         echobot = await self.store.get_account(ECHOBOT)
         if echobot is None:
-            echobot = await self.store.create_account(ECHOBOT, "Echo Bot", UNUSABLE_HASH, bot=True)
+            try:
+                echobot = await self.store.create_account(
+                    ECHOBOT, "Echo Bot", UNUSABLE_HASH, bot=True
+                )
+            except UsernameTaken:  # another node starting at the same time created it
+                echobot = await self.store.get_account(ECHOBOT)
+                assert echobot is not None
         self._bots[ECHOBOT] = echobot
         self._accounts[ECHOBOT] = echobot
         await self.broker.start(self)
@@ -640,11 +647,17 @@ class Hub:
     async def publish(self, entries: Iterable[StoredMessage]) -> None:
         """Hand stored inbox entries to the broker for delivery.
 
-        Called for duplicates too: the first publish may have been lost in a
-        crash; receivers drop sequences they already have.
+        Entries for a bot go straight to this node's bot queue instead: the node
+        that stored a message answers it, so with several nodes a bot works once
+        per message, not once per node. Called for duplicates too: the first
+        publish may have been lost in a crash; receivers drop sequences they
+        already have (and a bot's answer is idempotent).
         """
         for entry in entries:
-            await self.broker.publish_message(entry)
+            if entry.recipient in self._bots:
+                self._bot_queue.put_nowait(entry)
+            else:
+                await self.broker.publish_message(entry)
 
     async def store_ack(self, account: Account, sequence: int) -> None:
         """Store a cumulative ack and deliver the delivery receipts it creates."""
@@ -669,10 +682,11 @@ class Hub:
     # -- broker handler -----------------------------------------------------------------
 
     def on_message(self, message: StoredMessage) -> None:
-        """Broker callback: route a stored message to its local session or bot."""
-        if message.recipient in self._bots:
-            self._bot_queue.put_nowait(message)
-            return
+        """Broker callback: route a stored message to its local session.
+
+        Bots are not reached this way: :meth:`publish` queues their entries on the
+        storing node.
+        """
         session = self.sessions.get(message.recipient)
         if session is not None:
             session.on_message(message)

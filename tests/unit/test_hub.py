@@ -26,15 +26,24 @@ from hubbub.server.hub import Hub, HubLimits
 from hubbub.server.models import Account, EntryKind
 from hubbub.server.outbox import OutboxClosed
 from hubbub.server.presence_memory import MemoryPresence
+from hubbub.server.store_postgres import PostgresStore
 from hubbub.server.store_sqlite import SqliteStore
+
+from ..backends import postgres_server, postgres_url
+
+__all__ = ["postgres_server", "postgres_url"]  # fixtures used by name (postgres param)
 
 pytestmark = pytest.mark.timeout(20)
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    """A fresh SQLite store."""
-    s = SqliteStore(tmp_path / "hub.db")
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    """A fresh store of each backend: SQLite, then PostgreSQL (same hub scenarios)."""
+    s = (
+        PostgresStore(request.getfixturevalue("postgres_url"))
+        if request.param == "postgres"
+        else SqliteStore(tmp_path / "hub.db")
+    )
     await s.open()
     yield s
     await s.close()

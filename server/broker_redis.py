@@ -1,0 +1,264 @@
+"""Fan-out between nodes through Redis pub/sub.
+
+Every node publishes the inbox entries it stored and the presence changes of
+its streams as JSON on one channel (``{prefix}:events``), and every node
+subscribes to it and hands each event to its hub (``on_message`` /
+``on_presence``); a hub ignores users it does not serve.
+
+Pub/sub is at-most-once: an event published while a node is disconnected is
+not replayed to it. Nothing is lost for that: messages are stored before they
+are published, and a session fills any gap from the store on the next message
+it is told about or when its client reconnects. The subscriber reconnects by
+itself (with backoff) and logs the loss and the recovery. A publish that fails
+(Redis down) is logged and dropped for the same reason: the send has already
+been stored and is answered as stored.
+See https://redis.io/docs/latest/develop/interact/pubsub/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from .broker import BrokerHandler
+from .config import redact_url
+from .models import (
+    EntryKind,
+    GroupAction,
+    PresenceChange,
+    StoredMessage,
+    UserView,
+    from_ms,
+    to_ms,
+)
+
+log = logging.getLogger(__name__)
+
+POLL_S = 1.0  # subscriber wake-up interval (to notice close())
+MAX_BACKOFF_S = 5.0
+
+
+def encode_message(message: StoredMessage) -> str:
+    """A stored inbox entry as a JSON event."""
+    return json.dumps(
+        {
+            "type": "message",
+            "sequence": message.sequence,
+            "message_id": message.message_id,
+            "sender": message.sender,
+            "sender_display_name": message.sender_display_name,
+            "recipient": message.recipient,
+            "body": message.body,
+            "sent_ms": to_ms(message.sent_at),
+            "client_id": message.client_id,
+            "kind": int(message.kind),
+            "group": message.group,
+            "ref_message_id": message.ref_message_id,
+            "action": None if message.action is None else str(message.action),
+            "members": list(message.members),
+        },
+        separators=(",", ":"),
+    )
+
+
+def encode_presence(change: PresenceChange) -> str:
+    """A presence change as a JSON event."""
+    user = change.user
+    changed = user.presence_changed_at
+    return json.dumps(
+        {
+            "type": "presence",
+            "username": user.username,
+            "display_name": user.display_name,
+            "online": user.online,
+            "changed_ms": None if changed is None else to_ms(changed),
+            "bot": user.bot,
+            "at_ms": to_ms(change.at),
+        },
+        separators=(",", ":"),
+    )
+
+
+def decode(raw: bytes | str) -> StoredMessage | PresenceChange:
+    """The event encoded by :func:`encode_message` or :func:`encode_presence`.
+
+    Raises:
+        ValueError, KeyError, TypeError: not such an event.
+    """
+    data: dict[str, Any] = json.loads(raw)
+    if data["type"] == "message":
+        return StoredMessage(
+            sequence=int(data["sequence"]),
+            message_id=int(data["message_id"]),
+            sender=str(data["sender"]),
+            sender_display_name=str(data["sender_display_name"]),
+            recipient=str(data["recipient"]),
+            body=str(data["body"]),
+            sent_at=from_ms(int(data["sent_ms"])),
+            client_id=str(data["client_id"]),
+            kind=EntryKind(int(data["kind"])),
+            group=str(data["group"]),
+            ref_message_id=int(data["ref_message_id"]),
+            action=None if data["action"] is None else GroupAction(data["action"]),
+            members=tuple(str(m) for m in data["members"]),
+        )
+    if data["type"] == "presence":
+        changed = data["changed_ms"]
+        view = UserView(
+            username=str(data["username"]),
+            display_name=str(data["display_name"]),
+            online=bool(data["online"]),
+            presence_changed_at=None if changed is None else from_ms(int(changed)),
+            bot=bool(data["bot"]),
+        )
+        return PresenceChange(view, from_ms(int(data["at_ms"])))
+    raise ValueError(f"unknown event type {data['type']!r}")
+
+
+class RedisBroker:
+    """:class:`~hubbub.server.broker.Broker` over Redis pub/sub (one channel, every node).
+
+    Args:
+        url: ``redis://[:password@]host:port/db`` (or ``rediss://``).
+        prefix: channel prefix, so several deployments can share one Redis.
+    """
+
+    def __init__(self, url: str, *, prefix: str = "hubbub") -> None:
+        self.url = url
+        self.channel = f"{prefix}:events"
+        self._publisher: aioredis.Redis = aioredis.from_url(
+            url, socket_connect_timeout=5, socket_timeout=10, health_check_interval=15
+        )
+        # The subscriber does not retry inside redis-py: a lost connection surfaces
+        # here, is logged, and is re-established by _listen.
+        self._subscriber: aioredis.Redis = aioredis.from_url(
+            url,
+            socket_connect_timeout=5,
+            health_check_interval=5,
+            retry=Retry(NoBackoff(), 0),
+        )
+        self._handler: BrokerHandler | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+        self._publish_failing = False
+        self.reconnects = 0  # times the subscription was re-established (tests, metrics)
+
+    async def start(self, handler: BrokerHandler) -> None:
+        """Subscribe and deliver every event to ``handler`` from now on.
+
+        Raises:
+            RuntimeError: Redis cannot be reached.
+        """
+        self._handler = handler
+        try:
+            await self._publisher.ping()
+        except (RedisError, OSError) as exc:
+            raise RuntimeError(
+                f"cannot connect to Redis at {redact_url(self.url)}: {exc}"
+            ) from None
+        self._task = asyncio.create_task(self._listen(), name="redis-broker")
+        # Events published after start() returns reach this node.
+        waiter = asyncio.ensure_future(self._subscribed.wait())
+        done, _ = await asyncio.wait(
+            {waiter, self._task}, timeout=10, return_when="FIRST_COMPLETED"
+        )
+        if waiter not in done:
+            waiter.cancel()
+            await self.close()
+            raise RuntimeError(f"cannot subscribe to Redis at {redact_url(self.url)}")
+
+    async def publish_message(self, message: StoredMessage) -> None:
+        """Announce a stored inbox entry to every node."""
+        await self._publish(encode_message(message))
+
+    async def publish_presence(self, change: PresenceChange) -> None:
+        """Announce a presence change to every node."""
+        await self._publish(encode_presence(change))
+
+    async def _publish(self, payload: str) -> None:
+        try:
+            await self._publisher.publish(self.channel, payload)
+        except (RedisError, OSError) as exc:
+            if not self._publish_failing:
+                log.warning(
+                    "redis broker: publish failed (%s); stored messages are delivered from the "
+                    "store when the recipient gets the next message or reconnects",
+                    exc,
+                )
+            self._publish_failing = True
+        else:
+            if self._publish_failing:
+                log.info("redis broker: publishing again")
+            self._publish_failing = False
+
+    async def close(self) -> None:
+        """Stop delivering (publishing keeps working until :meth:`aclose`)."""
+        self._handler = None
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def aclose(self) -> None:
+        """Stop delivering and close every connection."""
+        await self.close()
+        await self._publisher.aclose()
+        await self._subscriber.aclose()
+
+    async def _listen(self) -> None:
+        """Subscribe, dispatch events, and resubscribe after a lost connection."""
+        backoff = 0.1
+        lost = False
+        while True:
+            pubsub = self._subscriber.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.channel)
+                if lost:
+                    self.reconnects += 1
+                    log.warning("redis broker: subscribed again to %s", self.channel)
+                lost = False
+                backoff = 0.1
+                self._subscribed.set()
+                while True:
+                    item = await pubsub.get_message(timeout=POLL_S)
+                    if item is not None and item.get("type") == "message":
+                        self._dispatch(item["data"])
+            except (RedisError, OSError) as exc:
+                if not lost:
+                    log.warning(
+                        "redis broker: connection to %s lost (%s); reconnecting",
+                        redact_url(self.url),
+                        exc,
+                    )
+                lost = True
+            finally:
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+    def _dispatch(self, raw: bytes | str) -> None:
+        handler = self._handler
+        if handler is None:
+            return
+        try:
+            event = decode(raw)
+        except (ValueError, KeyError, TypeError):
+            log.warning("redis broker: ignored a malformed event on %s", self.channel)
+            return
+        try:
+            if isinstance(event, StoredMessage):
+                handler.on_message(event)
+            else:
+                handler.on_presence(event)
+        except Exception:
+            log.exception("redis broker: handler failed")

@@ -1,0 +1,281 @@
+"""Two in-process nodes sharing one PostgreSQL database and one Redis (SPEC §5 "at scale")."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+import grpc
+import pytest
+import redis.asyncio as aioredis
+
+from hubbub.server.app import start_server
+from hubbub.server.broker_redis import RedisBroker
+from hubbub.server.config import ServerConfig
+from hubbub.server.models import EntryKind, utc_now
+from hubbub.server.presence_redis import RedisPresence
+from hubbub.server.store_postgres import PostgresStore
+from hubbub.v1 import messenger_pb2 as pb
+
+from ..backends import postgres_server, postgres_url, redis_server, redis_url
+from .conftest import Chat, Node, auth, open_chat, register_login
+
+__all__ = ["postgres_server", "postgres_url", "redis_server", "redis_url"]  # fixtures by name
+
+pytestmark = pytest.mark.timeout(60)
+
+NodeFactory = Callable[..., Awaitable[Node]]
+TTL_S = 1.0  # presence TTL of the nodes under test
+
+
+@pytest.fixture
+async def nodes(node_factory: NodeFactory, postgres_url: str, redis_url: str) -> tuple[Node, Node]:
+    """Nodes A and B on the same PostgreSQL database and Redis."""
+    shared = {"postgres_url": postgres_url, "redis_url": redis_url, "presence_ttl_s": TTL_S}
+    return await node_factory(**shared), await node_factory(**shared)
+
+
+async def online_names(node: Node, token: str) -> list[str]:
+    """Usernames ListUsers(online_only) returns on ``node``."""
+    reply = await node.stub.ListUsers(pb.ListUsersRequest(online_only=True), metadata=auth(token))
+    return [u.username for u in reply.users]
+
+
+async def no_more_messages(chat: Chat, wait_s: float = 0.5) -> bool:
+    """True if no message event arrives on ``chat`` within ``wait_s``."""
+    try:
+        await chat.next("message", wait_s)
+    except TimeoutError:
+        return True
+    return False
+
+
+async def test_nodes_use_postgres_and_redis_without_the_sqlite_lock(
+    nodes: tuple[Node, Node],
+) -> None:
+    """Both nodes run on PostgresStore, RedisBroker and RedisPresence, with no SQLite lock."""
+    for node in nodes:
+        assert isinstance(node.server.store, PostgresStore)
+        assert isinstance(node.server.hub.broker, RedisBroker)
+        assert isinstance(node.server.hub.presence, RedisPresence)
+        assert node.server.db_lock is None
+
+
+async def test_users_on_different_nodes_chat_both_ways(nodes: tuple[Node, Node]) -> None:
+    """alice on node A and bob on node B exchange messages in both directions, in order."""
+    node_a, node_b = nodes
+    alice = await register_login(node_a, "alice", "Alice A.")
+    bob = await register_login(node_b, "bob")
+    a = await open_chat(node_a, alice)
+    b = await open_chat(node_b, bob)
+    await b.next("synced")
+    for i in range(5):
+        await a.send("bob", f"hi bob {i}", f"a{i}")
+    results = [(await a.next("send_result")).send_result for _ in range(5)]
+    assert [r.sequence for r in results] == [1, 2, 3, 4, 5]
+    msgs = await b.messages(5)
+    assert [(m.sender, m.body, m.sequence) for m in msgs] == [
+        ("alice", f"hi bob {i}", i + 1) for i in range(5)
+    ]
+    assert msgs[0].sender_display_name == "Alice A."
+    assert msgs[0].message_id == results[0].message_id
+    await b.send("alice", "hello alice", "b1")
+    (back,) = await a.messages(1)
+    assert (back.sender, back.body, back.sequence) == ("bob", "hello alice", 1)
+    await a.close()
+    await b.close()
+
+
+async def test_presence_crosses_nodes(nodes: tuple[Node, Node]) -> None:
+    """Online/offline events and the online list cover users of the other node."""
+    node_a, node_b = nodes
+    alice = await register_login(node_a, "alice")
+    bob = await register_login(node_b, "bob")
+    a = await open_chat(node_a, alice)
+    b = await open_chat(node_b, bob)
+    welcome = b.seen[0].welcome
+    assert [u.username for u in welcome.online_users] == ["alice", "bob", "echobot"]
+    online = (await a.next("presence_change")).presence_change.user
+    assert (online.username, online.presence) == ("bob", pb.PRESENCE_ONLINE)
+    assert await online_names(node_a, alice) == ["alice", "bob", "echobot"]
+    await b.close()
+    offline = (await a.next("presence_change")).presence_change.user
+    assert (offline.username, offline.presence) == ("bob", pb.PRESENCE_OFFLINE)
+    assert await online_names(node_b, bob) == ["alice", "echobot"]
+    await a.close()
+
+
+async def test_second_stream_on_the_other_node_is_refused(nodes: tuple[Node, Node]) -> None:
+    """One live stream per user across the deployment: a second one on node B is refused."""
+    node_a, node_b = nodes
+    alice = await register_login(node_a, "alice")
+    a = await open_chat(node_a, alice)
+    await a.next("synced")
+    call = node_b.stub.Chat(metadata=auth(alice))
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await call.read()
+    assert info.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    await a.close()
+    deadline = time.monotonic() + 5
+    while True:  # once the first stream has ended, node B accepts alice
+        try:
+            again = await open_chat(node_b, alice)
+            break
+        except (grpc.aio.AioRpcError, AssertionError):
+            assert time.monotonic() < deadline, "alice was never released"
+            await asyncio.sleep(0.1)
+    await again.close()
+
+
+async def test_message_to_offline_user_is_delivered_when_he_connects_elsewhere(
+    nodes: tuple[Node, Node],
+) -> None:
+    """A message sent on node A to offline bob is replayed when bob connects to node B."""
+    node_a, node_b = nodes
+    alice = await register_login(node_a, "alice")
+    bob = await register_login(node_a, "bob")
+    a = await open_chat(node_a, alice)
+    for i in range(3):
+        await a.send("bob", f"stored {i}", f"s{i}")
+        assert not (await a.next("send_result")).send_result.recipient_online
+    b = await open_chat(node_b, bob)
+    msgs = await b.messages(3)
+    assert [(m.body, m.sequence) for m in msgs] == [(f"stored {i}", i + 1) for i in range(3)]
+    assert (await b.next("synced")).synced.last_sequence == 3
+    await a.close()
+    await b.close()
+
+
+async def test_echobot_answers_exactly_once_across_nodes(nodes: tuple[Node, Node]) -> None:
+    """echobot answers each message once in all (one echo stored, no duplicate work)."""
+    node_a, node_b = nodes
+    alice = await register_login(node_a, "alice")
+    bob = await register_login(node_b, "bob")
+    a = await open_chat(node_a, alice)
+    b = await open_chat(node_b, bob)
+    await a.send("echobot", "ping from A", "e1")
+    await b.send("echobot", "ping from B", "e2")
+    (echo_a,) = await a.messages(1)
+    (echo_b,) = await b.messages(1)
+    assert (echo_a.sender, echo_a.body) == ("echobot", "ping from A")
+    assert (echo_b.sender, echo_b.body) == ("echobot", "ping from B")
+    assert await no_more_messages(a) and await no_more_messages(b)
+    for node in nodes:
+        assert node.server.hub.metrics.sends_duplicate._value.get() == 0
+    store = node_a.server.store
+    echobot = await store.get_account("echobot")
+    assert echobot is not None
+    cursor = await store.cursor(echobot)
+    assert (cursor.last_sequence, cursor.acked_sequence) == (2, 2)
+    for name, body in (("alice", "ping from A"), ("bob", "ping from B")):
+        account = await store.get_account(name)
+        assert account is not None
+        texts = [m for m in await store.messages_after(account, 0, 20) if m.sender == "echobot"]
+        assert [m.body for m in texts if m.kind is EntryKind.TEXT] == [body]
+    await a.close()
+    await b.close()
+
+
+async def test_crashed_node_users_go_offline_after_the_ttl(nodes: tuple[Node, Node]) -> None:
+    """When node A stops heart-beating (a crash), its users are offline on B after the TTL."""
+    node_a, node_b = nodes
+    alice = await register_login(node_a, "alice")
+    bob = await register_login(node_b, "bob")
+    a = await open_chat(node_a, alice)
+    await a.next("synced")
+    assert await online_names(node_b, bob) == ["alice", "echobot"]
+    await asyncio.sleep(TTL_S * 1.5)  # the heartbeat keeps the claim past the TTL
+    assert await online_names(node_b, bob) == ["alice", "echobot"]
+    presence = node_a.server.hub.presence
+    assert isinstance(presence, RedisPresence) and presence._heartbeat_task is not None
+    presence._heartbeat_task.cancel()  # node A "crashes": no more heartbeats, no cleanup
+    started = time.monotonic()
+    while "alice" in await online_names(node_b, bob):
+        assert time.monotonic() - started < TTL_S + 3, "alice stayed online"
+        await asyncio.sleep(0.1)
+    assert time.monotonic() - started >= TTL_S * 0.5
+    a2 = await open_chat(node_b, alice)  # alice may now connect to node B
+    await a2.next("synced")
+    assert await online_names(node_b, bob) == ["alice", "echobot"]
+    await a2.close()
+    await a.close()
+
+
+async def test_broker_resubscribes_after_losing_redis(
+    nodes: tuple[Node, Node], redis_url: str
+) -> None:
+    """Killing the nodes' Redis subscriber connections: they reconnect and traffic flows again."""
+    node_a, node_b = nodes
+    alice = await register_login(node_a, "alice")
+    bob = await register_login(node_b, "bob")
+    a = await open_chat(node_a, alice)
+    b = await open_chat(node_b, bob)
+    await b.next("synced")
+    client = aioredis.from_url(redis_url)
+    try:
+        killed = await client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+        assert killed >= 2
+    finally:
+        await client.aclose()
+    broker_b = node_b.server.hub.broker
+    assert isinstance(broker_b, RedisBroker)
+    deadline = time.monotonic() + 10
+    while broker_b.reconnects == 0:
+        assert time.monotonic() < deadline, "node B never resubscribed"
+        await asyncio.sleep(0.05)
+    await a.send("bob", "after the outage", "x1")
+    (msg,) = await b.messages(1)
+    assert msg.body == "after the outage"
+    await a.close()
+    await b.close()
+
+
+async def test_redis_without_postgres_is_refused(redis_url: str) -> None:
+    """--redis-url without --postgres-url is refused with a clear error."""
+    with pytest.raises(RuntimeError, match="--redis-url needs --postgres-url"):
+        await start_server(ServerConfig(port=0, redis_url=redis_url))
+
+
+async def test_presence_claims_are_atomic_and_released_only_by_their_holder(
+    redis_url: str,
+) -> None:
+    """One claim per user across nodes; release is compare-and-delete; expired claims vanish."""
+    a = RedisPresence(redis_url, ttl_s=0.5)
+    b = RedisPresence(redis_url, ttl_s=30)
+    await b.start()  # only b heart-beats; a's claims live for its TTL
+    try:
+        t0 = utc_now()
+        assert await a.claim("alice", t0)
+        assert not await b.claim("alice", t0)
+        await b.release("alice", t0)  # b does not hold alice: nothing happens
+        assert set(await a.online()) == {"alice"} == set(await b.online())
+        await asyncio.sleep(0.8)  # a's claim expires without a heartbeat
+        assert await b.online() == {}
+        assert "alice" in await b.last_change()
+        t1 = utc_now()
+        assert await b.claim("alice", t1)
+        await a.release("alice", t1)  # a's old claim is gone: b's stays
+        assert await a.online() == {"alice": t1}
+        await asyncio.sleep(0.8)  # b's heartbeat keeps it
+        await b.release("alice", utc_now())
+        assert await a.online() == {}
+        assert await a.claim("alice", utc_now())
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_nodes_starting_together_migrate_the_schema_once(postgres_url: str) -> None:
+    """Stores opening at once on an empty database create the schema once; newer is refused."""
+    stores = [PostgresStore(postgres_url) for _ in range(4)]
+    await asyncio.gather(*(s.open() for s in stores))
+    try:
+        versions = await stores[0].pool.fetch("SELECT version FROM schema_version")
+        assert [v[0] for v in versions] == [2]
+        await stores[0].pool.execute("INSERT INTO schema_version (version) VALUES (99)")
+    finally:
+        for s in stores:
+            await s.close()
+    with pytest.raises(RuntimeError, match="schema version 99 is newer"):
+        await PostgresStore(postgres_url).open()
