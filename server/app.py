@@ -44,6 +44,9 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["MessengerService"].full_name
 def channel_options(config: ServerConfig) -> list[tuple[str, int]]:
     """gRPC server options: keepalive so dead peers are found within ~30 s (< 60 s)."""
     return [
+        # gRPC turns SO_REUSEPORT on by default: a second server on the same port would
+        # then start "fine" and the kernel would split connections between the two.
+        ("grpc.so_reuseport", 0),
         ("grpc.keepalive_time_ms", config.keepalive_time_ms),
         ("grpc.keepalive_timeout_ms", config.keepalive_timeout_ms),
         ("grpc.http2.ping_timeout_ms", config.keepalive_timeout_ms),
@@ -172,6 +175,10 @@ async def start_server(config: ServerConfig) -> HubbubServer:
             by another server (``DatabaseInUse``), or the LDAP settings are inconsistent.
     """
     directory = ldap_directory(config)
+    try:
+        credentials = server_credentials(config)
+    except OSError as exc:
+        raise RuntimeError(f"cannot read the TLS files: {exc}") from None
     store, db_lock = await _open_store(config)
     closers: list[Callable[[], Awaitable[None]]] = []
 
@@ -225,17 +232,18 @@ async def start_server(config: ServerConfig) -> HubbubServer:
     )
     address = f"{config.host}:{config.port}"
     try:
-        credentials = server_credentials(config)
-    except OSError as exc:
-        await release()
-        raise RuntimeError(f"cannot read the TLS files: {exc}") from None
-    if credentials is None:
-        port = server.add_insecure_port(address)
-    else:
-        port = server.add_secure_port(address, credentials)
+        if credentials is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, credentials)
+    except RuntimeError:  # grpcio raises "Failed to bind" (older versions returned 0)
+        port = 0
     if port == 0:
+        await hub.shutdown()
+        await hub.metrics.stop()
+        hashing.close()
         await release()
-        raise RuntimeError(f"cannot listen on {config.host}:{config.port}")
+        raise RuntimeError(f"cannot listen on {address} (address in use or not local)")
     await server.start()
     metrics_port = -1
     if config.metrics_port >= 0:

@@ -79,3 +79,24 @@ def test_json_logs(server_factory: Callable[..., ServerProcess]) -> None:
     entry = json.loads(lines[-1])
     assert {"time", "level", "logger", "msg"} <= set(entry)
     assert "listening" in "".join(json.loads(line)["msg"] for line in lines)
+
+
+def test_second_server_on_the_same_port_is_refused(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    """A second hubbub-server on a port in use exits 1 with one line (no SO_REUSEPORT sharing)."""
+    server = server_factory()
+    second = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "hubbub-server"),
+            "--port",
+            str(server.port),
+            "--database",
+            str(tmp_path / "other.db"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert second.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{server.port}" in second.stderr
