@@ -612,11 +612,18 @@ class Hub:
         appended = await pending
         self._count_send("direct" if recipient else "group", appended.duplicate)
         await self.publish(appended.entries)
-        if recipient is not None:
-            online = recipient.bot or recipient.username in self.sessions
+        if recipient is not None:  # this node first, then the cluster (presence)
+            online = (
+                recipient.bot
+                or recipient.username in self.sessions
+                or await self.presence.is_online(recipient.username)
+            )
             sequence = appended.entries[0].sequence if appended.entries else 0
         else:
             online = any(e.recipient in self.sessions for e in appended.entries)
+            if not online and appended.entries:
+                everyone = await self.presence.online()
+                online = any(e.recipient in everyone for e in appended.entries)
             sequence = 0
         return SendReceipt(
             client_id=client_id,

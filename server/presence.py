@@ -16,6 +16,10 @@ class PresenceRegistry(Protocol):
     async def release(self, username: str, at: datetime) -> None:
         """Mark ``username`` offline."""
 
+    async def is_online(self, username: str) -> bool:
+        """True if ``username`` has a live stream on any node."""
+        ...
+
     async def online(self) -> dict[str, datetime]:
         """Online usernames mapped to when they came online."""
         ...

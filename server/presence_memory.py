@@ -25,6 +25,10 @@ class MemoryPresence:
         if self._online.pop(username, None) is not None:
             self._changed[username] = at
 
+    async def is_online(self, username: str) -> bool:
+        """True if ``username`` is online."""
+        return username in self._online
+
     async def online(self) -> dict[str, datetime]:
         """Online usernames → since."""
         return dict(self._online)

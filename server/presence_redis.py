@@ -164,6 +164,10 @@ class RedisPresence:
         if not released:
             log.warning("presence of %s was no longer held by this node", username)
 
+    async def is_online(self, username: str) -> bool:
+        """True if some node holds an unexpired claim for ``username``."""
+        return bool(await self._redis.exists(self._key(username)))
+
     async def online(self) -> dict[str, datetime]:
         """Online usernames (on any node) mapped to when they came online."""
         names = sorted(_text(n) for n in await self._redis.smembers(self._index))

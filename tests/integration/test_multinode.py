@@ -74,6 +74,7 @@ async def test_users_on_different_nodes_chat_both_ways(nodes: tuple[Node, Node])
         await a.send("bob", f"hi bob {i}", f"a{i}")
     results = [(await a.next("send_result")).send_result for _ in range(5)]
     assert [r.sequence for r in results] == [1, 2, 3, 4, 5]
+    assert all(r.recipient_online for r in results)  # bob is online, on the other node
     msgs = await b.messages(5)
     assert [(m.sender, m.body, m.sequence) for m in msgs] == [
         ("alice", f"hi bob {i}", i + 1) for i in range(5)
