@@ -308,6 +308,7 @@ class Hub:
         self._bots: dict[str, Account] = {}
         self._bot_queue: asyncio.Queue[StoredMessage] = asyncio.Queue()
         self._bot_task: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         self._send_tasks: set[asyncio.Task[None]] = set()
         self._opening = 0
         self.shutting_down = False
@@ -329,6 +330,9 @@ class Hub:
         self._accounts[ECHOBOT] = echobot
         await self.broker.start(self)
         self._bot_task = asyncio.create_task(self._run_bots(), name="bots")
+        interval = self.presence.sweep_interval_s
+        if interval is not None:
+            self._sweeper = asyncio.create_task(self._sweep_presence(interval), name="sweeper")
         # Catch up with messages stored for the bot while no server was running.
         cursor = await self.store.cursor(echobot)
         after = cursor.acked_sequence
@@ -340,6 +344,21 @@ class Hub:
                 self._bot_queue.put_nowait(message)
             after = batch[-1].sequence
 
+    async def _sweep_presence(self, interval_s: float) -> None:
+        """Announce users whose node died (their presence claim expired) as offline."""
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                for username, at in await self.presence.sweep():
+                    account = await self.account(username)
+                    shown = account.display_name if account else username
+                    view = UserView(username, shown, False, at, False)
+                    await self.broker.publish_presence(PresenceChange(view, at))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("presence sweep failed; retrying in %.1f s", interval_s)
+
     async def shutdown(self, reconnect_delay_ms: int = 1000) -> None:
         """Tell every stream to go away (graceful shutdown); stop the bots."""
         self.shutting_down = True
@@ -349,6 +368,10 @@ class Hub:
             session.go_away(
                 "SERVER_SHUTDOWN", "The server is restarting; reconnect.", reconnect_delay_ms
             )
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         if self._bot_task is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._bot_queue.join(), 2.0)

@@ -24,6 +24,16 @@ class PresenceRegistry(Protocol):
         """Online usernames mapped to when they came online."""
         ...
 
+    async def sweep(self) -> list[tuple[str, datetime]]:
+        """Users that went offline because their node died (claims expired), with the
+        time noticed. Each is returned to exactly one caller, so the caller announces it."""
+        ...
+
+    @property
+    def sweep_interval_s(self) -> float | None:
+        """How often to call :meth:`sweep`, seconds; None if claims never expire."""
+        ...
+
     async def last_change(self) -> dict[str, datetime]:
         """Every known username mapped to its last presence change."""
         ...

@@ -33,6 +33,15 @@ class MemoryPresence:
         """Online usernames → since."""
         return dict(self._online)
 
+    async def sweep(self) -> list[tuple[str, datetime]]:
+        """Nothing expires in one process: every release is explicit."""
+        return []
+
+    @property
+    def sweep_interval_s(self) -> float | None:
+        """No sweeping needed."""
+        return None
+
     async def last_change(self) -> dict[str, datetime]:
         """Usernames → last presence change."""
         return dict(self._changed)

@@ -71,14 +71,17 @@ end
 return 0
 """
 # KEYS: index set, changes hash, then the claim key of each ARGV username after ARGV[1].
-# ARGV: change ms, usernames whose claim looked expired.
+# ARGV: change ms, usernames whose claim looked expired. Returns the usernames this call
+# removed: SREM succeeds for one caller only, so each expiry is reported exactly once.
 _PURGE = """
+local removed = {}
 for i = 2, #ARGV do
     if redis.call('EXISTS', KEYS[i + 1]) == 0 and redis.call('SREM', KEYS[1], ARGV[i]) == 1 then
         redis.call('HSET', KEYS[2], ARGV[i], ARGV[1])
+        table.insert(removed, ARGV[i])
     end
 end
-return 0
+return removed
 """
 
 
@@ -168,11 +171,16 @@ class RedisPresence:
         """True if some node holds an unexpired claim for ``username``."""
         return bool(await self._redis.exists(self._key(username)))
 
-    async def online(self) -> dict[str, datetime]:
-        """Online usernames (on any node) mapped to when they came online."""
+    @property
+    def sweep_interval_s(self) -> float:
+        """How often a hub should call :meth:`sweep` (a third of the TTL), seconds."""
+        return self.ttl_ms / 3000
+
+    async def _scan(self) -> tuple[dict[str, datetime], list[str]]:
+        """(online users → since, indexed users whose claim has expired)."""
         names = sorted(_text(n) for n in await self._redis.smembers(self._index))
         if not names:
-            return {}
+            return {}, []
         values = await self._redis.mget([self._key(n) for n in names])
         online: dict[str, datetime] = {}
         expired: list[str] = []
@@ -182,12 +190,24 @@ class RedisPresence:
                 continue
             _, _, since = _text(value).partition(" ")
             online[name] = from_ms(int(since)) if since.isdigit() else utc_now()
-        if expired:  # a node died holding these: drop them from the index
-            await self._purge(
-                keys=[self._index, self._changes, *(self._key(n) for n in expired)],
-                args=[to_ms(utc_now()), *expired],
-            )
+        return online, expired
+
+    async def online(self) -> dict[str, datetime]:
+        """Online usernames (on any node) mapped to when they came online."""
+        online, _ = await self._scan()
         return online
+
+    async def sweep(self) -> list[tuple[str, datetime]]:
+        """Users whose claim expired (their node died), each returned to one caller only."""
+        _, expired = await self._scan()
+        if not expired:
+            return []
+        now = utc_now()
+        removed = await self._purge(
+            keys=[self._index, self._changes, *(self._key(n) for n in expired)],
+            args=[to_ms(now), *expired],
+        )
+        return [(_text(name), now) for name in removed or ()]
 
     async def last_change(self) -> dict[str, datetime]:
         """Every known username mapped to its last presence change."""

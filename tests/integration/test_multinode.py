@@ -179,15 +179,18 @@ async def test_echobot_answers_exactly_once_across_nodes(nodes: tuple[Node, Node
 
 
 async def test_crashed_node_users_go_offline_after_the_ttl(nodes: tuple[Node, Node]) -> None:
-    """When node A stops heart-beating (a crash), its users are offline on B after the TTL."""
+    """When node A stops heart-beating (a crash), its users go offline on B after the TTL,
+    and B's users are told with one presence event."""
     node_a, node_b = nodes
     alice = await register_login(node_a, "alice")
     bob = await register_login(node_b, "bob")
     a = await open_chat(node_a, alice)
     await a.next("synced")
-    assert await online_names(node_b, bob) == ["alice", "echobot"]
+    b = await open_chat(node_b, bob)
+    await b.next("synced")
+    assert await online_names(node_b, bob) == ["alice", "bob", "echobot"]
     await asyncio.sleep(TTL_S * 1.5)  # the heartbeat keeps the claim past the TTL
-    assert await online_names(node_b, bob) == ["alice", "echobot"]
+    assert await online_names(node_b, bob) == ["alice", "bob", "echobot"]
     presence = node_a.server.hub.presence
     assert isinstance(presence, RedisPresence) and presence._heartbeat_task is not None
     presence._heartbeat_task.cancel()  # node A "crashes": no more heartbeats, no cleanup
@@ -196,11 +199,16 @@ async def test_crashed_node_users_go_offline_after_the_ttl(nodes: tuple[Node, No
         assert time.monotonic() - started < TTL_S + 3, "alice stayed online"
         await asyncio.sleep(0.1)
     assert time.monotonic() - started >= TTL_S * 0.5
+    gone = (await b.next("presence_change", wait_s=TTL_S + 5)).presence_change.user
+    assert (gone.username, gone.presence) == ("alice", pb.PRESENCE_OFFLINE)
     a2 = await open_chat(node_b, alice)  # alice may now connect to node B
     await a2.next("synced")
-    assert await online_names(node_b, bob) == ["alice", "echobot"]
+    assert await online_names(node_b, bob) == ["alice", "bob", "echobot"]
+    back = (await b.next("presence_change")).presence_change.user
+    assert (back.username, back.presence) == ("alice", pb.PRESENCE_ONLINE)
     await a2.close()
     await a.close()
+    await b.close()
 
 
 async def test_broker_resubscribes_after_losing_redis(
