@@ -9,7 +9,7 @@ sequence/ack/resume guarantees as messages.
 from __future__ import annotations
 
 from . import usernames
-from .errors import GroupNotFound, HubbubError, InvalidArgument, UserNotFound
+from .errors import HubbubError, InvalidArgument, UserNotFound
 from .hub import Hub
 from .models import Account, Group, utc_now
 
@@ -41,10 +41,7 @@ class GroupService:
             raise InvalidArgument.for_field(field, f"at most {MAX_MEMBERS} members")
         found = []
         for raw in names:
-            try:
-                account = await self.hub.account(usernames.canonical(raw))
-            except HubbubError:
-                account = None
+            account = await self.hub.find_account(raw)
             if account is None:
                 raise UserNotFound(f"The user '{raw}' does not exist.")
             found.append(account)
@@ -69,7 +66,7 @@ class GroupService:
         Raises:
             GroupNotFound, NotGroupMember, UserNotFound, InvalidArgument.
         """
-        canonical = self._existing_name(name)
+        canonical = usernames.group_reference(name)
         if not members:
             raise InvalidArgument.for_field("members", "name at least one user to add")
         accounts = await self._accounts(members, "members")
@@ -84,16 +81,9 @@ class GroupService:
         Raises:
             GroupNotFound, NotGroupMember.
         """
-        update = await self.store.leave_group(self._existing_name(name), account, utc_now())
+        update = await self.store.leave_group(usernames.group_reference(name), account, utc_now())
         await self.hub.publish(update.entries)
 
     async def list(self, account: Account) -> list[Group]:
         """The groups ``account`` belongs to."""
         return await self.store.list_groups(account)
-
-    @staticmethod
-    def _existing_name(raw: str) -> str:
-        try:
-            return usernames.canonical(raw.removeprefix("#"))
-        except HubbubError:
-            raise GroupNotFound(f"The group '{raw}' does not exist.") from None

@@ -26,7 +26,6 @@ from .groups import GroupService
 from .grpc_interceptor import current_account, current_token
 from .history import HistoryService
 from .hub import ChatSession, Hub
-from .models import UserView
 from .outbox import OutboxClosed
 
 log = logging.getLogger(__name__)
@@ -58,19 +57,15 @@ class MessengerServicer(pb_grpc.MessengerServiceServicer):
     async def Register(self, request: pb.RegisterRequest, context: Context) -> pb.RegisterResponse:
         """Create an account."""
         account = await self.auth.register(request.username, request.password, request.display_name)
-        view = UserView(account.username, account.display_name, False, None, account.bot)
-        return pb.RegisterResponse(user=convert.user(view))
+        return pb.RegisterResponse(user=convert.user(await self.hub.user_view(account)))
 
     async def Login(self, request: pb.LoginRequest, context: Context) -> pb.LoginResponse:
         """Check credentials and return a session token."""
         result = await self.auth.login(request.username, request.password)
-        account = result.account
-        online = account.username in self.hub.sessions
-        view = UserView(account.username, account.display_name, online, None, account.bot)
         return pb.LoginResponse(
             token=result.token,
             expire_time=convert.timestamp(result.expires_at),
-            user=convert.user(view),
+            user=convert.user(await self.hub.user_view(result.account)),
         )
 
     async def Logout(self, request: pb.LogoutRequest, context: Context) -> pb.LogoutResponse:
@@ -97,9 +92,7 @@ class MessengerServicer(pb_grpc.MessengerServiceServicer):
             current_password=request.current_password,
         )
         self.hub.account_changed(account)
-        online = account.username in self.hub.sessions
-        view = UserView(account.username, account.display_name, online, None, account.bot)
-        return pb.UpdateProfileResponse(user=convert.user(view))
+        return pb.UpdateProfileResponse(user=convert.user(await self.hub.user_view(account)))
 
     async def CreateGroup(
         self, request: pb.CreateGroupRequest, context: Context

@@ -6,7 +6,7 @@ import base64
 from dataclasses import dataclass
 
 from . import usernames
-from .errors import GroupNotFound, HubbubError, InvalidArgument, UserNotFound
+from .errors import InvalidArgument, UserNotFound
 from .hub import Hub
 from .models import Account, StoredMessage
 
@@ -76,17 +76,11 @@ class HistoryService:
         peer = None
         group_name = None
         if username:
-            try:
-                peer = await self.hub.account(usernames.canonical(username))
-            except HubbubError:
-                peer = None
+            peer = await self.hub.find_account(username)
             if peer is None:
                 raise UserNotFound("The destination user does not exist")
         elif group:
-            try:
-                group_name = usernames.canonical(group.removeprefix("#"))
-            except HubbubError:
-                raise GroupNotFound(f"The group '{group}' does not exist.") from None
+            group_name = usernames.group_reference(group)
         else:
             raise InvalidArgument.for_field("conversation", "set username or group")
         rows = await self.hub.store.history(

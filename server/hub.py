@@ -28,7 +28,6 @@ from . import usernames
 from .broker import Broker
 from .errors import (
     AlreadyConnected,
-    GroupNotFound,
     HubbubError,
     InvalidArgument,
     InvalidMessage,
@@ -596,10 +595,7 @@ class Hub:
         self._check_send(event.client_id, event.body)
         now = utc_now()
         if event.group:
-            try:
-                name = usernames.canonical(event.group.removeprefix("#"))
-            except HubbubError:
-                raise GroupNotFound(f"The group '#{event.group}' does not exist.") from None
+            name = usernames.group_reference(event.group)
             pending = self.store.store_group_message(sender, name, event.client_id, event.body, now)
             return self._finish_send(pending, event.client_id, name, None)
         if event.random_recipient:
@@ -616,14 +612,24 @@ class Hub:
     async def _recipient(self, raw: str) -> Account:
         if not raw:
             raise MalformedEvent.for_field("send.recipient", "a recipient is required")
-        try:
-            name = usernames.canonical(raw)
-        except HubbubError:
-            name = ""
-        recipient = await self.account(name) if name else None
+        recipient = await self.find_account(raw)
         if recipient is None:
             raise UserNotFound("The destination user does not exist")
         return recipient
+
+    async def find_account(self, raw: str) -> Account | None:
+        """The account a user typed ``raw`` means (any case or width), or None; a name
+        that breaks the username rules cannot exist, so it is None too."""
+        try:
+            name = usernames.canonical(raw)
+        except HubbubError:
+            return None
+        return await self.account(name)
+
+    async def user_view(self, account: Account) -> UserView:
+        """``account`` as others see it, online if it has a live stream on any node."""
+        online = account.bot or await self.presence.is_online(account.username)
+        return UserView(account.username, account.display_name, online, None, account.bot)
 
     async def _finish_send(
         self,

@@ -11,7 +11,7 @@ import functools
 
 import precis_i18n
 
-from .errors import InvalidUsername, ReservedUsername
+from .errors import GroupNotFound, HubbubError, InvalidUsername, ReservedUsername
 
 MIN_LENGTH = 3
 MAX_LENGTH = 32
@@ -47,6 +47,20 @@ def canonical(raw: str) -> str:
             _FIELD, f"must be {MIN_LENGTH} to {MAX_LENGTH} characters long"
         )
     return name
+
+
+def group_reference(raw: str) -> str:
+    """Canonical name of a group referred to as ``team`` or ``#team`` (group names follow
+    the username rules in their own namespace).
+
+    Raises:
+        GroupNotFound: the name breaks the rules, so no such group can exist.
+    """
+    bare = raw.removeprefix("#")
+    try:
+        return canonical(bare)
+    except HubbubError:
+        raise GroupNotFound(f"The group '#{bare}' does not exist.") from None
 
 
 def canonical_for_registration(raw: str) -> str:
