@@ -25,17 +25,17 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19hubbub/v1/messenger.proto\x12\thubbub.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9c\x01\n\x04User\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12%\n\x08presence\x18\x03 \x01(\x0e\x32\x13.hubbub.v1.Presence\x12\x38\n\x14presence_change_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03\x62ot\x18\x05 \x01(\x08\"K\n\x0fRegisterRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\"1\n\x10RegisterResponse\x12\x1d\n\x04user\x18\x01 \x01(\x0b\x32\x0f.hubbub.v1.User\"2\n\x0cLoginRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"n\n\rLoginResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1d\n\x04user\x18\x03 \x01(\x0b\x32\x0f.hubbub.v1.User\"\x0f\n\rLogoutRequest\"\x10\n\x0eLogoutResponse\"r\n\x14UpdateProfileRequest\x12\x19\n\x0c\x64isplay_name\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x14\n\x0cnew_password\x18\x02 \x01(\t\x12\x18\n\x10\x63urrent_password\x18\x03 \x01(\tB\x0f\n\r_display_name\"6\n\x15UpdateProfileResponse\x12\x1d\n\x04user\x18\x01 \x01(\x0b\x32\x0f.hubbub.v1.User\"W\n\x05Group\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07members\x18\x02 \x03(\t\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"3\n\x12\x43reateGroupRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07members\x18\x02 \x03(\t\"6\n\x13\x43reateGroupResponse\x12\x1f\n\x05group\x18\x01 \x01(\x0b\x32\x10.hubbub.v1.Group\"8\n\x16\x41\x64\x64GroupMembersRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0f\n\x07members\x18\x02 \x03(\t\":\n\x17\x41\x64\x64GroupMembersResponse\x12\x1f\n\x05group\x18\x01 \x01(\x0b\x32\x10.hubbub.v1.Group\"\"\n\x11LeaveGroupRequest\x12\r\n\x05group\x18\x01 \x01(\t\"\x14\n\x12LeaveGroupResponse\"\x13\n\x11ListGroupsRequest\"6\n\x12ListGroupsResponse\x12 \n\x06groups\x18\x01 \x03(\x0b\x32\x10.hubbub.v1.Group\"p\n\x12ListHistoryRequest\x12\x12\n\x08username\x18\x01 \x01(\tH\x00\x12\x0f\n\x05group\x18\x02 \x01(\tH\x00\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\tB\x0e\n\x0c\x63onversation\"T\n\x13ListHistoryResponse\x12$\n\x08messages\x18\x01 \x03(\x0b\x32\x12.hubbub.v1.Message\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x10ListUsersRequest\x12\x13\n\x0bonline_only\x18\x01 \x01(\x08\"3\n\x11ListUsersResponse\x12\x1e\n\x05users\x18\x01 \x03(\x0b\x32\x0f.hubbub.v1.User\"\xa3\x01\n\x0b\x43hatRequest\x12#\n\x06resume\x18\x01 \x01(\x0b\x32\x11.hubbub.v1.ResumeH\x00\x12&\n\x04send\x18\x02 \x01(\x0b\x32\x16.hubbub.v1.SendMessageH\x00\x12\x1d\n\x03\x61\x63k\x18\x03 \x01(\x0b\x32\x0e.hubbub.v1.AckH\x00\x12\x1f\n\x04ping\x18\x04 \x01(\x0b\x32\x0f.hubbub.v1.PingH\x00\x42\x07\n\x05\x65vent\"8\n\x06Resume\x12\x1b\n\x0e\x61\x66ter_sequence\x18\x01 \x01(\x04H\x00\x88\x01\x01\x42\x11\n\x0f_after_sequence\"\x7f\n\x0bSendMessage\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x13\n\trecipient\x18\x02 \x01(\tH\x00\x12\x0f\n\x05group\x18\x04 \x01(\tH\x00\x12\x1a\n\x10random_recipient\x18\x05 \x01(\x08H\x00\x12\x0c\n\x04\x62ody\x18\x03 \x01(\tB\r\n\x0b\x64\x65stination\"\x17\n\x03\x41\x63k\x12\x10\n\x08sequence\x18\x01 \x01(\x04\"\x15\n\x04Ping\x12\r\n\x05nonce\x18\x01 \x01(\x04\"\xc6\x03\n\x0c\x43hatResponse\x12%\n\x07welcome\x18\x01 \x01(\x0b\x32\x12.hubbub.v1.WelcomeH\x00\x12%\n\x07message\x18\x02 \x01(\x0b\x32\x12.hubbub.v1.MessageH\x00\x12,\n\x0bsend_result\x18\x03 \x01(\x0b\x32\x15.hubbub.v1.SendResultH\x00\x12\x34\n\x0fpresence_change\x18\x04 \x01(\x0b\x32\x19.hubbub.v1.PresenceChangeH\x00\x12!\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x10.hubbub.v1.ErrorH\x00\x12*\n\ngoing_away\x18\x06 \x01(\x0b\x32\x14.hubbub.v1.GoingAwayH\x00\x12\x1f\n\x04pong\x18\x07 \x01(\x0b\x32\x0f.hubbub.v1.PongH\x00\x12#\n\x06synced\x18\x08 \x01(\x0b\x32\x11.hubbub.v1.SyncedH\x00\x12\x36\n\x10\x64\x65livery_receipt\x18\t \x01(\x0b\x32\x1a.hubbub.v1.DeliveryReceiptH\x00\x12.\n\x0cgroup_update\x18\n \x01(\x0b\x32\x16.hubbub.v1.GroupUpdateH\x00\x42\x07\n\x05\x65vent\"\x90\x01\n\x0f\x44\x65liveryReceipt\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x12\n\nmessage_id\x18\x02 \x01(\x04\x12\x11\n\tclient_id\x18\x03 \x01(\t\x12\x11\n\trecipient\x18\x04 \x01(\t\x12\x31\n\rdelivery_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa7\x01\n\x0bGroupUpdate\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\r\n\x05group\x18\x02 \x01(\t\x12&\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32\x16.hubbub.v1.GroupAction\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\x12\x0f\n\x07members\x18\x05 \x03(\t\x12/\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"~\n\x07Welcome\x12\x1d\n\x04user\x18\x01 \x01(\x0b\x32\x0f.hubbub.v1.User\x12%\n\x0conline_users\x18\x02 \x03(\x0b\x32\x0f.hubbub.v1.User\x12\x16\n\x0e\x61\x63ked_sequence\x18\x03 \x01(\x04\x12\x15\n\rlast_sequence\x18\x04 \x01(\x04\"\xce\x01\n\x07Message\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x12\n\nmessage_id\x18\x02 \x01(\x04\x12\x0e\n\x06sender\x18\x03 \x01(\t\x12\x1b\n\x13sender_display_name\x18\x04 \x01(\t\x12\x11\n\trecipient\x18\x05 \x01(\t\x12\x0c\n\x04\x62ody\x18\x06 \x01(\t\x12-\n\tsend_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tclient_id\x18\x08 \x01(\t\x12\r\n\x05group\x18\t \x01(\t\"\xb4\x01\n\nSendResult\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\x04\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12-\n\tsend_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tduplicate\x18\x05 \x01(\x08\x12\x18\n\x10recipient_online\x18\x06 \x01(\x08\x12\x11\n\trecipient\x18\x07 \x01(\t\"/\n\x0ePresenceChange\x12\x1d\n\x04user\x18\x01 \x01(\x0b\x32\x0f.hubbub.v1.User\"\x95\x01\n\x05\x45rror\x12\x15\n\rrequest_index\x18\x01 \x01(\x04\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\x0c\n\x04\x63ode\x18\x03 \x01(\x05\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x33\n\x10\x66ield_violations\x18\x06 \x03(\x0b\x32\x19.hubbub.v1.FieldViolation\"4\n\x0e\x46ieldViolation\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"H\n\tGoingAway\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x1a\n\x12reconnect_delay_ms\x18\x03 \x01(\r\"\x15\n\x04Pong\x12\r\n\x05nonce\x18\x01 \x01(\x04\"\x1f\n\x06Synced\x12\x15\n\rlast_sequence\x18\x01 \x01(\x04*O\n\x08Presence\x12\x18\n\x14PRESENCE_UNSPECIFIED\x10\x00\x12\x13\n\x0fPRESENCE_ONLINE\x10\x01\x12\x14\n\x10PRESENCE_OFFLINE\x10\x02*\x84\x01\n\x0bGroupAction\x12\x1c\n\x18GROUP_ACTION_UNSPECIFIED\x10\x00\x12\x18\n\x14GROUP_ACTION_CREATED\x10\x01\x12\x1e\n\x1aGROUP_ACTION_MEMBERS_ADDED\x10\x02\x12\x1d\n\x19GROUP_ACTION_MEMBERS_LEFT\x10\x03\x32\xb7\x06\n\x10MessengerService\x12\x43\n\x08Register\x12\x1a.hubbub.v1.RegisterRequest\x1a\x1b.hubbub.v1.RegisterResponse\x12:\n\x05Login\x12\x17.hubbub.v1.LoginRequest\x1a\x18.hubbub.v1.LoginResponse\x12=\n\x06Logout\x12\x18.hubbub.v1.LogoutRequest\x1a\x19.hubbub.v1.LogoutResponse\x12\x46\n\tListUsers\x12\x1b.hubbub.v1.ListUsersRequest\x1a\x1c.hubbub.v1.ListUsersResponse\x12R\n\rUpdateProfile\x12\x1f.hubbub.v1.UpdateProfileRequest\x1a .hubbub.v1.UpdateProfileResponse\x12L\n\x0b\x43reateGroup\x12\x1d.hubbub.v1.CreateGroupRequest\x1a\x1e.hubbub.v1.CreateGroupResponse\x12X\n\x0f\x41\x64\x64GroupMembers\x12!.hubbub.v1.AddGroupMembersRequest\x1a\".hubbub.v1.AddGroupMembersResponse\x12I\n\nLeaveGroup\x12\x1c.hubbub.v1.LeaveGroupRequest\x1a\x1d.hubbub.v1.LeaveGroupResponse\x12I\n\nListGroups\x12\x1c.hubbub.v1.ListGroupsRequest\x1a\x1d.hubbub.v1.ListGroupsResponse\x12L\n\x0bListHistory\x12\x1d.hubbub.v1.ListHistoryRequest\x1a\x1e.hubbub.v1.ListHistoryResponse\x12;\n\x04\x43hat\x12\x16.hubbub.v1.ChatRequest\x1a\x17.hubbub.v1.ChatResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19hubbub/v1/messenger.proto\x12\thubbub.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9c\x01\n\x04User\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12%\n\x08presence\x18\x03 \x01(\x0e\x32\x13.hubbub.v1.Presence\x12\x38\n\x14presence_change_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03\x62ot\x18\x05 \x01(\x08\"K\n\x0fRegisterRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\"1\n\x10RegisterResponse\x12\x1d\n\x04user\x18\x01 \x01(\x0b\x32\x0f.hubbub.v1.User\"2\n\x0cLoginRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"n\n\rLoginResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1d\n\x04user\x18\x03 \x01(\x0b\x32\x0f.hubbub.v1.User\"\x0f\n\rLogoutRequest\"\x10\n\x0eLogoutResponse\"r\n\x14UpdateProfileRequest\x12\x19\n\x0c\x64isplay_name\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x14\n\x0cnew_password\x18\x02 \x01(\t\x12\x18\n\x10\x63urrent_password\x18\x03 \x01(\tB\x0f\n\r_display_name\"6\n\x15UpdateProfileResponse\x12\x1d\n\x04user\x18\x01 \x01(\x0b\x32\x0f.hubbub.v1.User\"W\n\x05Group\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07members\x18\x02 \x03(\t\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"3\n\x12\x43reateGroupRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07members\x18\x02 \x03(\t\"6\n\x13\x43reateGroupResponse\x12\x1f\n\x05group\x18\x01 \x01(\x0b\x32\x10.hubbub.v1.Group\"8\n\x16\x41\x64\x64GroupMembersRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0f\n\x07members\x18\x02 \x03(\t\":\n\x17\x41\x64\x64GroupMembersResponse\x12\x1f\n\x05group\x18\x01 \x01(\x0b\x32\x10.hubbub.v1.Group\"\"\n\x11LeaveGroupRequest\x12\r\n\x05group\x18\x01 \x01(\t\"\x14\n\x12LeaveGroupResponse\"\x13\n\x11ListGroupsRequest\"6\n\x12ListGroupsResponse\x12 \n\x06groups\x18\x01 \x03(\x0b\x32\x10.hubbub.v1.Group\"p\n\x12ListHistoryRequest\x12\x12\n\x08username\x18\x01 \x01(\tH\x00\x12\x0f\n\x05group\x18\x02 \x01(\tH\x00\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\tB\x0e\n\x0c\x63onversation\"T\n\x13ListHistoryResponse\x12$\n\x08messages\x18\x01 \x03(\x0b\x32\x12.hubbub.v1.Message\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"N\n\x10ListUsersRequest\x12\x13\n\x0bonline_only\x18\x01 \x01(\x08\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"L\n\x11ListUsersResponse\x12\x1e\n\x05users\x18\x01 \x03(\x0b\x32\x0f.hubbub.v1.User\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x86\x01\n\x12SendMessageRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x13\n\trecipient\x18\x02 \x01(\tH\x00\x12\x0f\n\x05group\x18\x03 \x01(\tH\x00\x12\x1a\n\x10random_recipient\x18\x04 \x01(\x08H\x00\x12\x0c\n\x04\x62ody\x18\x05 \x01(\tB\r\n\x0b\x64\x65stination\"<\n\x13SendMessageResponse\x12%\n\x06result\x18\x01 \x01(\x0b\x32\x15.hubbub.v1.SendResult\"\xa3\x01\n\x0b\x43hatRequest\x12#\n\x06resume\x18\x01 \x01(\x0b\x32\x11.hubbub.v1.ResumeH\x00\x12&\n\x04send\x18\x02 \x01(\x0b\x32\x16.hubbub.v1.SendMessageH\x00\x12\x1d\n\x03\x61\x63k\x18\x03 \x01(\x0b\x32\x0e.hubbub.v1.AckH\x00\x12\x1f\n\x04ping\x18\x04 \x01(\x0b\x32\x0f.hubbub.v1.PingH\x00\x42\x07\n\x05\x65vent\"L\n\x06Resume\x12\x1b\n\x0e\x61\x66ter_sequence\x18\x01 \x01(\x04H\x00\x88\x01\x01\x12\x12\n\nhistory_id\x18\x02 \x01(\tB\x11\n\x0f_after_sequence\"\x7f\n\x0bSendMessage\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x13\n\trecipient\x18\x02 \x01(\tH\x00\x12\x0f\n\x05group\x18\x04 \x01(\tH\x00\x12\x1a\n\x10random_recipient\x18\x05 \x01(\x08H\x00\x12\x0c\n\x04\x62ody\x18\x03 \x01(\tB\r\n\x0b\x64\x65stination\"\x17\n\x03\x41\x63k\x12\x10\n\x08sequence\x18\x01 \x01(\x04\"\x15\n\x04Ping\x12\r\n\x05nonce\x18\x01 \x01(\x04\"\xc6\x03\n\x0c\x43hatResponse\x12%\n\x07welcome\x18\x01 \x01(\x0b\x32\x12.hubbub.v1.WelcomeH\x00\x12%\n\x07message\x18\x02 \x01(\x0b\x32\x12.hubbub.v1.MessageH\x00\x12,\n\x0bsend_result\x18\x03 \x01(\x0b\x32\x15.hubbub.v1.SendResultH\x00\x12\x34\n\x0fpresence_change\x18\x04 \x01(\x0b\x32\x19.hubbub.v1.PresenceChangeH\x00\x12!\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x10.hubbub.v1.ErrorH\x00\x12*\n\ngoing_away\x18\x06 \x01(\x0b\x32\x14.hubbub.v1.GoingAwayH\x00\x12\x1f\n\x04pong\x18\x07 \x01(\x0b\x32\x0f.hubbub.v1.PongH\x00\x12#\n\x06synced\x18\x08 \x01(\x0b\x32\x11.hubbub.v1.SyncedH\x00\x12\x36\n\x10\x64\x65livery_receipt\x18\t \x01(\x0b\x32\x1a.hubbub.v1.DeliveryReceiptH\x00\x12.\n\x0cgroup_update\x18\n \x01(\x0b\x32\x16.hubbub.v1.GroupUpdateH\x00\x42\x07\n\x05\x65vent\"\x90\x01\n\x0f\x44\x65liveryReceipt\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x12\n\nmessage_id\x18\x02 \x01(\x04\x12\x11\n\tclient_id\x18\x03 \x01(\t\x12\x11\n\trecipient\x18\x04 \x01(\t\x12\x31\n\rdelivery_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa7\x01\n\x0bGroupUpdate\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\r\n\x05group\x18\x02 \x01(\t\x12&\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32\x16.hubbub.v1.GroupAction\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\x12\x0f\n\x07members\x18\x05 \x03(\t\x12/\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe1\x01\n\x07Welcome\x12\x1d\n\x04user\x18\x01 \x01(\x0b\x32\x0f.hubbub.v1.User\x12%\n\x0conline_users\x18\x02 \x03(\x0b\x32\x0f.hubbub.v1.User\x12\x16\n\x0e\x61\x63ked_sequence\x18\x03 \x01(\x04\x12\x15\n\rlast_sequence\x18\x04 \x01(\x04\x12\x12\n\nhistory_id\x18\x05 \x01(\t\x12\x14\n\x0cresume_token\x18\x06 \x01(\t\x12\x37\n\x13session_expire_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xce\x01\n\x07Message\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x12\n\nmessage_id\x18\x02 \x01(\x04\x12\x0e\n\x06sender\x18\x03 \x01(\t\x12\x1b\n\x13sender_display_name\x18\x04 \x01(\t\x12\x11\n\trecipient\x18\x05 \x01(\t\x12\x0c\n\x04\x62ody\x18\x06 \x01(\t\x12-\n\tsend_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tclient_id\x18\x08 \x01(\t\x12\r\n\x05group\x18\t \x01(\t\"\xb4\x01\n\nSendResult\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\x04\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12-\n\tsend_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tduplicate\x18\x05 \x01(\x08\x12\x18\n\x10recipient_online\x18\x06 \x01(\x08\x12\x11\n\trecipient\x18\x07 \x01(\t\"/\n\x0ePresenceChange\x12\x1d\n\x04user\x18\x01 \x01(\x0b\x32\x0f.hubbub.v1.User\"\xa4\x01\n\x05\x45rror\x12\x15\n\rrequest_index\x18\x01 \x01(\x04\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\x0c\n\x04\x63ode\x18\x03 \x01(\x05\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x33\n\x10\x66ield_violations\x18\x06 \x03(\x0b\x32\x19.hubbub.v1.FieldViolation\x12\r\n\x05retry\x18\x07 \x01(\x08\"4\n\x0e\x46ieldViolation\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"H\n\tGoingAway\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x1a\n\x12reconnect_delay_ms\x18\x03 \x01(\r\"\x15\n\x04Pong\x12\r\n\x05nonce\x18\x01 \x01(\x04\"\x1f\n\x06Synced\x12\x15\n\rlast_sequence\x18\x01 \x01(\x04*O\n\x08Presence\x12\x18\n\x14PRESENCE_UNSPECIFIED\x10\x00\x12\x13\n\x0fPRESENCE_ONLINE\x10\x01\x12\x14\n\x10PRESENCE_OFFLINE\x10\x02*\x84\x01\n\x0bGroupAction\x12\x1c\n\x18GROUP_ACTION_UNSPECIFIED\x10\x00\x12\x18\n\x14GROUP_ACTION_CREATED\x10\x01\x12\x1e\n\x1aGROUP_ACTION_MEMBERS_ADDED\x10\x02\x12\x1d\n\x19GROUP_ACTION_MEMBERS_LEFT\x10\x03\x32\x85\x07\n\x10MessengerService\x12\x43\n\x08Register\x12\x1a.hubbub.v1.RegisterRequest\x1a\x1b.hubbub.v1.RegisterResponse\x12:\n\x05Login\x12\x17.hubbub.v1.LoginRequest\x1a\x18.hubbub.v1.LoginResponse\x12=\n\x06Logout\x12\x18.hubbub.v1.LogoutRequest\x1a\x19.hubbub.v1.LogoutResponse\x12\x46\n\tListUsers\x12\x1b.hubbub.v1.ListUsersRequest\x1a\x1c.hubbub.v1.ListUsersResponse\x12R\n\rUpdateProfile\x12\x1f.hubbub.v1.UpdateProfileRequest\x1a .hubbub.v1.UpdateProfileResponse\x12L\n\x0b\x43reateGroup\x12\x1d.hubbub.v1.CreateGroupRequest\x1a\x1e.hubbub.v1.CreateGroupResponse\x12X\n\x0f\x41\x64\x64GroupMembers\x12!.hubbub.v1.AddGroupMembersRequest\x1a\".hubbub.v1.AddGroupMembersResponse\x12I\n\nLeaveGroup\x12\x1c.hubbub.v1.LeaveGroupRequest\x1a\x1d.hubbub.v1.LeaveGroupResponse\x12I\n\nListGroups\x12\x1c.hubbub.v1.ListGroupsRequest\x1a\x1d.hubbub.v1.ListGroupsResponse\x12L\n\x0bSendMessage\x12\x1d.hubbub.v1.SendMessageRequest\x1a\x1e.hubbub.v1.SendMessageResponse\x12L\n\x0bListHistory\x12\x1d.hubbub.v1.ListHistoryRequest\x1a\x1e.hubbub.v1.ListHistoryResponse\x12;\n\x04\x43hat\x12\x16.hubbub.v1.ChatRequest\x1a\x17.hubbub.v1.ChatResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hubbub.v1.messenger_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PRESENCE']._serialized_start=3556
-  _globals['_PRESENCE']._serialized_end=3635
-  _globals['_GROUPACTION']._serialized_start=3638
-  _globals['_GROUPACTION']._serialized_end=3770
+  _globals['_PRESENCE']._serialized_start=3954
+  _globals['_PRESENCE']._serialized_end=4033
+  _globals['_GROUPACTION']._serialized_start=4036
+  _globals['_GROUPACTION']._serialized_end=4168
   _globals['_USER']._serialized_start=74
   _globals['_USER']._serialized_end=230
   _globals['_REGISTERREQUEST']._serialized_start=232
@@ -77,43 +77,47 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTHISTORYRESPONSE']._serialized_start=1296
   _globals['_LISTHISTORYRESPONSE']._serialized_end=1380
   _globals['_LISTUSERSREQUEST']._serialized_start=1382
-  _globals['_LISTUSERSREQUEST']._serialized_end=1421
-  _globals['_LISTUSERSRESPONSE']._serialized_start=1423
-  _globals['_LISTUSERSRESPONSE']._serialized_end=1474
-  _globals['_CHATREQUEST']._serialized_start=1477
-  _globals['_CHATREQUEST']._serialized_end=1640
-  _globals['_RESUME']._serialized_start=1642
-  _globals['_RESUME']._serialized_end=1698
-  _globals['_SENDMESSAGE']._serialized_start=1700
-  _globals['_SENDMESSAGE']._serialized_end=1827
-  _globals['_ACK']._serialized_start=1829
-  _globals['_ACK']._serialized_end=1852
-  _globals['_PING']._serialized_start=1854
-  _globals['_PING']._serialized_end=1875
-  _globals['_CHATRESPONSE']._serialized_start=1878
-  _globals['_CHATRESPONSE']._serialized_end=2332
-  _globals['_DELIVERYRECEIPT']._serialized_start=2335
-  _globals['_DELIVERYRECEIPT']._serialized_end=2479
-  _globals['_GROUPUPDATE']._serialized_start=2482
-  _globals['_GROUPUPDATE']._serialized_end=2649
-  _globals['_WELCOME']._serialized_start=2651
-  _globals['_WELCOME']._serialized_end=2777
-  _globals['_MESSAGE']._serialized_start=2780
-  _globals['_MESSAGE']._serialized_end=2986
-  _globals['_SENDRESULT']._serialized_start=2989
-  _globals['_SENDRESULT']._serialized_end=3169
-  _globals['_PRESENCECHANGE']._serialized_start=3171
-  _globals['_PRESENCECHANGE']._serialized_end=3218
-  _globals['_ERROR']._serialized_start=3221
-  _globals['_ERROR']._serialized_end=3370
-  _globals['_FIELDVIOLATION']._serialized_start=3372
-  _globals['_FIELDVIOLATION']._serialized_end=3424
-  _globals['_GOINGAWAY']._serialized_start=3426
-  _globals['_GOINGAWAY']._serialized_end=3498
-  _globals['_PONG']._serialized_start=3500
-  _globals['_PONG']._serialized_end=3521
-  _globals['_SYNCED']._serialized_start=3523
-  _globals['_SYNCED']._serialized_end=3554
-  _globals['_MESSENGERSERVICE']._serialized_start=3773
-  _globals['_MESSENGERSERVICE']._serialized_end=4596
+  _globals['_LISTUSERSREQUEST']._serialized_end=1460
+  _globals['_LISTUSERSRESPONSE']._serialized_start=1462
+  _globals['_LISTUSERSRESPONSE']._serialized_end=1538
+  _globals['_SENDMESSAGEREQUEST']._serialized_start=1541
+  _globals['_SENDMESSAGEREQUEST']._serialized_end=1675
+  _globals['_SENDMESSAGERESPONSE']._serialized_start=1677
+  _globals['_SENDMESSAGERESPONSE']._serialized_end=1737
+  _globals['_CHATREQUEST']._serialized_start=1740
+  _globals['_CHATREQUEST']._serialized_end=1903
+  _globals['_RESUME']._serialized_start=1905
+  _globals['_RESUME']._serialized_end=1981
+  _globals['_SENDMESSAGE']._serialized_start=1983
+  _globals['_SENDMESSAGE']._serialized_end=2110
+  _globals['_ACK']._serialized_start=2112
+  _globals['_ACK']._serialized_end=2135
+  _globals['_PING']._serialized_start=2137
+  _globals['_PING']._serialized_end=2158
+  _globals['_CHATRESPONSE']._serialized_start=2161
+  _globals['_CHATRESPONSE']._serialized_end=2615
+  _globals['_DELIVERYRECEIPT']._serialized_start=2618
+  _globals['_DELIVERYRECEIPT']._serialized_end=2762
+  _globals['_GROUPUPDATE']._serialized_start=2765
+  _globals['_GROUPUPDATE']._serialized_end=2932
+  _globals['_WELCOME']._serialized_start=2935
+  _globals['_WELCOME']._serialized_end=3160
+  _globals['_MESSAGE']._serialized_start=3163
+  _globals['_MESSAGE']._serialized_end=3369
+  _globals['_SENDRESULT']._serialized_start=3372
+  _globals['_SENDRESULT']._serialized_end=3552
+  _globals['_PRESENCECHANGE']._serialized_start=3554
+  _globals['_PRESENCECHANGE']._serialized_end=3601
+  _globals['_ERROR']._serialized_start=3604
+  _globals['_ERROR']._serialized_end=3768
+  _globals['_FIELDVIOLATION']._serialized_start=3770
+  _globals['_FIELDVIOLATION']._serialized_end=3822
+  _globals['_GOINGAWAY']._serialized_start=3824
+  _globals['_GOINGAWAY']._serialized_end=3896
+  _globals['_PONG']._serialized_start=3898
+  _globals['_PONG']._serialized_end=3919
+  _globals['_SYNCED']._serialized_start=3921
+  _globals['_SYNCED']._serialized_end=3952
+  _globals['_MESSENGERSERVICE']._serialized_start=4171
+  _globals['_MESSENGERSERVICE']._serialized_end=5072
 # @@protoc_insertion_point(module_scope)

@@ -610,16 +610,26 @@ class ListUsersRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ONLINE_ONLY_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     online_only: _builtins.bool
     """If true, only users that are online now."""
+    page_size: _builtins.int
+    """Most users to return (1-1000; 0 means 100; more is capped at 1000)."""
+    page_token: _builtins.str
+    """next_page_token of the previous page; empty for the first page. Other
+    fields must be the same as in the call that returned the token.
+    """
     def __init__(
         self,
         *,
         online_only: _builtins.bool = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["online_only", b"online_only"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["online_only", b"online_only", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -632,6 +642,9 @@ class ListUsersResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     USERS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last page."""
     @_builtins.property
     def users(self) -> _containers.RepeatedCompositeFieldContainer[Global___User]:
         """Users sorted by username."""
@@ -640,14 +653,82 @@ class ListUsersResponse(_message.Message):
         self,
         *,
         users: _abc.Iterable[Global___User] | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["users", b"users"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "users", b"users"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListUsersResponse: _TypeAlias = ListUsersResponse  # noqa: Y015
+
+@_typing.final
+class SendMessageRequest(_message.Message):
+    """Request for MessengerService.SendMessage: the fields of a Chat `send`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLIENT_ID_FIELD_NUMBER: _builtins.int
+    RECIPIENT_FIELD_NUMBER: _builtins.int
+    GROUP_FIELD_NUMBER: _builtins.int
+    RANDOM_RECIPIENT_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
+    client_id: _builtins.str
+    """Client-chosen id (1-128 characters), unique per sender. A resend with the
+    same id and the same destination and body is answered with the stored
+    result (duplicate = true); the same id for a different message is refused.
+    """
+    recipient: _builtins.str
+    """Username of the recipient."""
+    group: _builtins.str
+    """Name of a group the sender belongs to."""
+    random_recipient: _builtins.bool
+    """If true, the server picks one online user other than the sender."""
+    body: _builtins.str
+    """Message text, UTF-8, 1 byte to the server's limit (65536 bytes by default)."""
+    def __init__(
+        self,
+        *,
+        client_id: _builtins.str = ...,
+        recipient: _builtins.str = ...,
+        group: _builtins.str = ...,
+        random_recipient: _builtins.bool = ...,
+        body: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["destination", b"destination", "group", b"group", "random_recipient", b"random_recipient", "recipient", b"recipient"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "client_id", b"client_id", "destination", b"destination", "group", b"group", "random_recipient", b"random_recipient", "recipient", b"recipient"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_destination: _TypeAlias = _typing.Literal["recipient", "group", "random_recipient"]  # noqa: Y015
+    _WhichOneofArgType_destination: _TypeAlias = _typing.Literal["destination", b"destination"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_destination) -> _WhichOneofReturnType_destination | None: ...
+
+Global___SendMessageRequest: _TypeAlias = SendMessageRequest  # noqa: Y015
+
+@_typing.final
+class SendMessageResponse(_message.Message):
+    """Response for MessengerService.SendMessage."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def result(self) -> Global___SendResult:
+        """The stored message, as a Chat `send_result`."""
+
+    def __init__(
+        self,
+        *,
+        result: Global___SendResult | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SendMessageResponse: _TypeAlias = SendMessageResponse  # noqa: Y015
 
 @_typing.final
 class ChatRequest(_message.Message):
@@ -695,23 +776,42 @@ Global___ChatRequest: _TypeAlias = ChatRequest  # noqa: Y015
 
 @_typing.final
 class Resume(_message.Message):
-    """Resume tells the server which messages the client already has."""
+    """Resume tells the server which messages the client already has.
+
+    A position only means something within one history (Welcome.history_id).
+    If history_id is set and is not the server's (the database was restored
+    from a backup or imported), the server ignores after_sequence, answers with
+    an Error event (code FAILED_PRECONDITION, reason HISTORY_CHANGED) and
+    replays from the user's acknowledged sequence. If after_sequence is beyond
+    the last stored sequence, the server answers with an Error event (code
+    OUT_OF_RANGE, reason RESUME_BEYOND_END) and replays from the acknowledged
+    sequence too. In both cases the client must forget its position and every
+    "already shown" mark above the acknowledged sequence, and take the
+    sequences that follow as new: at worst a message is shown twice, never
+    skipped.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
+    HISTORY_ID_FIELD_NUMBER: _builtins.int
     after_sequence: _builtins.int
     """The last inbox sequence the client has. If unset, the server uses the
     last sequence this user acknowledged.
+    """
+    history_id: _builtins.str
+    """The history_id of the Welcome that after_sequence belongs to; empty if
+    the client has no earlier position (then it is not checked).
     """
     def __init__(
         self,
         *,
         after_sequence: _builtins.int | None = ...,
+        history_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_after_sequence", b"_after_sequence", "after_sequence", b"after_sequence"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_after_sequence", b"_after_sequence", "after_sequence", b"after_sequence"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_after_sequence", b"_after_sequence", "after_sequence", b"after_sequence", "history_id", b"history_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__after_sequence: _TypeAlias = _typing.Literal["after_sequence"]  # noqa: Y015
     _WhichOneofArgType__after_sequence: _TypeAlias = _typing.Literal["_after_sequence", b"_after_sequence"]  # noqa: Y015
@@ -765,7 +865,12 @@ Global___SendMessage: _TypeAlias = SendMessage  # noqa: Y015
 
 @_typing.final
 class Ack(_message.Message):
-    """Ack acknowledges every message up to and including a sequence."""
+    """Ack acknowledges every message up to and including a sequence.
+
+    Acks are cumulative and never lower the acknowledged sequence. An ack of a
+    sequence not yet sent on this stream is refused with an Error event
+    (INVALID_ARGUMENT, field ack.sequence) and acknowledges nothing.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -987,10 +1092,22 @@ class Welcome(_message.Message):
     ONLINE_USERS_FIELD_NUMBER: _builtins.int
     ACKED_SEQUENCE_FIELD_NUMBER: _builtins.int
     LAST_SEQUENCE_FIELD_NUMBER: _builtins.int
+    HISTORY_ID_FIELD_NUMBER: _builtins.int
+    RESUME_TOKEN_FIELD_NUMBER: _builtins.int
+    SESSION_EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     acked_sequence: _builtins.int
     """The last inbox sequence this user acknowledged."""
     last_sequence: _builtins.int
     """The last inbox sequence stored for this user."""
+    history_id: _builtins.str
+    """Identifies the history the sequences belong to: created once with the
+    database, changed by a restore or an import. Echo it in Resume.
+    """
+    resume_token: _builtins.str
+    """Opaque secret of this stream: after a broken connection, send it as the
+    `hubbub-resume-token` metadata of the next Chat call to take this
+    stream's place at once (see MessengerService.Chat).
+    """
     @_builtins.property
     def user(self) -> Global___User:
         """The logged-in user."""
@@ -999,6 +1116,12 @@ class Welcome(_message.Message):
     def online_users(self) -> _containers.RepeatedCompositeFieldContainer[Global___User]:
         """Users online now, this user included, sorted by username."""
 
+    @_builtins.property
+    def session_expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When the session token of this stream expires; the stream ends then
+        with UNAUTHENTICATED (log in again and reconnect).
+        """
+
     def __init__(
         self,
         *,
@@ -1006,10 +1129,13 @@ class Welcome(_message.Message):
         online_users: _abc.Iterable[Global___User] | None = ...,
         acked_sequence: _builtins.int = ...,
         last_sequence: _builtins.int = ...,
+        history_id: _builtins.str = ...,
+        resume_token: _builtins.str = ...,
+        session_expire_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["session_expire_time", b"session_expire_time", "user", b"user"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["acked_sequence", b"acked_sequence", "last_sequence", b"last_sequence", "online_users", b"online_users", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acked_sequence", b"acked_sequence", "history_id", b"history_id", "last_sequence", b"last_sequence", "online_users", b"online_users", "resume_token", b"resume_token", "session_expire_time", b"session_expire_time", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1157,6 +1283,7 @@ class Error(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
     FIELD_VIOLATIONS_FIELD_NUMBER: _builtins.int
+    RETRY_FIELD_NUMBER: _builtins.int
     request_index: _builtins.int
     """Ordinal (1-based) of the ChatRequest on this stream that was refused."""
     client_id: _builtins.str
@@ -1167,6 +1294,10 @@ class Error(_message.Message):
     """Stable machine-readable reason, e.g. "USER_NOT_FOUND"."""
     message: _builtins.str
     """A sentence for a person."""
+    retry: _builtins.bool
+    """True if sending the same event again later may succeed; false if it
+    cannot (fix it first).
+    """
     @_builtins.property
     def field_violations(self) -> _containers.RepeatedCompositeFieldContainer[Global___FieldViolation]:
         """Field-level problems, as in google.rpc.BadRequest."""
@@ -1180,10 +1311,11 @@ class Error(_message.Message):
         reason: _builtins.str = ...,
         message: _builtins.str = ...,
         field_violations: _abc.Iterable[Global___FieldViolation] | None = ...,
+        retry: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "code", b"code", "field_violations", b"field_violations", "message", b"message", "reason", b"reason", "request_index", b"request_index"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "code", b"code", "field_violations", b"field_violations", "message", b"message", "reason", b"reason", "request_index", b"request_index", "retry", b"retry"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1225,7 +1357,7 @@ class GoingAway(_message.Message):
     MESSAGE_FIELD_NUMBER: _builtins.int
     RECONNECT_DELAY_MS_FIELD_NUMBER: _builtins.int
     reason: _builtins.str
-    """Stable reason, e.g. "SERVER_SHUTDOWN" or "SLOW_CONSUMER"."""
+    """Stable reason, e.g. "SERVER_SHUTDOWN"."""
     message: _builtins.str
     """A sentence for a person."""
     reconnect_delay_ms: _builtins.int

@@ -31,6 +31,12 @@ class MessengerServiceStub:
     Every RPC except Register and Login needs the metadata
     `authorization: Bearer <token>` with a token from Login; a missing, unknown,
     expired or revoked token is refused with UNAUTHENTICATED.
+
+    Every error status carries a google.rpc.ErrorInfo (domain "hubbub") whose
+    `reason` is stable and whose `metadata["retry"]` is "true" when the same
+    call may succeed later unchanged (then a google.rpc.RetryInfo gives the
+    delay to wait) and "false" when retrying cannot help (fix the request, log
+    in again, or give up). Clients must not retry a "false" refusal.
     """
 
     def __init__(self, channel):
@@ -84,6 +90,11 @@ class MessengerServiceStub:
                 request_serializer=hubbub_dot_v1_dot_messenger__pb2.ListGroupsRequest.SerializeToString,
                 response_deserializer=hubbub_dot_v1_dot_messenger__pb2.ListGroupsResponse.FromString,
                 _registered_method=True)
+        self.SendMessage = channel.unary_unary(
+                '/hubbub.v1.MessengerService/SendMessage',
+                request_serializer=hubbub_dot_v1_dot_messenger__pb2.SendMessageRequest.SerializeToString,
+                response_deserializer=hubbub_dot_v1_dot_messenger__pb2.SendMessageResponse.FromString,
+                _registered_method=True)
         self.ListHistory = channel.unary_unary(
                 '/hubbub.v1.MessengerService/ListHistory',
                 request_serializer=hubbub_dot_v1_dot_messenger__pb2.ListHistoryRequest.SerializeToString,
@@ -102,13 +113,21 @@ class MessengerServiceServicer:
     Every RPC except Register and Login needs the metadata
     `authorization: Bearer <token>` with a token from Login; a missing, unknown,
     expired or revoked token is refused with UNAUTHENTICATED.
+
+    Every error status carries a google.rpc.ErrorInfo (domain "hubbub") whose
+    `reason` is stable and whose `metadata["retry"]` is "true" when the same
+    call may succeed later unchanged (then a google.rpc.RetryInfo gives the
+    delay to wait) and "false" when retrying cannot help (fix the request, log
+    in again, or give up). Clients must not retry a "false" refusal.
     """
 
     def Register(self, request, context):
         """Register creates an account.
         Errors: INVALID_ARGUMENT (bad username, password or display name, with
-        google.rpc.BadRequest details), ALREADY_EXISTS (username taken),
-        FAILED_PRECONDITION (registration closed: accounts come from LDAP).
+        google.rpc.BadRequest details), ALREADY_EXISTS (username taken, or too
+        like an existing one: UTS #39 confusable skeleton), FAILED_PRECONDITION
+        (registration closed by the operator, or accounts come from LDAP),
+        RESOURCE_EXHAUSTED (too many registrations from this address; retry later).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -125,14 +144,17 @@ class MessengerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Logout(self, request, context):
-        """Logout revokes the session token the call carries.
+        """Logout revokes the session token the call carries. A Chat stream opened
+        with it, on any node, ends within a second with UNAUTHENTICATED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListUsers(self, request, context):
-        """ListUsers lists accounts with their presence.
+        """ListUsers lists accounts with their presence, one page at a time
+        (AIP-158), sorted by username.
+        Errors: INVALID_ARGUMENT (bad page token or page size).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -140,8 +162,10 @@ class MessengerServiceServicer:
 
     def UpdateProfile(self, request, context):
         """UpdateProfile changes the caller's display name and/or password. A new
-        password revokes every other session of the caller.
-        Errors: INVALID_ARGUMENT, UNAUTHENTICATED (wrong current password).
+        password revokes every other session of the caller, and the Chat streams
+        opened with them end with UNAUTHENTICATED.
+        Errors: INVALID_ARGUMENT, UNAUTHENTICATED (wrong current password),
+        RESOURCE_EXHAUSTED (too many wrong current passwords; retry later).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -179,6 +203,21 @@ class MessengerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SendMessage(self, request, context):
+        """SendMessage stores one message durably and answers when it is, exactly as
+        a `send` event on the Chat stream does (same validation, same
+        idempotency per client_id, same result), without opening a stream: for
+        scripts and tools, and usable while the user's Chat stream is open
+        elsewhere. The recipient's live stream receives the message as usual.
+        Errors: INVALID_ARGUMENT (bad client id or body), NOT_FOUND (no such user
+        or group), PERMISSION_DENIED (not a member of the group),
+        FAILED_PRECONDITION (random recipient and nobody else online; or the
+        client id was already used for a different message).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListHistory(self, request, context):
         """ListHistory pages through one conversation, newest first (AIP-158).
         Errors: NOT_FOUND (no such user or group), PERMISSION_DENIED (caller is
@@ -191,11 +230,24 @@ class MessengerServiceServicer:
     def Chat(self, request_iterator, context):
         """Chat is the live session: the client sends ChatRequest events (resume,
         send, ack, ping) and receives ChatResponse events. The server first sends
-        Welcome (online users), then, once the client has sent its first event
-        (normally Resume), replays every stored message after the client's
-        position, sends Synced, then live traffic.
-        Errors: UNAUTHENTICATED, ALREADY_EXISTS (the user already has a live
-        stream), RESOURCE_EXHAUSTED (server full, or this client too slow).
+        Welcome (online users, history id, resume token), then, once the client
+        has sent its first event (normally Resume), replays every stored message
+        after the client's position, sends Synced, then live traffic.
+
+        One live stream per user across the cluster. A client reconnecting after
+        a broken connection sends the metadata `hubbub-resume-token: <token>`
+        with the resume_token of its last Welcome: if that stream is still
+        registered (its node died, or the server has not noticed the broken
+        connection yet) the new stream takes it over at once and the old one
+        ends with ABORTED (reason SESSION_TAKEN_OVER). Without the right token the
+        call is refused with ALREADY_EXISTS.
+
+        Errors: UNAUTHENTICATED (bad token; also ends a live stream whose session
+        is logged out, revoked by a password change, or expires), ALREADY_EXISTS
+        (the user already has a live stream), RESOURCE_EXHAUSTED (server full, or
+        this client too slow), ABORTED (taken over by a newer stream of the same
+        client), UNAVAILABLE (the server is shutting down). Undecodable frames are
+        refused with INVALID_ARGUMENT and end the call.
         When the client half-closes, the server answers every event it read,
         delivers what is pending and ends the call with OK.
         """
@@ -251,6 +303,11 @@ def add_MessengerServiceServicer_to_server(servicer, server):
                     request_deserializer=hubbub_dot_v1_dot_messenger__pb2.ListGroupsRequest.FromString,
                     response_serializer=hubbub_dot_v1_dot_messenger__pb2.ListGroupsResponse.SerializeToString,
             ),
+            'SendMessage': grpc.unary_unary_rpc_method_handler(
+                    servicer.SendMessage,
+                    request_deserializer=hubbub_dot_v1_dot_messenger__pb2.SendMessageRequest.FromString,
+                    response_serializer=hubbub_dot_v1_dot_messenger__pb2.SendMessageResponse.SerializeToString,
+            ),
             'ListHistory': grpc.unary_unary_rpc_method_handler(
                     servicer.ListHistory,
                     request_deserializer=hubbub_dot_v1_dot_messenger__pb2.ListHistoryRequest.FromString,
@@ -275,6 +332,12 @@ class MessengerService:
     Every RPC except Register and Login needs the metadata
     `authorization: Bearer <token>` with a token from Login; a missing, unknown,
     expired or revoked token is refused with UNAUTHENTICATED.
+
+    Every error status carries a google.rpc.ErrorInfo (domain "hubbub") whose
+    `reason` is stable and whose `metadata["retry"]` is "true" when the same
+    call may succeed later unchanged (then a google.rpc.RetryInfo gives the
+    delay to wait) and "false" when retrying cannot help (fix the request, log
+    in again, or give up). Clients must not retry a "false" refusal.
     """
 
     @staticmethod
@@ -510,6 +573,33 @@ class MessengerService:
             '/hubbub.v1.MessengerService/ListGroups',
             hubbub_dot_v1_dot_messenger__pb2.ListGroupsRequest.SerializeToString,
             hubbub_dot_v1_dot_messenger__pb2.ListGroupsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SendMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hubbub.v1.MessengerService/SendMessage',
+            hubbub_dot_v1_dot_messenger__pb2.SendMessageRequest.SerializeToString,
+            hubbub_dot_v1_dot_messenger__pb2.SendMessageResponse.FromString,
             options,
             channel_credentials,
             insecure,

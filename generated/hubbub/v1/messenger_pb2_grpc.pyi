@@ -35,6 +35,12 @@ class MessengerServiceStub:
     Every RPC except Register and Login needs the metadata
     `authorization: Bearer <token>` with a token from Login; a missing, unknown,
     expired or revoked token is refused with UNAUTHENTICATED.
+
+    Every error status carries a google.rpc.ErrorInfo (domain "hubbub") whose
+    `reason` is stable and whose `metadata["retry"]` is "true" when the same
+    call may succeed later unchanged (then a google.rpc.RetryInfo gives the
+    delay to wait) and "false" when retrying cannot help (fix the request, log
+    in again, or give up). Clients must not retry a "false" refusal.
     """
 
     @_typing.overload
@@ -44,8 +50,10 @@ class MessengerServiceStub:
     Register: _grpc.UnaryUnaryMultiCallable[_messenger_pb2.RegisterRequest, _messenger_pb2.RegisterResponse]
     """Register creates an account.
     Errors: INVALID_ARGUMENT (bad username, password or display name, with
-    google.rpc.BadRequest details), ALREADY_EXISTS (username taken),
-    FAILED_PRECONDITION (registration closed: accounts come from LDAP).
+    google.rpc.BadRequest details), ALREADY_EXISTS (username taken, or too
+    like an existing one: UTS #39 confusable skeleton), FAILED_PRECONDITION
+    (registration closed by the operator, or accounts come from LDAP),
+    RESOURCE_EXHAUSTED (too many registrations from this address; retry later).
     """
     Login: _grpc.UnaryUnaryMultiCallable[_messenger_pb2.LoginRequest, _messenger_pb2.LoginResponse]
     """Login checks a username and password and opens a session.
@@ -54,13 +62,20 @@ class MessengerServiceStub:
     UNAVAILABLE (the LDAP directory cannot be reached; retry later).
     """
     Logout: _grpc.UnaryUnaryMultiCallable[_messenger_pb2.LogoutRequest, _messenger_pb2.LogoutResponse]
-    """Logout revokes the session token the call carries."""
+    """Logout revokes the session token the call carries. A Chat stream opened
+    with it, on any node, ends within a second with UNAUTHENTICATED.
+    """
     ListUsers: _grpc.UnaryUnaryMultiCallable[_messenger_pb2.ListUsersRequest, _messenger_pb2.ListUsersResponse]
-    """ListUsers lists accounts with their presence."""
+    """ListUsers lists accounts with their presence, one page at a time
+    (AIP-158), sorted by username.
+    Errors: INVALID_ARGUMENT (bad page token or page size).
+    """
     UpdateProfile: _grpc.UnaryUnaryMultiCallable[_messenger_pb2.UpdateProfileRequest, _messenger_pb2.UpdateProfileResponse]
     """UpdateProfile changes the caller's display name and/or password. A new
-    password revokes every other session of the caller.
-    Errors: INVALID_ARGUMENT, UNAUTHENTICATED (wrong current password).
+    password revokes every other session of the caller, and the Chat streams
+    opened with them end with UNAUTHENTICATED.
+    Errors: INVALID_ARGUMENT, UNAUTHENTICATED (wrong current password),
+    RESOURCE_EXHAUSTED (too many wrong current passwords; retry later).
     """
     CreateGroup: _grpc.UnaryUnaryMultiCallable[_messenger_pb2.CreateGroupRequest, _messenger_pb2.CreateGroupResponse]
     """CreateGroup creates a group with the caller and the named members.
@@ -77,6 +92,17 @@ class MessengerServiceStub:
     """
     ListGroups: _grpc.UnaryUnaryMultiCallable[_messenger_pb2.ListGroupsRequest, _messenger_pb2.ListGroupsResponse]
     """ListGroups lists the groups the caller belongs to, with their members."""
+    SendMessage: _grpc.UnaryUnaryMultiCallable[_messenger_pb2.SendMessageRequest, _messenger_pb2.SendMessageResponse]
+    """SendMessage stores one message durably and answers when it is, exactly as
+    a `send` event on the Chat stream does (same validation, same
+    idempotency per client_id, same result), without opening a stream: for
+    scripts and tools, and usable while the user's Chat stream is open
+    elsewhere. The recipient's live stream receives the message as usual.
+    Errors: INVALID_ARGUMENT (bad client id or body), NOT_FOUND (no such user
+    or group), PERMISSION_DENIED (not a member of the group),
+    FAILED_PRECONDITION (random recipient and nobody else online; or the
+    client id was already used for a different message).
+    """
     ListHistory: _grpc.UnaryUnaryMultiCallable[_messenger_pb2.ListHistoryRequest, _messenger_pb2.ListHistoryResponse]
     """ListHistory pages through one conversation, newest first (AIP-158).
     Errors: NOT_FOUND (no such user or group), PERMISSION_DENIED (caller is
@@ -85,11 +111,24 @@ class MessengerServiceStub:
     Chat: _grpc.StreamStreamMultiCallable[_messenger_pb2.ChatRequest, _messenger_pb2.ChatResponse]
     """Chat is the live session: the client sends ChatRequest events (resume,
     send, ack, ping) and receives ChatResponse events. The server first sends
-    Welcome (online users), then, once the client has sent its first event
-    (normally Resume), replays every stored message after the client's
-    position, sends Synced, then live traffic.
-    Errors: UNAUTHENTICATED, ALREADY_EXISTS (the user already has a live
-    stream), RESOURCE_EXHAUSTED (server full, or this client too slow).
+    Welcome (online users, history id, resume token), then, once the client
+    has sent its first event (normally Resume), replays every stored message
+    after the client's position, sends Synced, then live traffic.
+
+    One live stream per user across the cluster. A client reconnecting after
+    a broken connection sends the metadata `hubbub-resume-token: <token>`
+    with the resume_token of its last Welcome: if that stream is still
+    registered (its node died, or the server has not noticed the broken
+    connection yet) the new stream takes it over at once and the old one
+    ends with ABORTED (reason SESSION_TAKEN_OVER). Without the right token the
+    call is refused with ALREADY_EXISTS.
+
+    Errors: UNAUTHENTICATED (bad token; also ends a live stream whose session
+    is logged out, revoked by a password change, or expires), ALREADY_EXISTS
+    (the user already has a live stream), RESOURCE_EXHAUSTED (server full, or
+    this client too slow), ABORTED (taken over by a newer stream of the same
+    client), UNAVAILABLE (the server is shutting down). Undecodable frames are
+    refused with INVALID_ARGUMENT and end the call.
     When the client half-closes, the server answers every event it read,
     delivers what is pending and ends the call with OK.
     """
@@ -101,14 +140,22 @@ class MessengerServiceAsyncStub(MessengerServiceStub):
     Every RPC except Register and Login needs the metadata
     `authorization: Bearer <token>` with a token from Login; a missing, unknown,
     expired or revoked token is refused with UNAUTHENTICATED.
+
+    Every error status carries a google.rpc.ErrorInfo (domain "hubbub") whose
+    `reason` is stable and whose `metadata["retry"]` is "true" when the same
+    call may succeed later unchanged (then a google.rpc.RetryInfo gives the
+    delay to wait) and "false" when retrying cannot help (fix the request, log
+    in again, or give up). Clients must not retry a "false" refusal.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Register: _aio.UnaryUnaryMultiCallable[_messenger_pb2.RegisterRequest, _messenger_pb2.RegisterResponse]  # type: ignore[assignment]
     """Register creates an account.
     Errors: INVALID_ARGUMENT (bad username, password or display name, with
-    google.rpc.BadRequest details), ALREADY_EXISTS (username taken),
-    FAILED_PRECONDITION (registration closed: accounts come from LDAP).
+    google.rpc.BadRequest details), ALREADY_EXISTS (username taken, or too
+    like an existing one: UTS #39 confusable skeleton), FAILED_PRECONDITION
+    (registration closed by the operator, or accounts come from LDAP),
+    RESOURCE_EXHAUSTED (too many registrations from this address; retry later).
     """
     Login: _aio.UnaryUnaryMultiCallable[_messenger_pb2.LoginRequest, _messenger_pb2.LoginResponse]  # type: ignore[assignment]
     """Login checks a username and password and opens a session.
@@ -117,13 +164,20 @@ class MessengerServiceAsyncStub(MessengerServiceStub):
     UNAVAILABLE (the LDAP directory cannot be reached; retry later).
     """
     Logout: _aio.UnaryUnaryMultiCallable[_messenger_pb2.LogoutRequest, _messenger_pb2.LogoutResponse]  # type: ignore[assignment]
-    """Logout revokes the session token the call carries."""
+    """Logout revokes the session token the call carries. A Chat stream opened
+    with it, on any node, ends within a second with UNAUTHENTICATED.
+    """
     ListUsers: _aio.UnaryUnaryMultiCallable[_messenger_pb2.ListUsersRequest, _messenger_pb2.ListUsersResponse]  # type: ignore[assignment]
-    """ListUsers lists accounts with their presence."""
+    """ListUsers lists accounts with their presence, one page at a time
+    (AIP-158), sorted by username.
+    Errors: INVALID_ARGUMENT (bad page token or page size).
+    """
     UpdateProfile: _aio.UnaryUnaryMultiCallable[_messenger_pb2.UpdateProfileRequest, _messenger_pb2.UpdateProfileResponse]  # type: ignore[assignment]
     """UpdateProfile changes the caller's display name and/or password. A new
-    password revokes every other session of the caller.
-    Errors: INVALID_ARGUMENT, UNAUTHENTICATED (wrong current password).
+    password revokes every other session of the caller, and the Chat streams
+    opened with them end with UNAUTHENTICATED.
+    Errors: INVALID_ARGUMENT, UNAUTHENTICATED (wrong current password),
+    RESOURCE_EXHAUSTED (too many wrong current passwords; retry later).
     """
     CreateGroup: _aio.UnaryUnaryMultiCallable[_messenger_pb2.CreateGroupRequest, _messenger_pb2.CreateGroupResponse]  # type: ignore[assignment]
     """CreateGroup creates a group with the caller and the named members.
@@ -140,6 +194,17 @@ class MessengerServiceAsyncStub(MessengerServiceStub):
     """
     ListGroups: _aio.UnaryUnaryMultiCallable[_messenger_pb2.ListGroupsRequest, _messenger_pb2.ListGroupsResponse]  # type: ignore[assignment]
     """ListGroups lists the groups the caller belongs to, with their members."""
+    SendMessage: _aio.UnaryUnaryMultiCallable[_messenger_pb2.SendMessageRequest, _messenger_pb2.SendMessageResponse]  # type: ignore[assignment]
+    """SendMessage stores one message durably and answers when it is, exactly as
+    a `send` event on the Chat stream does (same validation, same
+    idempotency per client_id, same result), without opening a stream: for
+    scripts and tools, and usable while the user's Chat stream is open
+    elsewhere. The recipient's live stream receives the message as usual.
+    Errors: INVALID_ARGUMENT (bad client id or body), NOT_FOUND (no such user
+    or group), PERMISSION_DENIED (not a member of the group),
+    FAILED_PRECONDITION (random recipient and nobody else online; or the
+    client id was already used for a different message).
+    """
     ListHistory: _aio.UnaryUnaryMultiCallable[_messenger_pb2.ListHistoryRequest, _messenger_pb2.ListHistoryResponse]  # type: ignore[assignment]
     """ListHistory pages through one conversation, newest first (AIP-158).
     Errors: NOT_FOUND (no such user or group), PERMISSION_DENIED (caller is
@@ -148,11 +213,24 @@ class MessengerServiceAsyncStub(MessengerServiceStub):
     Chat: _aio.StreamStreamMultiCallable[_messenger_pb2.ChatRequest, _messenger_pb2.ChatResponse]  # type: ignore[assignment]
     """Chat is the live session: the client sends ChatRequest events (resume,
     send, ack, ping) and receives ChatResponse events. The server first sends
-    Welcome (online users), then, once the client has sent its first event
-    (normally Resume), replays every stored message after the client's
-    position, sends Synced, then live traffic.
-    Errors: UNAUTHENTICATED, ALREADY_EXISTS (the user already has a live
-    stream), RESOURCE_EXHAUSTED (server full, or this client too slow).
+    Welcome (online users, history id, resume token), then, once the client
+    has sent its first event (normally Resume), replays every stored message
+    after the client's position, sends Synced, then live traffic.
+
+    One live stream per user across the cluster. A client reconnecting after
+    a broken connection sends the metadata `hubbub-resume-token: <token>`
+    with the resume_token of its last Welcome: if that stream is still
+    registered (its node died, or the server has not noticed the broken
+    connection yet) the new stream takes it over at once and the old one
+    ends with ABORTED (reason SESSION_TAKEN_OVER). Without the right token the
+    call is refused with ALREADY_EXISTS.
+
+    Errors: UNAUTHENTICATED (bad token; also ends a live stream whose session
+    is logged out, revoked by a password change, or expires), ALREADY_EXISTS
+    (the user already has a live stream), RESOURCE_EXHAUSTED (server full, or
+    this client too slow), ABORTED (taken over by a newer stream of the same
+    client), UNAVAILABLE (the server is shutting down). Undecodable frames are
+    refused with INVALID_ARGUMENT and end the call.
     When the client half-closes, the server answers every event it read,
     delivers what is pending and ends the call with OK.
     """
@@ -163,6 +241,12 @@ class MessengerServiceServicer(metaclass=_abc_1.ABCMeta):
     Every RPC except Register and Login needs the metadata
     `authorization: Bearer <token>` with a token from Login; a missing, unknown,
     expired or revoked token is refused with UNAUTHENTICATED.
+
+    Every error status carries a google.rpc.ErrorInfo (domain "hubbub") whose
+    `reason` is stable and whose `metadata["retry"]` is "true" when the same
+    call may succeed later unchanged (then a google.rpc.RetryInfo gives the
+    delay to wait) and "false" when retrying cannot help (fix the request, log
+    in again, or give up). Clients must not retry a "false" refusal.
     """
 
     @_abc_1.abstractmethod
@@ -173,8 +257,10 @@ class MessengerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_messenger_pb2.RegisterResponse, _abc.Awaitable[_messenger_pb2.RegisterResponse]]:
         """Register creates an account.
         Errors: INVALID_ARGUMENT (bad username, password or display name, with
-        google.rpc.BadRequest details), ALREADY_EXISTS (username taken),
-        FAILED_PRECONDITION (registration closed: accounts come from LDAP).
+        google.rpc.BadRequest details), ALREADY_EXISTS (username taken, or too
+        like an existing one: UTS #39 confusable skeleton), FAILED_PRECONDITION
+        (registration closed by the operator, or accounts come from LDAP),
+        RESOURCE_EXHAUSTED (too many registrations from this address; retry later).
         """
 
     @_abc_1.abstractmethod
@@ -195,7 +281,9 @@ class MessengerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _messenger_pb2.LogoutRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_messenger_pb2.LogoutResponse, _abc.Awaitable[_messenger_pb2.LogoutResponse]]:
-        """Logout revokes the session token the call carries."""
+        """Logout revokes the session token the call carries. A Chat stream opened
+        with it, on any node, ends within a second with UNAUTHENTICATED.
+        """
 
     @_abc_1.abstractmethod
     def ListUsers(
@@ -203,7 +291,10 @@ class MessengerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _messenger_pb2.ListUsersRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_messenger_pb2.ListUsersResponse, _abc.Awaitable[_messenger_pb2.ListUsersResponse]]:
-        """ListUsers lists accounts with their presence."""
+        """ListUsers lists accounts with their presence, one page at a time
+        (AIP-158), sorted by username.
+        Errors: INVALID_ARGUMENT (bad page token or page size).
+        """
 
     @_abc_1.abstractmethod
     def UpdateProfile(
@@ -212,8 +303,10 @@ class MessengerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_messenger_pb2.UpdateProfileResponse, _abc.Awaitable[_messenger_pb2.UpdateProfileResponse]]:
         """UpdateProfile changes the caller's display name and/or password. A new
-        password revokes every other session of the caller.
-        Errors: INVALID_ARGUMENT, UNAUTHENTICATED (wrong current password).
+        password revokes every other session of the caller, and the Chat streams
+        opened with them end with UNAUTHENTICATED.
+        Errors: INVALID_ARGUMENT, UNAUTHENTICATED (wrong current password),
+        RESOURCE_EXHAUSTED (too many wrong current passwords; retry later).
         """
 
     @_abc_1.abstractmethod
@@ -256,6 +349,23 @@ class MessengerServiceServicer(metaclass=_abc_1.ABCMeta):
         """ListGroups lists the groups the caller belongs to, with their members."""
 
     @_abc_1.abstractmethod
+    def SendMessage(
+        self,
+        request: _messenger_pb2.SendMessageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_messenger_pb2.SendMessageResponse, _abc.Awaitable[_messenger_pb2.SendMessageResponse]]:
+        """SendMessage stores one message durably and answers when it is, exactly as
+        a `send` event on the Chat stream does (same validation, same
+        idempotency per client_id, same result), without opening a stream: for
+        scripts and tools, and usable while the user's Chat stream is open
+        elsewhere. The recipient's live stream receives the message as usual.
+        Errors: INVALID_ARGUMENT (bad client id or body), NOT_FOUND (no such user
+        or group), PERMISSION_DENIED (not a member of the group),
+        FAILED_PRECONDITION (random recipient and nobody else online; or the
+        client id was already used for a different message).
+        """
+
+    @_abc_1.abstractmethod
     def ListHistory(
         self,
         request: _messenger_pb2.ListHistoryRequest,
@@ -274,11 +384,24 @@ class MessengerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_messenger_pb2.ChatResponse], _abc.AsyncIterator[_messenger_pb2.ChatResponse]]:
         """Chat is the live session: the client sends ChatRequest events (resume,
         send, ack, ping) and receives ChatResponse events. The server first sends
-        Welcome (online users), then, once the client has sent its first event
-        (normally Resume), replays every stored message after the client's
-        position, sends Synced, then live traffic.
-        Errors: UNAUTHENTICATED, ALREADY_EXISTS (the user already has a live
-        stream), RESOURCE_EXHAUSTED (server full, or this client too slow).
+        Welcome (online users, history id, resume token), then, once the client
+        has sent its first event (normally Resume), replays every stored message
+        after the client's position, sends Synced, then live traffic.
+
+        One live stream per user across the cluster. A client reconnecting after
+        a broken connection sends the metadata `hubbub-resume-token: <token>`
+        with the resume_token of its last Welcome: if that stream is still
+        registered (its node died, or the server has not noticed the broken
+        connection yet) the new stream takes it over at once and the old one
+        ends with ABORTED (reason SESSION_TAKEN_OVER). Without the right token the
+        call is refused with ALREADY_EXISTS.
+
+        Errors: UNAUTHENTICATED (bad token; also ends a live stream whose session
+        is logged out, revoked by a password change, or expires), ALREADY_EXISTS
+        (the user already has a live stream), RESOURCE_EXHAUSTED (server full, or
+        this client too slow), ABORTED (taken over by a newer stream of the same
+        client), UNAVAILABLE (the server is shutting down). Undecodable frames are
+        refused with INVALID_ARGUMENT and end the call.
         When the client half-closes, the server answers every event it read,
         delivers what is pending and ends the call with OK.
         """
