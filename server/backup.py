@@ -14,6 +14,9 @@
   ``DB.lock``) a server holds for its lifetime, so that restore, import and a
   second server can tell the database is in use.
 
+Backups, exports, the lock file and a restored or imported database are created
+0600 and new folders 0700 (they hold every password hash and message).
+
 Every failure is a :class:`BackupError` whose message is one line.
 """
 
@@ -34,7 +37,15 @@ from typing import Any
 from . import usernames
 from .errors import HubbubError
 from .models import EntryKind
-from .store_sqlite import SCHEMA_VERSION, SqliteStore, set_history_id
+from .store_sqlite import (
+    PRIVATE_FILE_MODE,
+    SCHEMA_VERSION,
+    SIDECARS,
+    SqliteStore,
+    create_private_file,
+    make_private_dir,
+    set_history_id,
+)
 
 if sys.platform != "win32":
     import fcntl
@@ -173,7 +184,7 @@ class DatabaseLock:
             OSError: the lock file cannot be created.
         """
         path = lock_path(database)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(path.parent)
         key = str(path)
         with _HELD_GUARD:
             held = _HELD.get(key)
@@ -182,8 +193,9 @@ class DatabaseLock:
                     raise _in_use(database, path)
                 held.holders += 1
                 return cls(key)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE_MODE)
             try:
+                os.fchmod(fd, PRIVATE_FILE_MODE)  # a lock file of an older version was 0644
                 if sys.platform != "win32":  # no flock on Windows: in-process checks only
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -345,7 +357,7 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _sidecars(path: Path) -> list[Path]:
-    return [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm", "-journal")]
+    return [path.with_name(path.name + suffix) for suffix in SIDECARS]
 
 
 def _remove(*paths: Path) -> None:
@@ -390,13 +402,14 @@ def backup_database(database: str | Path, target: str | Path) -> BackupResult:
     _require_database_file(db)
     if _same_file(db, out):
         raise BackupError(f"the backup file {out} would overwrite the database itself")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(out.parent)
     tmp = out.with_name(out.name + ".tmp")
     _remove(tmp, *_sidecars(tmp))
     try:
         try:
             src = _connect(db)
             try:
+                create_private_file(tmp)  # 0600 from the start: it holds every password hash
                 dst = sqlite3.connect(tmp, isolation_level=None)
                 try:
                     src.backup(dst)  # pages=-1: the whole database from one snapshot
@@ -465,12 +478,13 @@ def restore_database(backup: str | Path, database: str | Path) -> RestoreResult:
             f"{src} has a write-ahead log beside it ({wal.name}); restore a file written by"
             " 'hubbub-server backup'"
         )
-    db.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(db.parent)
     lock = DatabaseLock.acquire(db)
     try:
         tmp = db.with_name(db.name + ".restore.tmp")
         _remove(tmp, *_sidecars(tmp))
         try:
+            create_private_file(tmp)  # copyfile keeps the mode of an existing target: 0600
             shutil.copyfile(src, tmp)
             try:
                 conn = sqlite3.connect(tmp, isolation_level=None)
@@ -613,9 +627,10 @@ def export_database(database: str | Path, target: str | Path) -> Counts:
             conn.close()
     except (sqlite3.Error, ValueError) as exc:  # ValueError: a stored kind or meta is invalid
         raise BackupError(f"export of {db} failed: {exc}") from None
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(out.parent)
     tmp = out.with_name(out.name + ".tmp")
     try:
+        create_private_file(tmp)  # 0600: the export holds every password hash and message
         with tmp.open("w", encoding="utf-8") as f:
             json.dump(document, f, ensure_ascii=False, indent=1)
             f.write("\n")
@@ -1021,7 +1036,7 @@ def import_database(source: str | Path, database: str | Path) -> Counts:
     """
     export = read_export(source)
     db = Path(database)
-    db.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(db.parent)
     lock = DatabaseLock.acquire(db)
     try:
         created = not db.exists()
