@@ -64,7 +64,7 @@ class Priority(enum.IntEnum):
     HASH = 1  # Register, a new password
 
 
-class _PriorityGate:
+class PriorityGate:
     """At most ``slots`` holders at once, at most ``hash_slots`` of them HASH work.
 
     Waiters are served by priority, then in arrival order. Keeping one slot out of
@@ -156,7 +156,7 @@ class PasswordHashing:
                 hash_slots, thread_name_prefix="argon2-hash", initializer=_background_thread
             ),
         }
-        self._gate = _PriorityGate(self.workers, hash_slots)
+        self._gate = PriorityGate(self.workers, hash_slots)
         self._dummy: str | None = None
 
     @property
