@@ -8,8 +8,10 @@ import asyncio
 import grpc
 import pytest
 
+from hubbub.server.errors import ThrottleUnavailable
+from hubbub.server.throttle import Throttle
 from hubbub.v1 import messenger_pb2 as pb
-from tests.backends import postgres_server, postgres_url, redis_server, redis_url
+from tests.backends import free_port, postgres_server, postgres_url, redis_server, redis_url
 from tests.integration.conftest import PASSWORD, Node
 from tests.security.conftest import NodeFactory
 from tests.security.test_login_throttle import BUDGET, VerifyCounter, outcome, reason, refused
@@ -55,3 +57,16 @@ async def test_register_limit_is_shared_by_the_nodes(
         await node.stub.Register(pb.RegisterRequest(username=name, password=PASSWORD))
     err = await refused(b.stub.Register(pb.RegisterRequest(username="user4", password=PASSWORD)))
     assert reason(err) == "REGISTRATION_THROTTLED"
+
+
+@pytest.mark.timeout(30)
+async def test_unreachable_redis_refuses_attempts_instead_of_skipping_the_limit() -> None:
+    """With Redis down every attempt is refused (ThrottleUnavailable), never let through."""
+    throttle = Throttle(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    try:
+        with pytest.raises(ThrottleUnavailable):
+            await throttle.login_attempt("alice", "10.0.0.1")
+        with pytest.raises(ThrottleUnavailable):
+            await throttle.registration("10.0.0.1")
+    finally:
+        await throttle.close()
