@@ -15,8 +15,8 @@ Login (the policy, with the defaults of :class:`ThrottlePolicy`):
 
 1. **(username, client address)**: 5 attempts per 15 minutes. This is the
    budget of one guesser against one account. A successful login clears it.
-2. **client address**: 100 attempts per 15 minutes over all usernames
-   (password spraying: one password tried against many names).
+2. **client address**: ``--login-address-limit``, 100 attempts per 15 minutes
+   over all usernames (password spraying: one password tried against many names).
 3. **username ceiling**: 20 attempts per 15 minutes over all addresses (a
    botnet guessing one account from many addresses). Past the ceiling the
    account is *slowed, not locked*: an address from which the owner logged in
@@ -25,7 +25,9 @@ Login (the policy, with the defaults of :class:`ThrottlePolicy`):
    This is the OWASP "Account Lockout" advice (an attacker must not be able to
    lock the owner out; prefer throttling) with the trusted-client idea of the
    OWASP "Slow Down Online Guessing Attacks with Device Cookies" guidance,
-   using the address of an earlier successful login instead of a cookie.
+   using the address of an earlier successful login instead of a cookie. The
+   "known" mark is itself a window of the same storage ("1 per 30 days", hit
+   on each success; a spent window means known), so it is cluster-wide too.
 
 So an attacker who hammers a name from other addresses never blocks the
 owner's known address, and the owner's address has its own budget 1. Unknown
