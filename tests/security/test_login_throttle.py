@@ -130,6 +130,32 @@ async def test_attacker_on_another_address_cannot_lock_the_owner_out(
     assert reason(err) == "LOGIN_THROTTLED"
 
 
+@pytest.mark.timeout(180)
+async def test_guesses_from_many_addresses_slow_new_addresses_but_not_the_owners(
+    node: Node, stub_from: StubFrom
+) -> None:
+    """Past the per-name ceiling (20), the owner's known address logs in; a new one is slowed."""
+    await node.stub.Register(pb.RegisterRequest(username="alice", password=PASSWORD))
+    owner = await stub_from(node, "127.0.0.3")
+    await owner.Login(pb.LoginRequest(username="alice", password=PASSWORD))  # now known
+    bots = [await stub_from(node, f"127.0.1.{i}") for i in range(1, 7)]
+    codes = await asyncio.gather(
+        *(
+            outcome(bot.Login(pb.LoginRequest(username="alice", password=f"guess-{i}")))
+            for bot in bots
+            for i in range(BUDGET)
+        )
+    )
+    # 19 fill the ceiling (the owner's login was the 20th attempt), 1 gets the trickle
+    assert codes.count(grpc.StatusCode.UNAUTHENTICATED) == 20
+    assert codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) == 6 * BUDGET - 20
+    newcomer = await stub_from(node, "127.0.0.99")
+    err = await refused(newcomer.Login(pb.LoginRequest(username="alice", password=PASSWORD)))
+    assert reason(err) == "LOGIN_THROTTLED"
+    reply = await owner.Login(pb.LoginRequest(username="alice", password=PASSWORD))
+    assert reply.user.username == "alice"
+
+
 @pytest.mark.timeout(60)
 async def test_one_address_spraying_many_names_is_throttled(node_factory: Any) -> None:
     """One address is refused after --login-address-limit attempts over all names."""
