@@ -36,6 +36,7 @@ from .presence_redis import RedisPresence
 from .store import Store
 from .store_postgres import PostgresStore
 from .store_sqlite import SqliteStore
+from .throttle import Throttle, ThrottlePolicy
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["MessengerService"].full_name
@@ -117,6 +118,25 @@ def storage_description(config: ServerConfig) -> str:
     return where
 
 
+def throttle_policy(config: ServerConfig) -> ThrottlePolicy:
+    """The login/registration limits from the flags (the rest are the documented defaults).
+
+    Raises:
+        RuntimeError: a limit is not in the ``limits`` notation ("10 per hour").
+    """
+    policy = ThrottlePolicy(
+        register_per_address=config.register_limit,
+        login_per_address=config.login_address_limit,
+    )
+    try:
+        policy.validate()
+    except ValueError as exc:
+        raise RuntimeError(
+            f"bad --register-limit / --login-address-limit ({exc}); write e.g. '10 per hour'"
+        ) from None
+    return policy
+
+
 async def _open_store(config: ServerConfig) -> tuple[Store, DatabaseLock | None]:
     """PostgreSQL when ``--postgres-url`` is set, else the SQLite file under its lock.
 
@@ -175,6 +195,7 @@ async def start_server(config: ServerConfig) -> HubbubServer:
             by another server (``DatabaseInUse``), or the LDAP settings are inconsistent.
     """
     directory = ldap_directory(config)
+    policy = throttle_policy(config)
     try:
         credentials = server_credentials(config)
     except OSError as exc:
@@ -196,7 +217,16 @@ async def start_server(config: ServerConfig) -> HubbubServer:
         await release()
         raise
     hashing = PasswordHashing()
-    auth = AuthService(store, hashing, directory=directory, directory_only=config.ldap_only)
+    throttle = Throttle(policy, redis_url=config.redis_url)
+    closers.append(throttle.close)
+    auth = AuthService(
+        store,
+        hashing,
+        throttle=throttle,
+        directory=directory,
+        directory_only=config.ldap_only,
+        registration_open=config.registration == "open",
+    )
     hub = Hub(
         store,
         broker,

@@ -2,17 +2,18 @@
 
 Tokens are 256-bit values from :mod:`secrets` (a CSPRNG), given to the client
 once and stored only as their SHA-256 (OWASP Session Management Cheat Sheet).
-Failed logins are throttled per username with exponential lock-outs (OWASP
-Authentication Cheat Sheet, "Protect against automated attacks").
+Password guesses and registrations are reserved against moving-window limits
+before any argon2 work (:mod:`hubbub.server.throttle`, after the OWASP
+Authentication Cheat Sheet, "Protect against automated attacks" and "Account
+Lockout").
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-import time
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from . import passwords, usernames
@@ -20,7 +21,6 @@ from .directory import Directory
 from .errors import (
     AuthenticationFailed,
     InvalidArgument,
-    LoginThrottled,
     RegistrationClosed,
     TokenInvalid,
     UsernameTaken,
@@ -28,6 +28,7 @@ from .errors import (
 from .models import Account, utc_now
 from .passwords import PasswordHashing
 from .store import Store
+from .throttle import Throttle, client_address
 
 DISPLAY_NAME_MAX = 64
 TOKEN_BYTES = 32
@@ -54,42 +55,6 @@ def check_display_name(raw: str) -> str:
     return name
 
 
-@dataclass
-class LoginThrottle:
-    """Per-key failure counter with exponential lock-out.
-
-    After ``free_failures`` consecutive failures, each further failure locks the
-    key for ``base_s * 2**(n - free_failures)`` seconds, at most ``max_s``.
-    Times are :func:`time.monotonic` seconds.
-    """
-
-    free_failures: int = 5
-    base_s: float = 1.0
-    max_s: float = 900.0
-    _failures: dict[str, tuple[int, float]] = field(default_factory=dict)
-
-    def check(self, key: str, now: float) -> None:
-        """Raises LoginThrottled while ``key`` is locked out."""
-        _, locked_until = self._failures.get(key, (0, 0.0))
-        if now < locked_until:
-            raise LoginThrottled(locked_until - now)
-
-    def failed(self, key: str, now: float) -> None:
-        """Record one failure for ``key``."""
-        count, _ = self._failures.get(key, (0, 0.0))
-        count += 1
-        lock = 0.0
-        if count >= self.free_failures:
-            lock = min(self.max_s, self.base_s * 2 ** (count - self.free_failures))
-        self._failures[key] = (count, now + lock)
-        if len(self._failures) > 100_000:  # bound memory under a spraying attack
-            self._failures.pop(next(iter(self._failures)))
-
-    def succeeded(self, key: str) -> None:
-        """Forget failures for ``key``."""
-        self._failures.pop(key, None)
-
-
 @dataclass(frozen=True, slots=True)
 class LoginResult:
     """A new session: the clear token (shown once), its expiry and the account."""
@@ -106,7 +71,10 @@ class AuthService:
         store: durable state.
         hashing: argon2id hashing off the event loop.
         session_ttl: how long a token stays valid.
-        throttle: failed-login counter (a fresh one by default).
+        throttle: guess and registration limits (in-memory defaults if None).
+        registration_open: False refuses Register (``--registration closed``);
+            an operator adds accounts with :meth:`create_account`
+            (``hubbub-server user add``).
         directory: optional login directory (LDAP). A name with no local account,
             or whose account the directory created, is checked by the directory,
             and the account is created on the first success with the unusable
@@ -119,53 +87,102 @@ class AuthService:
         store: Store,
         hashing: PasswordHashing,
         session_ttl: timedelta = timedelta(days=30),
-        throttle: LoginThrottle | None = None,
+        throttle: Throttle | None = None,
         directory: Directory | None = None,
         directory_only: bool = False,
+        registration_open: bool = True,
     ) -> None:
         if directory_only and directory is None:
             raise ValueError("directory_only needs a directory")
         self.store = store
         self.hashing = hashing
         self.session_ttl = session_ttl
-        self.throttle = throttle or LoginThrottle()
+        self.throttle = throttle or Throttle()
         self.directory = directory
         self.directory_only = directory_only
+        self.registration_open = registration_open
 
-    async def register(self, username: str, password: str, display_name: str = "") -> Account:
-        """Create an account.
+    async def register(
+        self, username: str, password: str, display_name: str = "", *, peer: str = ""
+    ) -> Account:
+        """Create an account for a client (the ``Register`` RPC).
+
+        Args:
+            peer: the client's gRPC peer (``context.peer()``), for the per-address
+                limit (:func:`~hubbub.server.throttle.client_address`).
 
         Raises:
+            RegistrationClosed: ``--registration closed`` or ``directory_only``.
             InvalidUsername, ReservedUsername, InvalidPassword, InvalidArgument: bad fields.
+            RegistrationThrottled: too many registrations from the client's address
+                (counted once the fields are valid, before any lookup or hashing).
             UsernameTaken: the canonical name exists.
-            RegistrationClosed: ``directory_only`` is set (accounts come from LDAP).
         """
         if self.directory_only:
             raise RegistrationClosed(
                 "Registration is closed: accounts come from the directory; log in instead."
             )
+        if not self.registration_open:
+            raise RegistrationClosed(
+                "Registration is closed on this server; ask its operator for an account."
+            )
+        checked = self._check_new_account(username, password, display_name)
+        await self.throttle.registration(client_address(peer))
+        return await self._create(*checked, password)
+
+    async def create_account(self, username: str, password: str, display_name: str = "") -> Account:
+        """Create an account as the operator (``hubbub-server user add``): no limits apply.
+
+        The same rules as :meth:`register` (names, reserved names, password
+        policy, display name), even when registration is closed.
+
+        Raises:
+            InvalidUsername, ReservedUsername, InvalidPassword, InvalidArgument: bad fields.
+            UsernameTaken: the canonical name exists.
+        """
+        return await self._create(
+            *self._check_new_account(username, password, display_name), password
+        )
+
+    def _check_new_account(
+        self, username: str, password: str, display_name: str
+    ) -> tuple[str, str]:
+        """(canonical name, shown name) of a valid new account; raises on bad fields."""
         name = usernames.canonical_for_registration(username)
         passwords.check_policy(password)
-        shown = check_display_name(display_name) or username.strip()
+        return name, check_display_name(display_name) or username.strip()
+
+    async def _create(self, name: str, shown: str, password: str) -> Account:
         if await self.store.get_account(name) is not None:
             raise UsernameTaken(f"The username '{name}' is already taken.")
         encoded = await self.hashing.hash(password)
         return await self.store.create_account(name, shown, encoded)
 
-    async def login(self, username: str, password: str) -> LoginResult:
+    async def login(self, username: str, password: str, *, peer: str = "") -> LoginResult:
         """Check the password and open a session.
+
+        The attempt is reserved against the login limits before the password is
+        checked (:meth:`~hubbub.server.throttle.Throttle.login_attempt`), so parallel
+        guesses cannot outrun the budget.
+
+        Args:
+            peer: the client's gRPC peer (``context.peer()``); empty = unknown address.
 
         Raises:
             InvalidUsername: the name breaks the naming rules (no account can have it).
-            LoginThrottled: too many recent failures for this name.
+            LoginThrottled: too many recent attempts for this name from this address,
+                from this address, or (past the ceiling, from an unknown address) for
+                this name; ``retry_after_s`` says when to retry.
+            ThrottleUnavailable: the limits storage (Redis) cannot be reached.
             AuthenticationFailed: unknown user or wrong password (same answer, same work);
                 with a directory also an unknown DN, a refused bind, a reserved
                 name or a bot, and, with ``directory_only``, a local-only account.
-            DirectoryUnavailable: the directory is unreachable (not counted as a failure).
+            DirectoryUnavailable: the directory is unreachable (the attempt still
+                counts: the directory may have evaluated a bind that timed out).
         """
         name = usernames.canonical(username)
-        now = time.monotonic()
-        self.throttle.check(name, now)
+        address = client_address(peer)
+        await self.throttle.login_attempt(name, address)
         account = await self.store.get_account(name)
 
         def from_directory(acc: Account | None) -> bool:
@@ -192,9 +209,8 @@ class AuthService:
         elif not await self.hashing.verify(account.password_hash if account else None, password):
             account = None
         if account is None:
-            self.throttle.failed(name, now)
             raise AuthenticationFailed("Wrong username or password.")
-        self.throttle.succeeded(name)
+        await self.throttle.login_succeeded(name, address)
         token = secrets.token_urlsafe(TOKEN_BYTES)
         expires_at = utc_now() + self.session_ttl
         await self.store.create_session(token_hash(token), account.id, expires_at)
@@ -226,17 +242,23 @@ class AuthService:
 
         A new password needs the current one and revokes every other session
         (OWASP Session Management: renew sessions after a credential change).
+        Each current-password check is reserved against the account's budget
+        before it is verified (:meth:`~hubbub.server.throttle.Throttle.password_check`),
+        so a stolen token is not an unlimited password oracle.
 
         Raises:
             InvalidArgument, InvalidPassword: bad fields.
+            CurrentPasswordThrottled: too many current-password checks for the account.
             AuthenticationFailed: wrong current password.
         """
         shown = check_display_name(display_name) if display_name is not None else None
         encoded = None
         if new_password:
             passwords.check_policy(new_password)
+            await self.throttle.password_check(account.username)
             if not await self.hashing.verify(account.password_hash, current_password):
                 raise AuthenticationFailed("The current password is wrong.")
+            await self.throttle.password_check_succeeded(account.username)
             encoded = await self.hashing.hash(new_password)
         if shown is not None and not shown:
             shown = account.username

@@ -2,14 +2,16 @@
 
 ``hubbub-server [FLAGS]`` (or ``hubbub-server serve [FLAGS]``) serves;
 ``backup``, ``restore``, ``export`` and ``import`` are the operations of
-:mod:`hubbub.server.backup`. Each prints one summary line and exits 0, or one
-line on stderr and exits 1.
+:mod:`hubbub.server.backup`; ``user add`` creates an account as the operator
+(also with ``--registration closed``). Each prints one summary line and exits 0,
+or one line on stderr and exits 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sqlite3
 import sys
 from collections.abc import Callable
@@ -17,7 +19,13 @@ from collections.abc import Callable
 from . import backup, logs
 from . import config as config_module
 from .app import serve
-from .store_sqlite import SCHEMA_VERSION
+from .auth import AuthService
+from .errors import HubbubError
+from .models import Account
+from .passwords import PasswordHashing
+from .store import Store
+from .store_postgres import PostgresStore
+from .store_sqlite import SCHEMA_VERSION, SqliteStore
 
 
 def _database_flag(parser: argparse.ArgumentParser) -> None:
@@ -91,6 +99,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest message body accepted, as the server's flag (default: %(default)s)",
     )
     _database_flag(p)
+
+    p = commands.add_parser(
+        "user",
+        help="manage accounts as the operator (user add)",
+        description="Manage accounts directly in the database, also while the server runs.",
+    )
+    user_commands = p.add_subparsers(dest="user_command", metavar="COMMAND", required=True)
+    add = user_commands.add_parser(
+        "add",
+        help="create an account (works with --registration closed and while the server runs)",
+        description="Create an account with the rules of Register (names, reserved names, "
+        "password length, display name) in the SQLite database (--database) or in "
+        "PostgreSQL (--postgres-url). Safe while the server runs: the account can log "
+        "in at once. The password is read from the first line of standard input.",
+    )
+    add.add_argument("name", metavar="NAME", help="username")
+    add.add_argument("--display-name", default="", help="name shown to others (default: NAME)")
+    add.add_argument(
+        "--password-stdin",
+        action="store_true",
+        required=True,
+        help="read the password from the first line of standard input (required)",
+    )
+    _database_flag(add)
     return parser
 
 
@@ -150,11 +182,77 @@ def _operate(command: str, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _open_for_user_add(args: argparse.Namespace) -> tuple[Store, backup.DatabaseLock | None]:
+    """The store ``user add`` writes to, and the SQLite lock if no server holds it.
+
+    With no server running the lock is taken for the command (a server started
+    meanwhile is refused) and the schema is created or migrated as the server
+    would. While a server runs, the database must already have this version's
+    schema (nothing is migrated under a running server); SQLite's WAL and busy
+    timeout let the two processes write in turn.
+    """
+    if args.postgres_url:
+        postgres = PostgresStore(args.postgres_url)
+        await postgres.open()
+        return postgres, None
+    lock: backup.DatabaseLock | None = None
+    try:
+        lock = backup.DatabaseLock.acquire(args.database)
+    except backup.DatabaseInUse:
+        with contextlib.closing(sqlite3.connect(f"file:{args.database}?mode=ro", uri=True)) as conn:
+            version = backup.schema_version(conn, args.database)
+        if version != SCHEMA_VERSION:
+            raise backup.BackupError(
+                f"{args.database} has schema version {version} and its server is running;"
+                f" stop it, or start this version's server first (schema {SCHEMA_VERSION})"
+            ) from None
+    sqlite = SqliteStore(args.database)
+    try:
+        await sqlite.open()
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    return sqlite, lock
+
+
+async def _add_user(args: argparse.Namespace, password: str) -> Account:
+    store, lock = await _open_for_user_add(args)
+    hashing = PasswordHashing(workers=1)
+    try:
+        auth = AuthService(store, hashing)
+        return await auth.create_account(args.name, password, args.display_name)
+    finally:
+        hashing.close()
+        await store.close()
+        if lock is not None:
+            lock.release()
+
+
+def _user_add(args: argparse.Namespace) -> int:
+    """``hubbub-server user add NAME [--display-name X] --password-stdin``."""
+    password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    where = "PostgreSQL" if args.postgres_url else args.database
+    try:
+        account = asyncio.run(_add_user(args, password))
+    except HubbubError as exc:
+        print(f"hubbub-server user add: {exc.message}", file=sys.stderr)
+        return 1
+    except (backup.BackupError, OSError, sqlite3.Error, RuntimeError) as exc:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"hubbub-server user add: {message}", file=sys.stderr)
+        return 1
+    print(f'added user {account.username} ("{account.display_name}") to {where}', flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
     args = build_parser().parse_args(argv)
     if args.command in _OPERATIONS:
         return _operate(args.command, args)
+    if args.command == "user":
+        return _user_add(args)
     cfg = config_module.from_arguments(args)
     logs.configure(cfg.log_level, cfg.log_format)
     try:

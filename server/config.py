@@ -38,6 +38,12 @@ class ServerConfig:
         ldap_ca_file: PEM CA file to verify the LDAP server (empty = system CAs).
         ldap_only: only the directory authenticates; local passwords are ignored.
         ldap_timeout_s: LDAP connect/answer timeout, seconds.
+        registration: ``open`` (anyone may Register) or ``closed`` (only an operator
+            adds accounts, ``hubbub-server user add``).
+        register_limit: Register calls per client address, a moving window in the
+            notation of the ``limits`` library (``"10 per hour"``).
+        login_address_limit: login attempts per client address over all usernames
+            (``"100 per 15 minutes"``); raise it behind a reverse proxy.
     """
 
     host: str = "127.0.0.1"
@@ -65,6 +71,9 @@ class ServerConfig:
     ldap_ca_file: str = ""
     ldap_only: bool = False
     ldap_timeout_s: float = 5.0
+    registration: str = "open"
+    register_limit: str = "10 per hour"
+    login_address_limit: str = "100 per 15 minutes"
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +150,23 @@ _FLAGS = (
     ),
     _Flag("--ldap-only", "ldap_only", "only the LDAP directory decides logins"),
     _Flag("--ldap-timeout", "ldap_timeout_s", "LDAP connect/answer timeout in seconds"),
+    _Flag(
+        "--registration",
+        "registration",
+        "who creates accounts: open = anyone with Register, closed = only the operator"
+        " with 'hubbub-server user add'",
+        ("open", "closed"),
+    ),
+    _Flag(
+        "--register-limit",
+        "register_limit",
+        "Register calls per client address, e.g. '10 per hour' (moving window)",
+    ),
+    _Flag(
+        "--login-address-limit",
+        "login_address_limit",
+        "login attempts per client address over all names, e.g. '100 per 15 minutes'",
+    ),
 )
 
 

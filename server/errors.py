@@ -140,6 +140,48 @@ class LoginThrottled(HubbubError):
         self.retry_after_s = retry_after_s
 
 
+class CurrentPasswordThrottled(HubbubError):
+    """Too many current-password checks for this account (``UpdateProfile``).
+
+    ``retry_after_s`` says when one check is possible again.
+    """
+
+    reason = "PASSWORD_CHECK_THROTTLED"
+    category = Category.RESOURCE_EXHAUSTED
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__(
+            "Too many current-password attempts for this account; "
+            f"try again in {max(1, round(retry_after_s))} s."
+        )
+        self.retry_after_s = retry_after_s
+
+
+class RegistrationThrottled(HubbubError):
+    """Too many registrations from this client address; ``retry_after_s`` says when to retry."""
+
+    reason = "REGISTRATION_THROTTLED"
+    category = Category.RESOURCE_EXHAUSTED
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__(
+            "Too many accounts were created from your address; "
+            f"try again in {max(1, round(retry_after_s))} s."
+        )
+        self.retry_after_s = retry_after_s
+
+
+class ThrottleUnavailable(HubbubError):
+    """The attempt counters (Redis) cannot be reached; the attempt is refused, retry later."""
+
+    reason = "THROTTLE_UNAVAILABLE"
+    category = Category.UNAVAILABLE
+
+    def __init__(self, retry_after_s: float = 1.0) -> None:
+        super().__init__("The server cannot check its attempt limits right now; retry later.")
+        self.retry_after_s = retry_after_s
+
+
 class UserNotFound(HubbubError):
     """The named user does not exist."""
 
@@ -148,7 +190,7 @@ class UserNotFound(HubbubError):
 
 
 class RegistrationClosed(HubbubError):
-    """Accounts come only from the login directory (``--ldap-only``); Register is off."""
+    """Register is off: ``--registration closed`` (an operator adds accounts) or ``--ldap-only``."""
 
     reason = "REGISTRATION_CLOSED"
     category = Category.FAILED_PRECONDITION

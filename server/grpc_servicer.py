@@ -56,12 +56,14 @@ class MessengerServicer(pb_grpc.MessengerServiceServicer):
 
     async def Register(self, request: pb.RegisterRequest, context: Context) -> pb.RegisterResponse:
         """Create an account."""
-        account = await self.auth.register(request.username, request.password, request.display_name)
+        account = await self.auth.register(
+            request.username, request.password, request.display_name, peer=context.peer()
+        )
         return pb.RegisterResponse(user=convert.user(await self.hub.user_view(account)))
 
     async def Login(self, request: pb.LoginRequest, context: Context) -> pb.LoginResponse:
         """Check credentials and return a session token."""
-        result = await self.auth.login(request.username, request.password)
+        result = await self.auth.login(request.username, request.password, peer=context.peer())
         return pb.LoginResponse(
             token=result.token,
             expire_time=convert.timestamp(result.expires_at),

@@ -116,7 +116,8 @@ async def test_connect_chat_cancel_cycles_leak_nothing(
     server_factory: Callable[..., ServerProcess],
 ) -> None:
     """10,000 connect→chat→cancel cycles keep RSS within 40 MiB and leave no tasks behind."""
-    server = server_factory("--metrics-port", "0")
+    # 40 accounts from one address: above the default per-address Register limit
+    server = server_factory("--metrics-port", "0", "--register-limit", "1000 per hour")
     tokens = []
     async with grpc.aio.insecure_channel(server.address) as channel:
         stub = pb_grpc.MessengerServiceStub(channel)

@@ -1,39 +1,161 @@
-"""Login throttling and display-name rules, without a network."""
+"""Throttling policy, the argon2 priority gate and display-name rules, without a network."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from hubbub.server.auth import LoginThrottle, check_display_name
-from hubbub.server.errors import InvalidArgument, LoginThrottled
+from hubbub.server.auth import check_display_name
+from hubbub.server.errors import (
+    CurrentPasswordThrottled,
+    InvalidArgument,
+    LoginThrottled,
+    RegistrationThrottled,
+)
+from hubbub.server.passwords import Priority, PriorityGate
+from hubbub.server.throttle import Throttle, ThrottlePolicy, client_address
 
 
-def test_throttle_allows_five_failures_then_locks_exponentially() -> None:
-    """Five failures are free; then lock-outs of 1 s, 2 s, 4 s … capped at max_s."""
-    throttle = LoginThrottle(free_failures=5, base_s=1.0, max_s=3.0)
-    for _ in range(4):
-        throttle.failed("alice", 100.0)
-        throttle.check("alice", 100.0)
-    throttle.failed("alice", 100.0)
-    with pytest.raises(LoginThrottled):
-        throttle.check("alice", 100.5)
-    throttle.check("alice", 101.0)
-    throttle.failed("alice", 101.0)
+def test_client_address_is_the_host_and_an_ipv6_slash_64() -> None:
+    """gRPC peers become throttling keys: IPv4 host, IPv6 /64, mapped IPv4, unix, unknown."""
+    assert client_address("ipv4:203.0.113.9:5555") == "203.0.113.9"
+    assert client_address("ipv6:[2001:db8:1:2:3:4:5:6]:443") == "2001:db8:1:2::/64"
+    assert client_address("ipv6:[2001:db8:1:2:ffff::1]:443") == "2001:db8:1:2::/64"
+    assert client_address("ipv6:[::ffff:10.0.0.1]:1") == "10.0.0.1"
+    assert client_address("ipv6:[::1]:50051") == "::/64"
+    assert client_address("unix:/run/hubbub.sock") == "unix"
+    assert client_address("") == client_address("ipv4:garbage") == "unknown"
+
+
+async def attempts(throttle: Throttle, name: str, address: str, n: int) -> list[bool]:
+    """Reserve ``n`` login attempts; True for each one let through."""
+    result = []
+    for _ in range(n):
+        try:
+            await throttle.login_attempt(name, address)
+        except LoginThrottled:
+            result.append(False)
+        else:
+            result.append(True)
+    return result
+
+
+@pytest.mark.timeout(10)
+async def test_five_attempts_per_name_and_address_then_a_retry_delay() -> None:
+    """The 6th attempt on one name from one address is refused with a delay; others are not."""
+    throttle = Throttle()
+    assert await attempts(throttle, "alice", "10.0.0.1", 6) == [True] * 5 + [False]
     with pytest.raises(LoginThrottled) as info:
-        throttle.check("alice", 102.5)
-    assert info.value.retry_after_s == pytest.approx(0.5)
-    for _ in range(10):
-        throttle.failed("alice", 200.0)
-    throttle.check("alice", 203.0)  # capped at 3 s
-    throttle.check("bob", 200.0)  # other names are not affected
+        await throttle.login_attempt("alice", "10.0.0.1")
+    assert 899 < info.value.retry_after_s <= 900
+    assert await attempts(throttle, "alice", "10.0.0.2", 1) == [True]
+    assert await attempts(throttle, "bob", "10.0.0.1", 1) == [True]
 
 
-def test_success_resets_the_throttle() -> None:
-    """A successful login forgets earlier failures."""
-    throttle = LoginThrottle(free_failures=1)
-    throttle.failed("alice", 0.0)
-    throttle.succeeded("alice")
-    throttle.check("alice", 0.0)
+@pytest.mark.timeout(10)
+async def test_success_clears_the_name_address_budget() -> None:
+    """A correct password gives the owner's address its whole budget back."""
+    throttle = Throttle()
+    assert await attempts(throttle, "alice", "10.0.0.1", 5) == [True] * 5
+    await throttle.login_succeeded("alice", "10.0.0.1")
+    assert await attempts(throttle, "alice", "10.0.0.1", 6) == [True] * 5 + [False]
+
+
+@pytest.mark.timeout(10)
+async def test_one_address_spraying_many_names_is_limited() -> None:
+    """The per-address limit counts attempts over all names."""
+    throttle = Throttle(ThrottlePolicy(login_per_address="3 per minute"))
+    let_through = [await attempts(throttle, f"user{i}", "10.0.0.1", 1) for i in range(5)]
+    assert let_through == [[True]] * 3 + [[False]] * 2
+    assert await attempts(throttle, "user9", "10.0.0.2", 1) == [True]
+
+
+@pytest.mark.timeout(10)
+async def test_ceiling_slows_unknown_addresses_but_never_the_owners_known_address() -> None:
+    """Past the per-name ceiling unknown addresses share a trickle; a known one is unaffected."""
+    throttle = Throttle(ThrottlePolicy(login_per_user="10 per minute"))
+    assert await attempts(throttle, "alice", "192.0.2.1", 1) == [True]  # the owner
+    await throttle.login_succeeded("alice", "192.0.2.1")
+    botnet = [await attempts(throttle, "alice", f"10.0.0.{i}", 1) for i in range(1, 21)]
+    # 9 more fill the ceiling of 10, one gets the trickle (1 per 30 s), the rest wait
+    assert botnet == [[True]] * 10 + [[False]] * 10
+    assert await attempts(throttle, "alice", "198.51.100.7", 1) == [False]  # a new address
+    assert await attempts(throttle, "alice", "192.0.2.1", 6) == [True] * 5 + [False]
+    assert await attempts(throttle, "bob", "10.0.0.1", 1) == [True]
+
+
+@pytest.mark.timeout(10)
+async def test_current_password_checks_are_limited_per_account() -> None:
+    """Five current-password checks per account; a correct one clears the budget."""
+    throttle = Throttle()
+    for _ in range(5):
+        await throttle.password_check("alice")
+    with pytest.raises(CurrentPasswordThrottled):
+        await throttle.password_check("alice")
+    await throttle.password_check("bob")
+    await throttle.password_check_succeeded("alice")
+    await throttle.password_check("alice")
+
+
+@pytest.mark.timeout(10)
+async def test_registrations_are_limited_per_address() -> None:
+    """--register-limit registrations per address, then RegistrationThrottled."""
+    throttle = Throttle(ThrottlePolicy(register_per_address="2 per hour"))
+    await throttle.registration("10.0.0.1")
+    await throttle.registration("10.0.0.1")
+    with pytest.raises(RegistrationThrottled) as info:
+        await throttle.registration("10.0.0.1")
+    assert 3599 < info.value.retry_after_s <= 3600
+    await throttle.registration("10.0.0.2")
+
+
+def test_bad_limit_notation_is_refused() -> None:
+    """A limit that is not in the limits notation fails validation."""
+    ThrottlePolicy().validate()
+    with pytest.raises(ValueError):
+        ThrottlePolicy(register_per_address="lots").validate()
+
+
+@pytest.mark.timeout(10)
+async def test_gate_serves_verifications_before_hashes_and_keeps_a_slot_for_them() -> None:
+    """Waiting VERIFY work goes before waiting HASH work; HASH never takes the last slot."""
+    gate = PriorityGate(slots=2, hash_slots=1)
+    order: list[str] = []
+
+    async def job(name: str, priority: Priority) -> None:
+        await gate.acquire(priority)
+        order.append(name)
+
+    await job("hash-1", Priority.HASH)  # takes the one HASH slot
+    hash_2 = asyncio.create_task(job("hash-2", Priority.HASH))
+    await asyncio.sleep(0)
+    assert order == ["hash-1"]  # a slot is free, but not for HASH work
+    await job("verify-1", Priority.VERIFY)  # the reserved slot: at once
+    verify_2 = asyncio.create_task(job("verify-2", Priority.VERIFY))
+    await asyncio.sleep(0)
+    gate.release(Priority.VERIFY)  # verify-2 goes before hash-2, which waited longer
+    await verify_2
+    assert order == ["hash-1", "verify-1", "verify-2"]
+    gate.release(Priority.HASH)
+    await hash_2
+    assert order[-1] == "hash-2"
+
+
+@pytest.mark.timeout(10)
+async def test_a_cancelled_waiter_gives_its_turn_away() -> None:
+    """Cancelling a waiting acquire neither leaks a slot nor blocks the next waiter."""
+    gate = PriorityGate(slots=1, hash_slots=1)
+    await gate.acquire(Priority.HASH)
+    cancelled = asyncio.create_task(gate.acquire(Priority.VERIFY))
+    waiting = asyncio.create_task(gate.acquire(Priority.HASH))
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    await asyncio.gather(cancelled, return_exceptions=True)
+    gate.release(Priority.HASH)
+    await asyncio.wait_for(waiting, 1)
+    gate.release(Priority.HASH)
+    await asyncio.wait_for(gate.acquire(Priority.VERIFY), 1)
 
 
 def test_display_name_rules() -> None:
