@@ -59,9 +59,16 @@ async def node_factory(db_path: Path) -> AsyncIterator[Callable[..., Awaitable[N
     nodes: list[Node] = []
 
     async def make(**overrides: Any) -> Node:
-        config = ServerConfig(
-            host="127.0.0.1", port=0, database=str(db_path), grace_s=1.0, **overrides
-        )
+        # Many tests register more accounts from 127.0.0.1 than the production per-address
+        # Register limit allows; tests of that limit (tests/security) set their own.
+        settings: dict[str, Any] = {
+            "host": "127.0.0.1",
+            "port": 0,
+            "database": str(db_path),
+            "grace_s": 1.0,
+            "register_limit": "100000 per hour",
+        }
+        config = ServerConfig(**{**settings, **overrides})
         node = await open_node(config)
         nodes.append(node)
         return node
