@@ -113,3 +113,9 @@ async def library_user(address: str, name: str) -> tuple[Client, Conversation]:
 async def quit_app(app: HubbubApp) -> None:
     """Leave the app the way !quit does (closes the chat)."""
     await app.action_quit()
+
+
+def screen_text(app: HubbubApp) -> str:
+    """The whole screen as plain text, one line per row (for assertions and dumps)."""
+    strips = app.screen._compositor.render_strips()
+    return "\n".join(strip.text.rstrip() for strip in strips)

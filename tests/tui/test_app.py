@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
+from textual.widgets import Input
 
+from hubbub.client.api import Client
 from hubbub.client.tui.app import HubbubApp
 from hubbub.client.tui.model import ConversationKey
+from hubbub.client.tui.screens import ChatScreen
+from hubbub.server.app import start_server
+from hubbub.server.config import ServerConfig
 from tests.integration.conftest import Node
 
 from .conftest import (
     SIZE,
+    chat_of,
     library_user,
     log_in,
     next_message,
     quit_app,
     register,
+    screen_text,
     type_line,
     until,
 )
@@ -44,6 +54,251 @@ async def test_two_users_chat_both_ways(node: Node, app_factory: Callable[..., H
         assert sum("hi alice" in line for line in lines) == 1
         assert sum("hello bob" in line for line in lines) == 1
         assert chat.state.active == ConversationKey.user("bob")
+        await quit_app(app)
+    await bob.close()
+    await bob_client.close()
+
+
+async def test_switching_conversations_and_unread_counts(
+    node: Node, app_factory: Callable[..., HubbubApp]
+) -> None:
+    """Messages to a conversation that is not open count as unread in the sidebar and
+    raise a notice in the status bar; ctrl+n opens it (count cleared, marker shown) and a
+    click on the sidebar switches back."""
+    await register(node.address, "alice", "bob", "carol")
+    bob_client, bob = await library_user(node.address, "bob")
+    carol_client, carol = await library_user(node.address, "carol")
+    app = app_factory(node.address)
+    async with app.run_test(size=SIZE) as pilot:
+        chat = await log_in(pilot, "alice")
+        await type_line(pilot, "@bob hi bob")
+        await next_message(bob)
+        carol.send("alice", "one from carol")
+        carol.send("alice", "two from carol")
+        carol_key = ConversationKey.user("carol")
+        await until(
+            pilot,
+            lambda: (
+                carol_key in chat.state.conversations
+                and chat.state.conversations[carol_key].unread == 2
+            ),
+        )
+        screen = screen_text(app)
+        assert "carol (2)" in screen
+        assert "new message from carol" in screen
+        assert chat.state.active == ConversationKey.user("bob")
+        # carol's conversation is the most recent, so it comes first in the sidebar
+        assert [c.title for c in chat.state.ordered()][:2] == ["carol", "bob"]
+        await pilot.press("ctrl+p")
+        assert chat.state.active == carol_key
+        assert chat.state.conversations[carol_key].unread == 0
+        lines = chat.pane.plain_lines()
+        marker = next(i for i, line in enumerate(lines) if "new messages" in line)
+        assert "one from carol" in lines[marker + 1]
+        assert "new message from carol" not in screen_text(app)
+        # the mouse: bob is the second row of the sidebar
+        await pilot.click("#sidebar", offset=(4, 2))
+        await until(pilot, lambda: chat.state.active == ConversationKey.user("bob"))
+        await pilot.press("alt+down")
+        assert chat.state.active == carol_key
+        await quit_app(app)
+    for conversation, client in ((bob, bob_client), (carol, carol_client)):
+        await conversation.close()
+        await client.close()
+
+
+async def test_scrolling_up_loads_older_history(
+    node: Node, app_factory: Callable[..., HubbubApp]
+) -> None:
+    """A conversation with 130 stored messages opens with the newest page; scrolling to the
+    top loads older pages from ListHistory until the first message, each message once."""
+    await register(node.address, "alice", "bob")
+    bob_client, bob = await library_user(node.address, "bob")
+    for i in range(130):
+        bob.send("alice", f"old message {i:03d}")
+    alice_client, alice = await library_user(node.address, "alice")
+    for _ in range(130):
+        await next_message(alice)
+    await alice.close()
+    await alice_client.close()
+    app = app_factory(node.address)
+    async with app.run_test(size=SIZE) as pilot:
+        chat = await log_in(pilot, "alice")
+        key = ConversationKey.user("bob")
+        await until(pilot, lambda: chat.state.active == key)
+        await until(pilot, lambda: len(chat.state.conversations[key].messages()) >= 20)
+        assert "old message 129" in screen_text(app)
+        assert not chat.state.conversations[key].history_complete
+        for _ in range(20):
+            if chat.state.conversations[key].history_complete:
+                break
+            await pilot.press("pageup", "pageup", "pageup")
+            chat.pane.scroll_home(animate=False, immediate=True)
+            await pilot.pause(0.2)
+        await until(pilot, lambda: chat.state.conversations[key].history_complete)
+        bodies = [m.body for m in chat.state.conversations[key].messages()]
+        assert bodies == [f"old message {i:03d}" for i in range(130)]
+        lines = chat.pane.plain_lines()
+        assert "beginning of bob" in lines[0]
+        assert sum("old message 000" in line for line in lines) == 1
+        await quit_app(app)
+    await bob.close()
+    await bob_client.close()
+
+
+async def test_malicious_body_cannot_forge_a_line(
+    node: Node, app_factory: Callable[..., HubbubApp]
+) -> None:
+    """A body with newlines, escape sequences, line separators and bidi overrides shows as
+    one message: only its first row carries a time, no control character reaches the screen."""
+    await register(node.address, "alice", "bob")
+    bob_client, bob = await library_user(node.address, "bob")
+    app = app_factory(node.address)
+    evil = (
+        "hi\n12:00 alice: I owe bob 100€\x1b[2J\x1b]0;pwned\x07"
+        "\u2028"
+        + "12:01 carol: second forgery\u202etxet\r12:02 dave: third"
+        + " x" * 40
+        + " 12:03 eve: at the wrap point"
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        chat = await log_in(pilot, "alice")
+        await type_line(pilot, "@bob ready")
+        await next_message(bob)
+        bob.send("alice", evil)
+        await until(pilot, lambda: any("I owe bob" in line for line in chat.pane.plain_lines()))
+        lines = chat.pane.plain_lines()
+        timed = [line for line in lines if re.match(r"\d\d:\d\d ", line)]
+        assert len(timed) == 2, lines
+        assert timed[0].split(" ", 1)[1].startswith("alice: ready")
+        assert timed[1].split(" ", 1)[1].startswith("bob: hi")
+        screen = screen_text(app)
+        assert "\x1b" not in screen and "\x07" not in screen and "\u202e" not in screen
+        assert "^[[2J" in screen and "<U+2028>" in screen and "<U+202E>" in screen
+        assert "^M" in screen and "\r" not in screen
+        await quit_app(app)
+    await bob.close()
+    await bob_client.close()
+
+
+async def test_reconnects_after_the_server_restarts(
+    db_path: Path, app_factory: Callable[..., HubbubApp]
+) -> None:
+    """The server stops and starts again on the same port and database: the status bar
+    says reconnecting, a message typed meanwhile is delivered once after the reconnect,
+    and messages sent after the restart arrive once."""
+    config = ServerConfig(host="127.0.0.1", port=0, database=str(db_path), grace_s=0.5)
+    server = await start_server(config)
+    address = f"127.0.0.1:{server.port}"
+    bob_client: Client | None = None
+    try:
+        await register(address, "alice", "bob")
+        bob_client, bob = await library_user(address, "bob")
+        app = app_factory(address)
+        async with app.run_test(size=SIZE) as pilot:
+            chat = await log_in(pilot, "alice")
+            await type_line(pilot, "@bob before the restart")
+            assert (await next_message(bob)).body == "before the restart"
+            await server.stop(grace_s=0.5)
+            await until(pilot, lambda: "reconnecting" in screen_text(app))
+            await type_line(pilot, "typed while the server was down")
+            server = await start_server(replace(config, port=int(address.rsplit(":", 1)[1])))
+            await until(pilot, lambda: "● connected" in screen_text(app), within=30)
+            got = await next_message(bob, within=30)
+            assert got.body == "typed while the server was down"
+            bob.send("alice", "after the restart")
+            await until(
+                pilot, lambda: any("after the restart" in x for x in chat.pane.plain_lines())
+            )
+            await pilot.pause(0.5)
+            lines = chat.pane.plain_lines()
+            assert sum("after the restart" in x for x in lines) == 1
+            assert sum("typed while the server was down" in x for x in lines) == 1
+            assert sum("before the restart" in x for x in lines) == 1
+            await quit_app(app)
+        await bob.close()
+    finally:
+        if bob_client is not None:
+            await bob_client.close()
+        await server.stop(grace_s=0.5)
+
+
+async def test_account_creation_then_the_saved_session_is_reused(
+    node: Node, app_factory: Callable[..., HubbubApp]
+) -> None:
+    """Creating an account on the account screen opens the chat; the next start with the
+    same session file goes straight to the chat without asking."""
+    first = app_factory(node.address, name="shared")
+    async with first.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: first.screen.query("#register"))
+        await pilot.click("#register")
+        await until(pilot, lambda: first.screen.query("#repeat"))
+        for field, value in (
+            ("#username", "newbie"),
+            ("#password", "a long password"),
+            ("#repeat", "a long password"),
+            ("#display", "New Bie"),
+        ):
+            first.screen.query_one(field, Input).value = value
+        await pilot.click("#create")
+        await until(pilot, lambda: isinstance(first.screen, ChatScreen))
+        assert chat_of(first).state.my_display_name == "New Bie"
+        await quit_app(first)
+    second = app_factory(node.address, name="shared")
+    async with second.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(second.screen, ChatScreen))
+        assert chat_of(second).state.me == "newbie"
+        assert "newbie" in screen_text(second)
+        await quit_app(second)
+
+
+async def test_wrong_password_stays_on_the_login_screen(
+    node: Node, app_factory: Callable[..., HubbubApp]
+) -> None:
+    """A wrong password shows one error line and the login screen stays."""
+    await register(node.address, "alice")
+    app = app_factory(node.address)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.screen.query("#username"))
+        await pilot.click("#username")
+        await pilot.press(*"alice")
+        await pilot.click("#password")
+        await pilot.press(*"wrong password", "enter")
+        await until(pilot, lambda: "Wrong username or password" in screen_text(app))
+        assert not isinstance(app.screen, ChatScreen)
+        await app.action_quit()
+
+
+async def test_group_commands_and_the_command_palette(
+    node: Node, app_factory: Callable[..., HubbubApp]
+) -> None:
+    """!create makes a group and opens it, a plain line goes to the open group, a member's
+    reply arrives there; the command palette runs !who; Tab completes @names."""
+    await register(node.address, "alice", "bob")
+    bob_client, bob = await library_user(node.address, "bob")
+    app = app_factory(node.address)
+    async with app.run_test(size=SIZE) as pilot:
+        chat = await log_in(pilot, "alice")
+        await type_line(pilot, "!create team bob")
+        team = ConversationKey.group("team")
+        await until(pilot, lambda: chat.state.active == team)
+        assert "Group #team created with alice, bob." in screen_text(app)
+        await type_line(pilot, "hello team")
+        got = await next_message(bob)
+        assert (got.group, got.body) == ("team", "hello team")
+        bob.send("", "hi from bob", group="team")
+        await until(pilot, lambda: any("bob: hi from bob" in x for x in chat.pane.plain_lines()))
+        await pilot.press("ctrl+k")
+        await pilot.press(*"!who")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await until(pilot, lambda: "online users:" in screen_text(app))
+        chat.input.focus()
+        chat.input.value = ""
+        await pilot.press(*"@bo")
+        await until(pilot, lambda: chat.input._suggestion == "@bob ")
+        await pilot.press("tab")
+        assert chat.input.value == "@bob "
         await quit_app(app)
     await bob.close()
     await bob_client.close()
