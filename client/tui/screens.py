@@ -35,7 +35,7 @@ from ..api import (
     SendConfirmed,
 )
 from . import text as tx
-from .model import ChatState, ConversationKey
+from .model import ChatState, ConversationKey, ConversationState
 from .session import ChatSession
 from .widgets import ChatInput, ChatSuggester, MessageLog, PaneView, Sidebar, StatusBar, status_text
 
@@ -68,7 +68,6 @@ class _Form(Screen[None]):
         border: round $accent;
         padding: 1 2;
     }
-    #form Input { margin-bottom: 1; }
     #form .title { text-style: bold; margin-bottom: 1; }
     #form #error { color: $error; height: auto; margin-top: 1; }
     #form Horizontal { height: auto; }
@@ -259,11 +258,30 @@ class PasswordScreen(ModalScreen[tuple[str, str] | None]):
         self.dismiss(None)
 
 
+def pane_title(state: ChatState, conversation: ConversationState | None) -> Text:
+    """The message pane's title: `@bob (Bob) · online`, or `#team · alice, bob, carol`."""
+    if conversation is None:
+        return Text("Hubbub")
+    key = conversation.key
+    if key.kind == "group":
+        title = Text(f"#{tx.visible(conversation.title)}", style="bold")
+        if conversation.members:
+            title.append(" · " + ", ".join(tx.visible(m) for m in conversation.members))
+        return title
+    title = Text("@" + tx.user_label(conversation.title, state.display_name(key.name)))
+    title.stylize("bold")
+    title.append(" · online" if state.online(key.name) else " · offline")
+    return title
+
+
 class ChatScreen(Screen[None]):
     """Sidebar of conversations, the open conversation, the input line, the status bar."""
 
     DEFAULT_CSS = """
-    #sidebar { width: 28; border-right: solid $panel-lighten-2; height: 1fr; }
+    #sidebar { width: 28; height: 1fr; border: round $panel-lighten-2; }
+    #sidebar:focus { border: round $accent; }
+    #messages { border: round $panel-lighten-2; }
+    #messages:focus { border: round $accent; }
     #main { height: 1fr; }
     #input { dock: bottom; }
     """
@@ -306,7 +324,9 @@ class ChatScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         """Sidebar | (messages, input); status bar and key footer below."""
         with Horizontal():
-            yield Sidebar(id="sidebar")
+            sidebar = Sidebar(id="sidebar")
+            sidebar.border_title = "Conversations"
+            yield sidebar
             with Vertical(id="main"):
                 yield MessageLog(id="messages")
                 yield ChatInput(
@@ -351,6 +371,7 @@ class ChatScreen(Screen[None]):
                 self.state.conversations.get(self.state.active) if self.state.active else None
             )
             self.pane.show(PaneView(self.state, conversation, self.tz), reset=reset)
+            self.pane.border_title = pane_title(self.state, conversation)
         self._draw_status()
 
     def _draw_status(self) -> None:
@@ -592,8 +613,7 @@ class ChatScreen(Screen[None]):
         if name == "!quit":
             self.run_worker(self.hubbub_app().action_quit())
         elif name == "!help":
-            for line in (*render.help_lines(), *KEY_HELP):
-                self.note(line)
+            self.note("\n".join((*render.help_lines(), *KEY_HELP)))
         elif name == "!password":
             self.app.push_screen(PasswordScreen(), self._password_chosen)
         elif name == "!who":
@@ -630,9 +650,9 @@ class ChatScreen(Screen[None]):
             self._failed("list the users", exc)
             return
         self.state.set_users(users)
-        self.note(render.who_header(len(users)))
-        for user in users:
-            self.note(render.user_label(user.username, user.display_name))
+        lines = [render.who_header(len(users))]
+        lines += [render.user_label(u.username, u.display_name) for u in users]
+        self.note("\n".join(lines))
 
     @work(group="commands")
     async def _groups(self) -> None:
@@ -642,9 +662,9 @@ class ChatScreen(Screen[None]):
             self._failed("list your groups", exc)
             return
         self.state.set_groups((g.name, g.members) for g in groups)
-        self.note(render.groups_header(len(groups)))
-        for group in groups:
-            self.note(render.group_listing(group.name, group.members))
+        lines = [render.groups_header(len(groups))]
+        lines += [render.group_listing(g.name, g.members) for g in groups]
+        self.note("\n".join(lines))
 
     @work(group="commands")
     async def _request(self, parsed: render.ParsedLine) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import tzinfo
 from typing import ClassVar
 
 from rich.console import Console
@@ -162,7 +162,7 @@ class MessageLog(ScrollView, can_focus=True):
         height: 1fr;
         overflow-y: scroll;
         overflow-x: hidden;
-        padding: 0 1;
+        padding: 0 0 0 1;
     }
     """
 
@@ -349,8 +349,3 @@ class ChatInput(Input):
             self.cursor_position = len(self.value)
         else:
             self.screen.focus_next()
-
-
-def now_label(when: datetime, tz: tzinfo | None) -> str:
-    """`HH:MM` for status lines."""
-    return tx.clock_time(when, tz)
