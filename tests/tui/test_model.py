@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from hubbub.client.api import (
     DeliveryReceipt,
     EventRejected,
@@ -13,6 +15,8 @@ from hubbub.client.api import (
     UserInfo,
 )
 from hubbub.client.tui.model import ChatState, ConversationKey, MessageEntry
+
+pytestmark = pytest.mark.timeout(10)
 
 T0 = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
 BOB = ConversationKey.user("bob")

@@ -5,11 +5,14 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+import pytest
 from rich.console import Console
 from rich.text import Text
 
 from hubbub.client.tui import text as tx
 from hubbub.client.tui.widgets import complete
+
+pytestmark = pytest.mark.timeout(10)
 
 T0 = datetime(2026, 5, 4, 14, 2, tzinfo=UTC)
 TIME_ROW = re.compile(r"\d\d:\d\d ")
