@@ -165,11 +165,7 @@ class HubbubApp(App[int]):
             tz=self.config.tz,
             live=live,
         )
-        session.on_retry = screen.retry_in
-        if session.conversation is not None:
-            backoff = session.conversation.backoff
-            if hasattr(backoff, "on_delay"):
-                backoff.on_delay = screen.retry_in
+        session.backoff.on_delay = screen.retry_in
         while len(self.screen_stack) > 1:
             await self.pop_screen()
         await self.push_screen(screen)

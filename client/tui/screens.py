@@ -313,6 +313,8 @@ class ChatScreen(Screen[None]):
         self.live = live
         self.connection = "connected"
         self.notice: Text | None = None
+        #: The conversation the notice is about (opening it clears the notice).
+        self._notice_key: ConversationKey | None = None
         self._retry_at: float | None = None
         #: Body of each unconfirmed random send (shown once the server names the recipient).
         self._random_bodies: dict[str, str] = {}
@@ -402,8 +404,6 @@ class ChatScreen(Screen[None]):
             not conversation.history_complete and len(conversation.messages()) < 20
         ):
             self.load_older(key)
-
-    _notice_key: ConversationKey | None = None
 
     def action_step(self, step: int) -> None:
         """Open the next (1) or previous (-1) conversation of the sidebar."""

@@ -81,7 +81,8 @@ class ChatSession:
 
     client: Client
     password: str | None = None
-    on_retry: Callable[[float], None] | None = None
+    #: The reconnect backoff; set `backoff.on_delay` to hear of each retry delay.
+    backoff: ObservedBackoff = field(default_factory=ObservedBackoff)
     conversation: Conversation | None = None
     _closed: bool = field(default=False, init=False)
 
@@ -91,9 +92,7 @@ class ChatSession:
         Returns me. Raises HubbubError: UNAUTHENTICATED (token refused),
         ALREADY_EXISTS (logged in elsewhere), RESOURCE_EXHAUSTED (server full), UNAVAILABLE.
         """
-        conversation = Conversation(
-            self.client, password=self.password, backoff=ObservedBackoff(on_delay=self.on_retry)
-        )
+        conversation = Conversation(self.client, password=self.password, backoff=self.backoff)
         welcome = await conversation.start()
         self.conversation = conversation
         if not self.client.username:

@@ -42,9 +42,13 @@ def visible(text: str) -> str:
     format characters (Unicode category Cf: bidi overrides, zero-width joiners) and
     line/paragraph separators (Zl, Zp) as `<U+XXXX>`, a tab as four spaces.
     """
+    if text.isprintable():
+        return text
     out: list[str] = []
     for ch in text:
-        if ch == "\t":
+        if ch.isprintable():
+            out.append(ch)
+        elif ch == "\t":
             out.append("    ")
         elif ch == "\n":
             out.append("^J")

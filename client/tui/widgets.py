@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import tzinfo
+from datetime import date, tzinfo
 from typing import ClassVar
 
 from rich.console import Console
@@ -103,8 +103,26 @@ def entry_rows(
     return tx.wrap_rows(tx.clock_time(entry.send_time, tz), content, width, console)
 
 
-def pane_rows(view: PaneView, width: int, console: Console) -> tuple[list[Text], dict[int, int]]:
+def _entry_key(entry: Entry, state: ChatState, width: int, group: bool) -> tuple[object, ...]:
+    """What the rows of `entry` depend on (for the row cache)."""
+    if isinstance(entry, NoteEntry):
+        return (entry.order, width)
+    return (
+        entry.order, width, group, entry.state, entry.send_time, state.my_display_name,
+        entry.sender_display_name or state.display_name(entry.sender),
+    )  # fmt: skip
+
+
+RowCache = dict[tuple[object, ...], list[Text]]
+
+
+def pane_rows(
+    view: PaneView, width: int, console: Console, cache: RowCache | None = None
+) -> tuple[list[Text], dict[int, int]]:
     """All rows of the pane and, per entry `order`, the row it starts at.
+
+    `cache` (entry key → rows) is read and refilled so unchanged entries are not laid
+    out again; only the entries drawn this time are kept in it.
 
     A header row (older messages can be loaded / loading / beginning of the
     conversation), a day separator before the first entry of each local day and the
@@ -112,6 +130,9 @@ def pane_rows(view: PaneView, width: int, console: Console) -> tuple[list[Text],
     """
     rows: list[Text] = []
     starts: dict[int, int] = {}
+    old = dict(cache) if cache is not None else None
+    if cache is not None:
+        cache.clear()
     conversation = view.conversation
     if conversation is None:
         entries: Sequence[Entry] = view.state.console
@@ -129,17 +150,23 @@ def pane_rows(view: PaneView, width: int, console: Console) -> tuple[list[Text],
         else:
             rows.append(Text("↑ scroll up for older messages", style="dim italic"))
     group = conversation is not None and conversation.key.kind == "group"
-    day = ""
+    day: date | None = None
     for entry in entries:
         when = entry.send_time if isinstance(entry, MessageEntry) else entry.time
-        label = tx.day_label(when, view.tz)
-        if label != day:
-            day = label
-            rows.append(tx.rule_row(label, width))
+        local_day = when.astimezone(view.tz).date()
+        if local_day != day:
+            day = local_day
+            rows.append(tx.rule_row(tx.day_label(when, view.tz), width))
         if conversation is not None and conversation.marker_order == entry.order:
             rows.append(tx.rule_row("new messages", width, style="bold red"))
         starts[entry.order] = len(rows)
-        rows.extend(entry_rows(entry, view.state, width, console, view.tz, group))
+        key = _entry_key(entry, view.state, width, group)
+        laid_out = old.get(key) if old is not None else None
+        if laid_out is None:
+            laid_out = entry_rows(entry, view.state, width, console, view.tz, group)
+        if cache is not None:
+            cache[key] = laid_out
+        rows.extend(laid_out)
     return rows, starts
 
 
@@ -187,6 +214,9 @@ class MessageLog(ScrollView, can_focus=True):
         self._strips: list[Strip] = []
         self._starts: dict[int, int] = {}
         self._width = 0
+        self._row_cache: RowCache = {}
+        #: id(row) → (row, strip): the row is kept so its id cannot be reused meanwhile.
+        self._strip_cache: dict[int, tuple[Text, Strip]] = {}
 
     def show(self, view: PaneView, *, reset: bool = False) -> None:
         """Draw `view`; `reset` (another conversation) scrolls to the bottom."""
@@ -219,8 +249,15 @@ class MessageLog(ScrollView, can_focus=True):
         if self.view is None:
             self.rows, self._starts = [], {}
         else:
-            self.rows, self._starts = pane_rows(self.view, width, self.app.console)
-        self._strips = [self._strip(row, width) for row in self.rows]
+            self.rows, self._starts = pane_rows(self.view, width, self.app.console, self._row_cache)
+        strips: dict[int, tuple[Text, Strip]] = {}
+        for row in self.rows:
+            cached = self._strip_cache.get(id(row))
+            if cached is None or cached[0] is not row or cached[1].cell_length != width:
+                cached = (row, self._strip(row, width))
+            strips[id(row)] = cached
+        self._strip_cache = strips
+        self._strips = [strips[id(row)][1] for row in self.rows]
         self.virtual_size = Size(width, len(self._strips))
 
     def _strip(self, row: Text, width: int) -> Strip:

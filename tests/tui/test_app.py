@@ -200,7 +200,7 @@ async def test_reconnects_after_the_server_restarts(
             await type_line(pilot, "@bob before the restart")
             assert (await next_message(bob)).body == "before the restart"
             await server.stop(grace_s=0.5)
-            await until(pilot, lambda: "reconnecting" in screen_text(app))
+            await until(pilot, lambda: "reconnecting (next try in" in screen_text(app))
             await type_line(pilot, "typed while the server was down")
             server = await start_server(replace(config, port=int(address.rsplit(":", 1)[1])))
             await until(pilot, lambda: "● connected" in screen_text(app), within=30)

@@ -37,9 +37,10 @@ async def test_hubbub_tui_logs_in_sends_and_quits(server_process: Any, tmp_path:
     )  # fmt: skip
     try:
         child.expect("log in to")
+        child.expect([pexpect.TIMEOUT], timeout=1)  # let the screen take the focus
         child.send("alice\r")
         child.send(PASSWORD + "\r")
-        child.expect("connected")
+        child.expect("connected", timeout=60)
         child.send("@bob hello from the tui\r")
         async with await Client.connect(server_process.address) as bob:
             await bob.login("bob", PASSWORD)
