@@ -49,7 +49,7 @@ async def register(address: str, *names: str, display_names: dict[str, str] | No
 
 
 async def until(
-    pilot: Pilot[object], predicate: Callable[[], object], within: float = 10.0
+    pilot: Pilot[object], predicate: Callable[[], object], within: float = 20.0
 ) -> None:
     """Let the app run until `predicate()` is true; fails after `within` seconds."""
     loop = asyncio.get_running_loop()
@@ -88,7 +88,7 @@ async def type_line(pilot: Pilot[object], line: str) -> None:
     await pilot.press("enter")
 
 
-async def next_message(conversation: Conversation, within: float = 10.0) -> IncomingMessage:
+async def next_message(conversation: Conversation, within: float = 20.0) -> IncomingMessage:
     """The next message the library-side user receives (acknowledged)."""
 
     async def wait() -> IncomingMessage:

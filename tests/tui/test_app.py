@@ -19,6 +19,7 @@ from hubbub.server.config import ServerConfig
 from tests.integration.conftest import Node
 
 from .conftest import (
+    PASSWORD,
     SIZE,
     chat_of,
     library_user,
@@ -299,6 +300,50 @@ async def test_group_commands_and_the_command_palette(
         await until(pilot, lambda: chat.input._suggestion == "@bob ")
         await pilot.press("tab")
         assert chat.input.value == "@bob "
+        await quit_app(app)
+    await bob.close()
+    await bob_client.close()
+
+
+async def test_profile_group_and_random_commands(
+    node: Node, app_factory: Callable[..., HubbubApp]
+) -> None:
+    """!name, !add, !leave, !random and !password (its dialog) answer with the line-mode
+    wording; the group left disappears from the sidebar; a new password is used at once."""
+    await register(node.address, "alice", "bob", "carol")
+    bob_client, bob = await library_user(node.address, "bob")
+    app = app_factory(node.address)
+    async with app.run_test(size=SIZE) as pilot:
+        chat = await log_in(pilot, "alice")
+        await type_line(pilot, "!name Alice Liddell")
+        await until(pilot, lambda: "Your display name is now Alice Liddell." in screen_text(app))
+        await type_line(pilot, "!create team")
+        team = ConversationKey.group("team")
+        await until(pilot, lambda: chat.state.active == team)
+        await type_line(pilot, "!add team bob carol")
+        await until(pilot, lambda: "Added bob, carol to #team." in screen_text(app))
+        await type_line(pilot, "!random anyone there?")
+        got = await next_message(bob)
+        assert got.body == "anyone there?"
+        await until(pilot, lambda: "The message was sent to bob" in screen_text(app))
+        bob_key = ConversationKey.user("bob")
+        assert [m.body for m in chat.state.conversations[bob_key].messages()] == ["anyone there?"]
+        await type_line(pilot, "!leave team")
+        await until(pilot, lambda: team not in chat.state.conversations)
+        assert "# team" not in screen_text(app)
+        await type_line(pilot, "!password")
+        await until(pilot, lambda: app.screen.query("#current"))
+        for field, value in (
+            ("#current", PASSWORD), ("#new", "another long password"),
+            ("#repeat", "another long password"),
+        ):  # fmt: skip
+            app.screen.query_one(field, Input).value = value
+        await pilot.click("#change")
+        await until(pilot, lambda: "Password changed" in screen_text(app))
+        async with await Client.connect(node.address) as check:
+            await check.login("alice", "another long password")
+        await type_line(pilot, "!bogus")
+        await until(pilot, lambda: "Unknown command !bogus" in screen_text(app))
         await quit_app(app)
     await bob.close()
     await bob_client.close()
