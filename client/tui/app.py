@@ -20,7 +20,7 @@ from textual.widgets import Label
 
 from .. import render
 from ..api import DEFAULT_SERVER, Client, ErrorKind, HubbubError
-from ..session_store import load_session
+from ..session_store import SessionFileError, load_session
 from .model import ChatState, ConversationKey
 from .screens import KEY_HELP, ChatScreen, LoginScreen
 from .session import ChatSession, ClientFactory, remember, usable_saved_session
@@ -181,11 +181,6 @@ class HubbubApp(App[int]):
             LoginScreen(self.config.server, f"The session ended ({message}); log in again.")
         )
 
-    @property
-    def chat(self) -> ChatScreen | None:
-        """The chat screen if it is showing."""
-        return self.screen if isinstance(self.screen, ChatScreen) else None
-
     async def action_quit(self) -> None:
         """Close the chat (pending acks reach the server) and leave."""
         if self.session is not None:
@@ -243,7 +238,7 @@ def default_server(explicit: str | None) -> str:
     """`explicit` (--server / $HUBBUB_SERVER), else the saved login's server, else the default."""
     if explicit:
         return explicit
-    with contextlib.suppress(Exception):
+    with contextlib.suppress(SessionFileError):
         saved = load_session()
         if saved is not None:
             return saved.server
