@@ -49,6 +49,7 @@ KEY_HELP: tuple[str, ...] = (
     "  ctrl+p / alt+up      previous conversation",
     "  pageup / pagedown    scroll the messages (older ones load at the top)",
     "  tab                  complete @name, #group or !command",
+    "  up / down            the lines typed before",
     "  ctrl+k               command palette",
     "  ctrl+q               quit",
     "A line without @ or # goes to the open conversation.",
@@ -557,6 +558,7 @@ class ChatScreen(Screen[None]):
     @on(Input.Submitted, "#input")
     def _submitted(self, event: Input.Submitted) -> None:
         line = event.value
+        self.input.remember(line)
         self.input.value = ""
         self.submit(line)
 

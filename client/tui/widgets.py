@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, tzinfo
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from rich.console import Console
 from rich.segment import Segment
@@ -373,11 +373,34 @@ def complete(value: str, names: Sequence[str], groups: Sequence[str]) -> str | N
 
 
 class ChatInput(Input):
-    """The input line; Tab (or →) accepts the completion shown after the cursor."""
+    """The input line; Tab (or →) accepts the completion shown after the cursor, ↑/↓
+    recall the lines typed before (kept in memory only, at most `HISTORY` of them)."""
 
+    HISTORY: ClassVar[int] = 200
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("tab", "accept_suggestion", "Complete", show=False, priority=True),
+        Binding("up", "recall(-1)", "Previous line", show=False),
+        Binding("down", "recall(1)", "Next line", show=False),
     ]
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._lines: list[str] = []
+        self._recall = 0
+
+    def remember(self, line: str) -> None:
+        """Keep `line` for ↑ (not a repeat of the last one)."""
+        if line and (not self._lines or self._lines[-1] != line):
+            self._lines = [*self._lines, line][-self.HISTORY :]
+        self._recall = len(self._lines)
+
+    def action_recall(self, step: int) -> None:
+        """Show the previous (-1) or next (1) remembered line; past the newest, empty."""
+        if not self._lines:
+            return
+        self._recall = max(0, min(len(self._lines), self._recall + step))
+        self.value = self._lines[self._recall] if self._recall < len(self._lines) else ""
+        self.cursor_position = len(self.value)
 
     def action_accept_suggestion(self) -> None:
         """Take the suggestion if there is one, else move the focus on as Tab does."""
