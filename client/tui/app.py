@@ -15,6 +15,7 @@ from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 
 from textual.app import App, SystemCommand
+from textual.markup import escape
 from textual.screen import Screen
 from textual.widgets import Label
 
@@ -24,6 +25,7 @@ from ..session_store import SessionFileError, load_session
 from .model import ChatState, ConversationKey
 from .screens import KEY_HELP, ChatScreen, LoginScreen
 from .session import ChatSession, ClientFactory, remember, usable_saved_session
+from .text import visible
 
 
 def _utc_now() -> datetime:
@@ -206,16 +208,19 @@ class HubbubApp(App[int]):
         def run_line(line: str) -> Callable[[], None]:
             return lambda: chat.submit(line)
 
+        # The palette parses titles as markup: escape them (`[n]`, names with brackets).
         for name, (args, text) in render.COMMAND_HELP.items():
             if args:
-                yield SystemCommand(f"{name} {args}", text.capitalize(), fill(f"{name} "))
+                title = escape(f"{name} {args}")
+                yield SystemCommand(title, text.capitalize(), fill(f"{name} "))
             else:
                 yield SystemCommand(name, text.capitalize(), run_line(name))
         for conversation in chat.state.ordered():
             key = conversation.key
-            label = f"#{conversation.title}" if key.kind == "group" else f"@{conversation.title}"
+            sigil = "#" if key.kind == "group" else "@"
+            title = escape(f"Open {sigil}{visible(conversation.title)}")
             yield SystemCommand(
-                f"Open {label}", "Switch to this conversation", _opener(chat, key), discover=False
+                title, "Switch to this conversation", _opener(chat, key), discover=False
             )
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from textual.content import Content
 
+from hubbub.client.tui.model import ConversationKey
 from hubbub.client.tui.screens import ChatScreen
 
 from .demo import demo_app, show
@@ -32,3 +34,16 @@ async def test_up_recalls_typed_lines(tmp_path: Path) -> None:
         assert chat.input.value == "!help"
         await pilot.press("down", "down")
         assert chat.input.value == ""
+
+
+async def test_palette_titles_are_not_markup(tmp_path: Path) -> None:
+    """The command palette shows its titles literally (the palette parses titles as
+    markup): `!history … [n]` keeps its `[n]`, a name with brackets is not styled."""
+    app, state = demo_app(tmp_path)
+    state.conversation(ConversationKey.group("[b]x[/b]"), "[b]x[/b]")
+    async with app.run_test(size=SIZE) as pilot:
+        await show(app, state)
+        await pilot.pause(0.1)
+        shown = {Content.from_markup(c.title).plain for c in app.get_system_commands(app.screen)}
+        assert "!history @<user>|#<group> [n]" in shown
+        assert "Open #[b]x[/b]" in shown
