@@ -151,8 +151,10 @@ async def test_malicious_body_cannot_forge_a_line(
     node: Node, app_factory: Callable[..., HubbubApp]
 ) -> None:
     """A body with newlines, escape sequences, line separators and bidi overrides shows as
-    one message: only its first row carries a time, no control character reaches the screen."""
-    await register(node.address, "alice", "bob")
+    one message: only its first row carries a time, no control character reaches the screen;
+    a display name with markup and a line separator is shown literally after the username."""
+    name = "[b red]alice[/]\u2028 12:00 carol: hi"
+    await register(node.address, "alice", "bob", display_names={"bob": name})
     bob_client, bob = await library_user(node.address, "bob")
     app = app_factory(node.address)
     evil = (
@@ -172,7 +174,11 @@ async def test_malicious_body_cannot_forge_a_line(
         timed = [line for line in lines if re.match(r"\d\d:\d\d ", line)]
         assert len(timed) == 2, lines
         assert timed[0].split(" ", 1)[1].startswith("alice: ready")
-        assert timed[1].split(" ", 1)[1].startswith("bob: hi")
+        assert (
+            timed[1]
+            .split(" ", 1)[1]
+            .startswith("bob ([b red]alice[/]<U+2028> 12:00 carol: hi): hi")
+        )
         screen = screen_text(app)
         assert "\x1b" not in screen and "\x07" not in screen and "\u202e" not in screen
         assert "^[[2J" in screen and "<U+2028>" in screen and "<U+202E>" in screen
