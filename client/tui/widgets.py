@@ -231,17 +231,21 @@ class MessageLog(ScrollView, can_focus=True):
             order, offset = anchor
             start = self._starts.get(order)
             if start is not None:
-                self.scroll_to(y=start + offset, animate=False, immediate=True)
+                self.scroll_to(y=max(start + offset, 0), animate=False, immediate=True)
         self.refresh()
         self._maybe_need_older()
 
     def _top_entry(self) -> tuple[int, int] | None:
+        """The entry at the top of the view and the view's offset from its first row
+        (negative when the view starts above the first entry, e.g. at the header)."""
         top = round(self.scroll_y)
-        best: tuple[int, int] | None = None
-        for order, start in self._starts.items():
-            if start <= top and (best is None or start > self._starts[best[0]]):
-                best = (order, top - start)
-        return best
+        if not self._starts:
+            return None
+        above = [(start, order) for order, start in self._starts.items() if start <= top]
+        start, order = (
+            max(above) if above else min((start, order) for order, start in self._starts.items())
+        )
+        return order, top - start
 
     def _rebuild(self) -> None:
         width = self.scrollable_content_region.width or self.size.width or 80

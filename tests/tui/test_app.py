@@ -353,3 +353,39 @@ async def test_profile_group_and_random_commands(
         await quit_app(app)
     await bob.close()
     await bob_client.close()
+
+
+async def test_loading_older_history_keeps_the_view(
+    node: Node, app_factory: Callable[..., HubbubApp]
+) -> None:
+    """Reaching the top loads ONE older page, and the message that was at the top stays
+    where it was (the view does not jump to the oldest message)."""
+    await register(node.address, "alice", "bob")
+    bob_client, bob = await library_user(node.address, "bob")
+    for i in range(200):
+        bob.send("alice", f"old message {i:03d}")
+    alice_client, alice = await library_user(node.address, "alice")
+    for _ in range(200):
+        await next_message(alice)
+    await alice.close()
+    await alice_client.close()
+    app = app_factory(node.address)
+    async with app.run_test(size=SIZE) as pilot:
+        chat = await log_in(pilot, "alice")
+        key = ConversationKey.user("bob")
+        await until(pilot, lambda: chat.state.active == key)
+        conversation = chat.state.conversations[key]
+        await until(pilot, lambda: len(conversation.messages()) > 1 and not conversation.loading)
+        before = len(conversation.messages())
+        oldest = conversation.messages()[0].body
+        chat.pane.scroll_home(animate=False, immediate=True)
+        await until(pilot, lambda: len(conversation.messages()) > before)
+        await until(pilot, lambda: not conversation.loading)
+        await pilot.pause(0.5)
+        assert len(conversation.messages()) == before + 50
+        lines = chat.pane.plain_lines()
+        top = lines[round(chat.pane.scroll_y) :]
+        assert any(oldest in line for line in top[:3]), top[:3]
+        await quit_app(app)
+    await bob.close()
+    await bob_client.close()
