@@ -448,6 +448,16 @@ class ChatScreen(Screen[None]):
             page = await self.session.history(key, conversation.history_token or "")
         except HubbubError as exc:
             conversation.loading = False
+            if exc.kind is ErrorKind.NOT_FOUND and not conversation.messages():
+                # `!history @ghost` or a group that is gone: no conversation to keep.
+                self.state.remove(key)
+                gone = (
+                    render.group_not_found(key.name)
+                    if key.kind == "group"
+                    else render.user_not_found(key.name)
+                )
+                self.note(gone)
+                return
             self._failed("load the history", exc, key)
             return
         self.state.add_history(key, page.messages, page.next_page_token)

@@ -348,6 +348,9 @@ async def test_profile_group_and_random_commands(
         await until(pilot, lambda: "Password changed" in screen_text(app))
         async with await Client.connect(node.address) as check:
             await check.login("alice", "another long password")
+        await type_line(pilot, "!history @ghost")
+        await until(pilot, lambda: "The user 'ghost' does not exist." in screen_text(app))
+        assert ConversationKey.user("ghost") not in chat.state.conversations
         await type_line(pilot, "!bogus")
         await until(pilot, lambda: "Unknown command !bogus" in screen_text(app))
         await quit_app(app)
