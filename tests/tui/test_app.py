@@ -11,6 +11,7 @@ import pytest
 from textual.widgets import Input
 
 from hubbub.client.api import Client
+from hubbub.client.session_store import load_session
 from hubbub.client.tui.app import HubbubApp
 from hubbub.client.tui.model import ConversationKey
 from hubbub.client.tui.screens import ChatScreen
@@ -392,3 +393,24 @@ async def test_loading_older_history_keeps_the_view(
         await quit_app(app)
     await bob.close()
     await bob_client.close()
+
+
+async def test_revoked_saved_session_asks_to_log_in(
+    node: Node, app_factory: Callable[..., HubbubApp], tmp_path: Path
+) -> None:
+    """A saved login the server no longer accepts leads to the login screen with a line
+    saying so, not to an error."""
+    await register(node.address, "alice")
+    first = app_factory(node.address, name="kept")
+    async with first.run_test(size=SIZE) as pilot:
+        await log_in(pilot, "alice")
+        await quit_app(first)
+    saved = load_session(tmp_path / "kept.json")
+    assert saved is not None and saved.username == "alice"
+    async with await Client.connect(node.address, token=saved.token) as revoker:
+        await revoker.logout()
+    second = app_factory(node.address, name="kept")
+    async with second.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: "no longer valid" in screen_text(second))
+        assert not isinstance(second.screen, ChatScreen)
+        await second.action_quit()
