@@ -414,3 +414,33 @@ async def test_revoked_saved_session_asks_to_log_in(
         await until(pilot, lambda: "no longer valid" in screen_text(second))
         assert not isinstance(second.screen, ChatScreen)
         await second.action_quit()
+
+
+async def test_session_ended_while_chatting_returns_to_login(
+    db_path: Path, app_factory: Callable[..., HubbubApp], tmp_path: Path
+) -> None:
+    """Resumed from a saved login (no password in memory), the chat cannot log in again
+    when the server refuses the token after a reconnect: the login screen comes back."""
+    config = ServerConfig(host="127.0.0.1", port=0, database=str(db_path), grace_s=0.5)
+    server = await start_server(config)
+    address = f"127.0.0.1:{server.port}"
+    try:
+        await register(address, "alice")
+        first = app_factory(address, name="kept")
+        async with first.run_test(size=SIZE) as pilot:
+            await log_in(pilot, "alice")
+            await quit_app(first)
+        app = app_factory(address, name="kept")
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, ChatScreen))
+            saved = load_session(tmp_path / "kept.json")
+            assert saved is not None
+            async with await Client.connect(address, token=saved.token) as revoker:
+                await revoker.logout()
+            await server.stop(grace_s=0.5)
+            server = await start_server(replace(config, port=int(address.rsplit(":", 1)[1])))
+            await until(pilot, lambda: "The session ended" in screen_text(app), within=30)
+            assert app.screen.query("#username")
+            await app.action_quit()
+    finally:
+        await server.stop(grace_s=0.5)
