@@ -137,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
         "chat", parents=[common], help="interactive chat (the default)",
         description="Log in and chat: @user text sends, !who lists who is online, !quit leaves.",
     )  # fmt: skip
+    sub.add_parser(
+        "tui", parents=[common], help="full-screen chat (conversations, history, unread counts)",
+        description="Full-screen chat: a sidebar of conversations, scrollback, the same "
+        "! commands; reuses the saved login. ctrl+k opens the command palette.",
+    )  # fmt: skip
     p = sub.add_parser(
         "register", parents=[common, pw], help="create an account",
         description="Create an account. The password is asked twice (no echo).",
@@ -744,6 +749,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from .interactive import run_interactive
 
         return _run(run_interactive(_server(args)))
+    if command == "tui":
+        from .tui import run_tui
+
+        return run_tui(getattr(args, "server", None) or os.environ.get(ENV_SERVER), _connect)
     if command == "register":
         password = _read_password(args, confirm=True)
         return _run(cmd_register(args, password))

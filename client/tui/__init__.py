@@ -1,0 +1,11 @@
+"""`hubbub tui`: the full-screen client on the same library as the line-mode client.
+
+`app` (the Textual application and its configuration), `screens` (login, account,
+password, chat), `widgets` (sidebar, message pane, status bar, input), `model` (the
+sans-I/O state: conversations, unread counts, ordering), `session` (network side),
+`text` (safe rendering of network strings).
+"""
+
+from .app import HubbubApp, TuiConfig, run_tui
+
+__all__ = ["HubbubApp", "TuiConfig", "run_tui"]
