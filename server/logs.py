@@ -6,23 +6,23 @@ tokens) are never passed to loggers by Hubbub code.
 
 gRPC's Python loggers (``grpc.*``) propagate to the root handler like ours. gRPC's
 C core logs through Abseil straight to file descriptor 2, bypassing Python; in
-JSON mode that descriptor is therefore a pipe whose lines are turned into records
-too (``NativeStderr``): C-core lines (``E1201 01:37:20.910532 25491 file.cc:83]
-text``) as logger ``grpc.core`` with their level and ``source``, anything else
-written to stderr as logger ``stderr`` at ERROR. So every line on stderr is JSON.
+JSON mode that descriptor is therefore a pipe, and a forwarder process turns its
+lines into records too (``NativeStderr``): C-core lines (``E1201 01:37:20.910532
+25491 file.cc:83] text``) as logger ``grpc.core`` with their level and
+``source``, anything else written to stderr as logger ``stderr`` at ERROR. So
+every line on stderr is JSON.
 """
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
 import os
 import re
+import subprocess
 import sys
-import threading
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import IO, TextIO
 
 _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -65,57 +65,76 @@ def native_record(line: str) -> tuple[str, int, str, dict[str, str]]:
     return "grpc.core", level, match["msg"], {"source": match["source"]}
 
 
-class NativeStderr:
-    """Routes what native code (gRPC's C core) writes to fd 2 through ``logging``.
+def forward_native_lines(source: IO[bytes], sink: TextIO, level: int = logging.INFO) -> None:
+    """Write each line of ``source`` to ``sink`` as a JSON record (see ``native_record``),
+    dropping records below ``level`` and blank lines, until ``source`` ends."""
+    formatter = JsonFormatter()
+    for raw in source:
+        line = raw.decode("utf-8", "replace").rstrip("\r\n")
+        if not line.strip():
+            continue
+        name, record_level, message, extra = native_record(line)
+        if record_level < level:
+            continue
+        record = logging.makeLogRecord(
+            {
+                "name": name,
+                "levelno": record_level,
+                "levelname": logging.getLevelName(record_level),
+                "msg": message,
+                **extra,
+            }
+        )
+        sink.write(formatter.format(record) + "\n")
+        sink.flush()
 
-    ``start()`` keeps a duplicate of the real stderr (``stream``, for the log
-    handler), points fd 2 at a pipe and reads the pipe in a daemon thread, one
-    record per line (see ``native_record``). ``stop()`` (also run at exit) points
-    fd 2 back at the real stderr and waits up to ``drain_s`` seconds for the
-    lines already written.
+
+class NativeStderr:
+    """Routes what native code (gRPC's C core) writes to fd 2 into JSON records.
+
+    ``start()`` keeps a duplicate of the real stderr (returned, for the log
+    handler), points fd 2 at a pipe and starts a forwarder process (``python -m
+    hubbub.server.logs LEVEL``) that reads the pipe and writes one JSON record per
+    line to the real stderr. A process rather than a thread, so that the lines
+    written just before the server dies (a fatal ``F`` line, then ``abort()``)
+    are still forwarded: the forwarder ends when the last write end of the pipe
+    closes, i.e. when the server (and anything it started) has exited. It runs
+    in a session of its own, so a Ctrl-C meant for the server does not stop it
+    first.
     """
 
-    def __init__(self, drain_s: float = 2.0) -> None:
-        self.drain_s = drain_s
-        self._real_fd = -1
-        self._thread: threading.Thread | None = None
+    def __init__(self) -> None:
         self.stream: TextIO = sys.stderr
+        self.forwarder: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> TextIO:
-        """Redirect fd 2; returns a text stream on the real stderr for log handlers."""
+    def start(self, level: str | int = logging.INFO) -> TextIO:
+        """Redirect fd 2; returns a text stream on the real stderr for log handlers.
+        Native lines below ``level`` (a number or a name such as ``"INFO"``) are dropped.
+
+        Raises:
+            OSError: the pipe or the forwarder process cannot be created.
+        """
+        if isinstance(level, str):
+            level = logging.getLevelNamesMapping()[level.upper()]
         sys.stderr.flush()
-        self._real_fd = os.dup(2)
-        self.stream = open(  # noqa: SIM115 - lives as long as the process
-            self._real_fd, "w", encoding="utf-8", errors="replace", buffering=1, closefd=False
-        )
+        real_fd = os.dup(2)
         read_end, write_end = os.pipe()
+        try:
+            self.forwarder = subprocess.Popen(
+                [sys.executable, "-m", __name__, str(level)],
+                stdin=read_end,
+                stdout=real_fd,
+                stderr=real_fd,
+                start_new_session=True,
+            )
+        finally:
+            os.close(read_end)
         os.dup2(write_end, 2)
         os.close(write_end)
-        self._thread = threading.Thread(
-            target=self._pump, args=(read_end,), name="native-stderr", daemon=True
+        self.stream = open(  # noqa: SIM115 - lives as long as the process
+            real_fd, "w", encoding="utf-8", errors="replace", buffering=1
         )
-        self._thread.start()
-        atexit.register(self.stop)
         return self.stream
-
-    def stop(self) -> None:
-        """Give fd 2 back to the real stderr and log what is still in the pipe."""
-        if self._thread is None:
-            return
-        sys.stderr.flush()
-        os.dup2(self._real_fd, 2)  # closes the pipe's last write end: the reader sees EOF
-        self._thread.join(self.drain_s)
-        self._thread = None
-
-    @staticmethod
-    def _pump(read_end: int) -> None:
-        with open(read_end, "rb") as pipe:
-            for raw in pipe:
-                line = raw.decode("utf-8", "replace").rstrip("\r\n")
-                if not line.strip():
-                    continue
-                name, level, message, extra = native_record(line)
-                logging.getLogger(name).log(level, "%s", message, extra=extra)
 
 
 _native: NativeStderr | None = None
@@ -132,7 +151,7 @@ def configure(level: str, fmt: str) -> None:
     if fmt == "json":
         if _native is None:
             _native = NativeStderr()
-            _native.start()
+            _native.start(level)
         stream = _native.stream
     handler = logging.StreamHandler(stream)
     if fmt == "json":
@@ -144,3 +163,7 @@ def configure(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+
+
+if __name__ == "__main__":  # the forwarder process of NativeStderr
+    forward_native_lines(sys.stdin.buffer, sys.stdout, int(sys.argv[1]))
