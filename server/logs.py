@@ -148,10 +148,14 @@ def configure(level: str, fmt: str) -> None:
     """
     global _native
     stream: TextIO = sys.stderr
+    failure: OSError | None = None
     if fmt == "json":
         if _native is None:
             _native = NativeStderr()
-            _native.start(level)
+            try:
+                _native.start(level)
+            except OSError as exc:  # no pipe or process to spare: C-core lines stay text
+                failure = exc
         stream = _native.stream
     handler = logging.StreamHandler(stream)
     if fmt == "json":
@@ -163,6 +167,8 @@ def configure(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    if failure is not None:
+        logging.getLogger(__name__).warning("gRPC's own log lines stay plain text: %s", failure)
 
 
 if __name__ == "__main__":  # the forwarder process of NativeStderr
