@@ -127,6 +127,10 @@ class NativeStderr:
                 stderr=real_fd,
                 start_new_session=True,
             )
+        except OSError:
+            os.close(write_end)
+            os.close(real_fd)
+            raise
         finally:
             os.close(read_end)
         os.dup2(write_end, 2)
