@@ -3,11 +3,23 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
 PROTO_SRC := protos/hubbub/v1/messenger.proto
 GEN := generated/hubbub/v1
+# FileDescriptorSet of the contract with its comments: reflection serves it (server/grpc_docs.py).
+DESCRIPTOR_SET := $(GEN)/messenger.binpb
 BUF := node_modules/.bin/buf
+# Our packages live in server/, client/, generated/ (package-dir mapping), so setuptools
+# makes the editable install with an import hook and says so in an "Editable installation"
+# UserWarning that pip repeats after every install. It only warns about folders named
+# like the package (hubbub/) in the working directory, which this layout does not have.
+PIP := $(PY) -W "ignore:Editable installation:UserWarning" -m pip install -q
+# `make install`: a venv of its own (pipx-style) and links to its two commands.
+INSTALL_DIR ?= $(or $(XDG_DATA_HOME),$(HOME)/.local/share)/hubbub
+BIN_DIR ?= $(HOME)/.local/bin
+COMMANDS := hubbub hubbub-server
 
-.PHONY: venv system-deps run proto check-proto lint-proto lint typecheck pytest test bench torture clean
+.PHONY: venv system-deps run install uninstall proto check-proto lint-proto lint typecheck pytest test bench torture clean
 
 # Debian packages the tests need: slapd/ldap-utils (LDAP login), openssl (TLS), nodejs/npm
 # (buf), postgresql and redis-server (multi-node tests start throw-away instances of their
@@ -36,31 +48,59 @@ $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; set PYTHON=python3" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 
-# Reinstall when the package metadata changes.
+# Reinstall when the package metadata changes. The dev extra (tests, linters, grpcurl)
+# includes the runtime dependencies, so it satisfies `make run` too.
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install -q --upgrade pip setuptools wheel
-	$(PY) -m pip install -q -e '.[dev]'
-	@touch $(STAMP)
+	$(PIP) --upgrade pip setuptools wheel
+	$(PIP) -e '.[dev]'
+	@touch $(STAMP) $(RUN_STAMP)
+
+# Runtime dependencies only: what `make run` needs.
+$(RUN_STAMP): pyproject.toml | $(PY)
+	$(PIP) --upgrade pip setuptools wheel
+	$(PIP) -e .
+	@touch $(RUN_STAMP)
 
 venv: $(STAMP)
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(VENV)/bin/hubbub-server --host 127.0.0.1 --port 50051 --database ./data/hubbub.db
+
+# `hubbub` and `hubbub-server` for the user: a venv of their own under INSTALL_DIR
+# (default ~/.local/share/hubbub/venv) with a non-editable install of this checkout
+# (runtime dependencies only), linked from BIN_DIR (default ~/.local/bin).
+install:
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; set PYTHON=python3" >&2; exit 1; }
+	$(PYTHON) -m venv --clear $(INSTALL_DIR)/venv
+	$(INSTALL_DIR)/venv/bin/python -m pip install -q --upgrade pip
+	$(INSTALL_DIR)/venv/bin/python -m pip install -q .
+	@mkdir -p $(BIN_DIR)
+	@for command in $(COMMANDS); do ln -sfn $(INSTALL_DIR)/venv/bin/$$command $(BIN_DIR)/$$command; done
+	@echo "installed $(COMMANDS) in $(BIN_DIR)"
+	@case ":$$PATH:" in *":$(BIN_DIR):"*) ;; *) echo "$(BIN_DIR) is not on your PATH: add it (e.g. in ~/.profile: export PATH=\"$(BIN_DIR):\$$PATH\")";; esac
+
+uninstall:
+	@for command in $(COMMANDS); do \
+		if [ "$$(readlink $(BIN_DIR)/$$command)" = "$(INSTALL_DIR)/venv/bin/$$command" ]; then rm -f $(BIN_DIR)/$$command; fi; \
+	done
+	rm -rf $(INSTALL_DIR)/venv
 
 proto: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m grpc_tools.protoc -I protos \
 		--python_out=generated --mypy_out=quiet:generated \
 		--grpc_python_out=generated --mypy_grpc_out=quiet:generated \
+		--include_source_info --descriptor_set_out=$(DESCRIPTOR_SET) \
 		$(PROTO_SRC)
 	@touch $(GEN)/py.typed
 
-# Regenerates the stubs and fails if the committed ones differ.
+# Regenerates the stubs and the descriptor set and fails if the committed ones differ.
 check-proto: proto
 	@git diff --exit-code --stat -- generated/ || { echo "generated/ is stale: run 'make proto' and commit" >&2; exit 1; }
 	@test -z "$$(git status --porcelain -- generated/)" || { git status --porcelain -- generated/; echo "untracked generated files: commit them" >&2; exit 1; }
 
-$(BUF): package.json
-	npm install --no-audit --no-fund --silent
+# `npm ci` installs exactly package-lock.json and never rewrites it.
+$(BUF): package.json package-lock.json
+	npm ci --no-audit --no-fund --silent
 	@touch $(BUF)
 
 lint-proto: $(BUF)

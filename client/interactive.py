@@ -43,6 +43,7 @@ from .api import (
 
 CHAT_PROMPT = "> "
 LOGIN_PROMPT = "> "
+KEEP_TYPED_PASSWORD = "Press Enter to keep the password you just typed."
 
 
 # --- line input ---------------------------------------------------------------------------
@@ -223,7 +224,7 @@ class ChatApp:
             await self.client.login(name, password)
         except HubbubError as exc:
             if exc.kind is ErrorKind.UNAUTHENTICATED:
-                return await self._offer_register(name)
+                return await self._offer_register(name, password)
             self._login_failed(name, exc)
             return _Outcome.RETRY
         return await self._open(name, password)
@@ -240,11 +241,14 @@ class ChatApp:
         else:
             _say(f"Cannot log in as {render.sanitize(name)}. {render.sanitize(exc.message)}")
 
-    async def _offer_register(self, name: str) -> _Outcome | Conversation:
+    async def _offer_register(self, name: str, typed: str) -> _Outcome | Conversation:
+        """Create the account `name`; `typed` is the password given at the login prompt,
+        kept when the person just presses Enter at "Choose a password:"."""
         answer = await self._ask(f"Create a new account '{name}'? [y/N] ")
         if answer.strip().lower() not in {"y", "yes"}:
             return _Outcome.RETRY
-        password = await self._ask("Choose a password: ", secret=True)
+        _say(KEEP_TYPED_PASSWORD)
+        password = await self._ask("Choose a password: ", secret=True) or typed
         again = await self._ask("Repeat the password: ", secret=True)
         if password != again:
             _say("The passwords do not match.")

@@ -24,6 +24,7 @@ from .broker_redis import RedisBroker
 from .config import ServerConfig, redact_url
 from .directory_ldap import ldap_directory
 from .groups import GroupService
+from .grpc_docs import enable_documented_reflection
 from .grpc_interceptor import AuthInterceptor
 from .grpc_servicer import MessengerServicer
 from .history import HistoryService
@@ -257,7 +258,8 @@ async def start_server(config: ServerConfig) -> HubbubServer:
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    reflection.enable_server_reflection(
+    # Reflection with the .proto comments, so `grpcurl describe` shows the API docs.
+    enable_documented_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     address = f"{config.host}:{config.port}"
