@@ -296,7 +296,16 @@ async def start_server(config: ServerConfig) -> HubbubServer:
 
 
 async def serve(config: ServerConfig) -> None:
-    """Run until SIGINT/SIGTERM, then shut down gracefully."""
+    """Run until SIGINT/SIGTERM, then shut down gracefully.
+
+    The signal handlers are installed before the server starts, so a signal that
+    arrives as soon as "listening on" is printed (or during start-up) still shuts
+    the server down gracefully instead of killing the process.
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     node = await start_server(config)
     print(f"listening on {config.host}:{node.port}", flush=True)
     if node.metrics_port >= 0:
@@ -307,10 +316,6 @@ async def serve(config: ServerConfig) -> None:
         node.port,
         storage_description(config),
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down (grace %.1f s)", config.grace_s)
     await node.stop()
