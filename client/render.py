@@ -2,7 +2,7 @@
 
 Nothing here touches the network, the terminal or the clock (times are passed in),
 so every function is unit-tested directly. The exact wording of the lines that
-SPEC.md section 4 fixes lives here and nowhere else.
+docs/cli.md §Wording fixes lives here and nowhere else.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
-# --- the fixed wording of SPEC.md section 4 ---------------------------------------------
+# --- the fixed wording of docs/cli.md §Wording -----------------------------------------
 
 WELCOME = "Welcome to Chat Client. Enter your login:"
 ENTER_LOGIN = "Enter your login:"
@@ -230,7 +230,7 @@ def rejection_text(reason: str, code: int, fields: Collection[str], group: str =
     `fields` and the `group` the message was addressed to ("" for a direct message).
 
     Unknown group or not a member (group sends), nobody online (random sends), unknown
-    recipient, bad body, and anything else (the header line of SPEC.md section 4).
+    recipient, bad body, and anything else (the header line of docs/cli.md §Wording).
     """
     if reason == "NOBODY_ONLINE":
         return NOBODY_ONLINE

@@ -1,7 +1,8 @@
 """The login-directory interface: an external source that checks passwords.
 
 :class:`~hubbub.server.auth.AuthService` asks a :class:`Directory` to check a
-password instead of the local argon2id hash (SPEC §5, "Optional LDAP login").
+password instead of the local argon2id hash (docs/protocol.md §Authentication,
+"Optional LDAP login").
 The LDAP implementation is :mod:`hubbub.server.directory_ldap`.
 """
 

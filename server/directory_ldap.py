@@ -1,4 +1,4 @@
-"""LDAP login directory: an LDAP simple bind checks the password (SPEC §5).
+"""LDAP login directory: an LDAP simple bind checks the password (docs/protocol.md §Authentication).
 
 Sources:
     RFC 4513 §5.1 (simple bind; §5.1.2: a bind with a name and an *empty*

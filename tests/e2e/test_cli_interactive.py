@@ -1,6 +1,6 @@
 """End-to-end: the interactive `hubbub` on a pseudo-terminal against a real `hubbub-server`.
 
-Every line of SPEC.md section 4 is checked to appear exactly when it should.
+Every line of docs/cli.md §Wording is checked to appear exactly when it should.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Integration tests of LDAP login (SPEC §5) against a real OpenLDAP slapd."""
+"""Integration tests of LDAP login against a real OpenLDAP slapd (docs/protocol.md
+§Authentication)."""
 
 from __future__ import annotations
 

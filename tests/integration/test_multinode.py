@@ -1,4 +1,5 @@
-"""Two in-process nodes sharing one PostgreSQL database and one Redis (SPEC §5 "at scale")."""
+"""Two in-process nodes sharing one PostgreSQL database and one Redis
+(docs/architecture.md §Many nodes)."""
 
 from __future__ import annotations
 

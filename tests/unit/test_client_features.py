@@ -171,7 +171,7 @@ def _rejected(reason: str, code: int, fields: tuple[str, ...] = ()) -> EventReje
 
 def test_refused_sends_to_groups_and_random_users() -> None:
     """A refused group send names the group; a refused random send says nobody is online;
-    direct messages keep the fixed lines of SPEC.md section 4."""
+    direct messages keep the fixed lines of docs/cli.md §Wording."""
     assert rejection_line(_rejected("NOT_A_MEMBER", 7), group="team") == (
         "You are not a member of #team."
     )

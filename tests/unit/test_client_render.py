@@ -66,7 +66,7 @@ def test_blank_line_does_nothing() -> None:
 
 
 def test_fixed_wording_of_spec_section_4() -> None:
-    """The lines SPEC.md section 4 fixes are spelled exactly."""
+    """The lines docs/cli.md §Wording fixes are spelled exactly."""
     assert render.WELCOME == "Welcome to Chat Client. Enter your login:"
     assert render.logged_in("alice") == "Successfully logged in as alice!"
     assert render.name_in_use("alice") == (
