@@ -208,10 +208,10 @@ class AuthService:
         """
         if not token:
             raise TokenInvalid("Log in first: missing 'authorization: Bearer <token>' metadata.")
-        account = await self.store.get_session(token_hash(token), utc_now())
-        if account is None:
+        session = await self.store.get_session(token_hash(token), utc_now())
+        if session is None:
             raise TokenInvalid("The session token is invalid or expired; log in again.")
-        return account
+        return session.account
 
     async def update_profile(
         self,

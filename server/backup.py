@@ -34,7 +34,7 @@ from typing import Any
 from . import usernames
 from .errors import HubbubError
 from .models import EntryKind
-from .store_sqlite import SCHEMA_VERSION, SqliteStore
+from .store_sqlite import SCHEMA_VERSION, SqliteStore, set_history_id
 
 if sys.platform != "win32":
     import fcntl
@@ -49,6 +49,18 @@ REQUIRED_TABLES: dict[int, frozenset[str]] = {
     1: frozenset({"schema_version", "users", "sessions", "messages", "inbox"}),
     2: frozenset(
         {"schema_version", "users", "sessions", "messages", "inbox", "groups", "group_members"}
+    ),
+    3: frozenset(
+        {
+            "schema_version",
+            "users",
+            "sessions",
+            "messages",
+            "inbox",
+            "groups",
+            "group_members",
+            "meta",
+        }
     ),
 }
 
@@ -466,6 +478,8 @@ def restore_database(backup: str | Path, database: str | Path) -> RestoreResult:
                     conn.execute("PRAGMA journal_mode=DELETE")
                     version = check_database(conn, str(src))
                     counts = count_rows(conn)
+                    if version >= 3:  # older schemas get a new history id when migrated
+                        set_history_id(conn)  # the backup's history diverged from the live one
                 finally:
                     conn.close()
             except sqlite3.DatabaseError as exc:
@@ -921,8 +935,9 @@ def load(conn: sqlite3.Connection, export: Export, what: str = "the database") -
             else:
                 cur = conn.execute(
                     "INSERT INTO users (display_name, password_hash, bot, created_ms,"
-                    " last_sequence, acked_sequence, username) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (*values, u.username),
+                    " last_sequence, acked_sequence, username, skeleton)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (*values, u.username, usernames.skeleton(u.username)),
                 )
                 assert cur.lastrowid is not None
                 ids[u.username] = cur.lastrowid
@@ -961,6 +976,7 @@ def load(conn: sqlite3.Connection, export: Export, what: str = "the database") -
             "INSERT INTO inbox (user_id, sequence, message_id) VALUES (?, ?, ?)",
             [(ids[user], seq, mid) for user, seq, mid in export.inbox],
         )
+        set_history_id(conn)  # imported inboxes are a new history, whatever was there
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:

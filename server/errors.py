@@ -106,6 +106,13 @@ class UsernameTaken(HubbubError):
     category = Category.ALREADY_EXISTS
 
 
+class UsernameConfusable(UsernameTaken):
+    """The username looks like an existing one (same UTS #39 skeleton); the
+    message does not say which one."""
+
+    reason = "USERNAME_CONFUSABLE"
+
+
 class AuthenticationFailed(HubbubError):
     """Unknown user or wrong password; the two are deliberately indistinguishable."""
 

@@ -40,6 +40,14 @@ class Account:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """A live session: whose it is and when it expires (UTC, millisecond resolution)."""
+
+    account: Account
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class UserView:
     """An account as other users see it, with presence."""
 

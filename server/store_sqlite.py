@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 import queue
+import secrets
 import sqlite3
 import threading
 import uuid
@@ -23,7 +24,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .errors import GroupNameTaken, GroupNotFound, NotGroupMember, UsernameTaken
+from .errors import (
+    GroupNameTaken,
+    GroupNotFound,
+    NotGroupMember,
+    UsernameConfusable,
+    UsernameTaken,
+)
 from .models import (
     Account,
     Appended,
@@ -31,16 +38,18 @@ from .models import (
     Group,
     GroupAction,
     InboxCursor,
+    SessionInfo,
     StoredMessage,
     from_ms,
     to_ms,
     utc_now,
 )
+from .usernames import skeleton
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MAX_GROUP = 512  # writes per group commit
 
 _SCHEMA_V1 = """
@@ -117,7 +126,50 @@ CREATE INDEX messages_direct ON messages(sender_id, recipient_id, id)
 CREATE INDEX messages_group ON messages(group_id, id) WHERE group_id IS NOT NULL AND kind = 0
 """
 
-_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
+# v3: the history id (meta table) and the UTS #39 skeleton of each username
+# (filled for existing rows by _fill_v3).
+_SCHEMA_V3 = """
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+ALTER TABLE users ADD COLUMN skeleton TEXT NOT NULL DEFAULT '';
+CREATE INDEX users_skeleton ON users(skeleton)
+"""
+
+_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
+
+
+def new_history_id() -> str:
+    """A fresh random history id: 16 random bytes as 32 hex digits."""
+    return secrets.token_hex(16)
+
+
+def set_history_id(conn: sqlite3.Connection, history_id: str | None = None) -> str:
+    """Give the (schema v3+) database ``conn`` a new history id; returns it.
+
+    Used when the schema is created and by restore and import, whose result is
+    a different history than the database the data came from.
+    """
+    value = history_id or new_history_id()
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('history_id', ?)"
+        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (value,),
+    )
+    return value
+
+
+def _fill_v3(conn: sqlite3.Connection) -> None:
+    """Migration v2 → v3, data part: a history id and every username's skeleton."""
+    set_history_id(conn)
+    rows = conn.execute("SELECT id, username FROM users").fetchall()
+    conn.executemany(
+        "UPDATE users SET skeleton = ? WHERE id = ?", [(skeleton(n), i) for i, n in rows]
+    )
+
+
+_FILLS: dict[int, Callable[[sqlite3.Connection], None]] = {3: _fill_v3}
 
 _ACCOUNT_COLS = "id, username, display_name, password_hash, bot, created_ms"
 _SENDER_COLS = "s.id, s.username, s.display_name, s.password_hash, s.bot, s.created_ms"
@@ -181,6 +233,12 @@ def _message(row: tuple[Any, ...]) -> StoredMessage:
         ref_message_id=ref or 0,
         action=GroupAction(info["action"]) if "action" in info else None,
         members=tuple(info.get("members", ())),
+    )
+
+
+def _confusable(username: str) -> UsernameConfusable:
+    return UsernameConfusable(
+        f"The username '{username}' is too similar to an existing username; choose another."
     )
 
 
@@ -418,6 +476,7 @@ class SqliteStore:
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sqlite-reader")
         self._reader_conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._history_id: str | None = None
 
     @property
     def group_commits(self) -> int:
@@ -449,6 +508,8 @@ class SqliteStore:
                 for statement in _MIGRATIONS[version].split(";"):
                     if statement.strip():
                         conn.execute(statement)
+                if version in _FILLS:
+                    _FILLS[version](conn)
                 conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
                 problems = conn.execute("PRAGMA foreign_key_check").fetchall()
                 if problems:
@@ -460,6 +521,19 @@ class SqliteStore:
                 log.info("database migrated to schema version %d", version)
         finally:
             conn.close()
+
+    async def history_id(self) -> str:
+        """The database's history id (see :meth:`Store.history_id`)."""
+
+        def select(conn: sqlite3.Connection) -> str:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'history_id'").fetchone()
+            if row is None:
+                raise RuntimeError(f"{self.path} has no history id")
+            return str(row[0])
+
+        if self._history_id is None:
+            self._history_id = await self._read(select)
+        return self._history_id
 
     async def close(self) -> None:
         """Stop the writer after its queued writes and close the readers."""
@@ -491,12 +565,24 @@ class SqliteStore:
         """Insert an account. Raises UsernameTaken if ``username`` exists."""
         created = utc_now()
 
+        shape = skeleton(username)
+
         def insert(conn: sqlite3.Connection) -> Account:
+            # One writer thread: the check and the insert cannot interleave with another.
+            if (
+                conn.execute(
+                    "SELECT 1 FROM users WHERE skeleton = ? AND username != ?", (shape, username)
+                ).fetchone()
+                and not conn.execute(
+                    "SELECT 1 FROM users WHERE username = ?", (username,)
+                ).fetchone()
+            ):
+                raise _confusable(username)
             try:
                 cur = conn.execute(
-                    "INSERT INTO users (username, display_name, password_hash, bot, created_ms)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (username, display_name, password_hash, int(bot), to_ms(created)),
+                    "INSERT INTO users (username, display_name, password_hash, bot, created_ms,"
+                    " skeleton) VALUES (?, ?, ?, ?, ?, ?)",
+                    (username, display_name, password_hash, int(bot), to_ms(created), shape),
                 )
             except sqlite3.IntegrityError:
                 raise UsernameTaken(f"The username '{username}' is already taken.") from None
@@ -516,11 +602,14 @@ class SqliteStore:
 
         return await self._read(select)
 
-    async def list_accounts(self) -> list[Account]:
-        """Every account sorted by username."""
+    async def list_accounts(self, after: str = "", limit: int = 0) -> list[Account]:
+        """Accounts named after ``after``, sorted by username, at most ``limit`` (0: all)."""
 
         def select(conn: sqlite3.Connection) -> list[Account]:
-            rows = conn.execute(f"SELECT {_ACCOUNT_COLS} FROM users ORDER BY username").fetchall()
+            rows = conn.execute(
+                f"SELECT {_ACCOUNT_COLS} FROM users WHERE username > ? ORDER BY username LIMIT ?",
+                (after, limit if limit > 0 else -1),
+            ).fetchall()
             return [_account(r) for r in rows]
 
         return await self._read(select)
@@ -543,16 +632,16 @@ class SqliteStore:
 
         await self._writer.run(insert)
 
-    async def get_session(self, token_hash: bytes, now: datetime) -> Account | None:
-        """The account of an unexpired session, or None."""
+    async def get_session(self, token_hash: bytes, now: datetime) -> SessionInfo | None:
+        """The account and expiry of an unexpired session, or None."""
 
-        def select(conn: sqlite3.Connection) -> Account | None:
+        def select(conn: sqlite3.Connection) -> SessionInfo | None:
             row = conn.execute(
-                f"SELECT {_SENDER_COLS} FROM sessions x JOIN users s ON s.id = x.user_id"
-                " WHERE x.token_hash = ? AND x.expires_ms > ?",
+                f"SELECT {_SENDER_COLS}, x.expires_ms FROM sessions x"
+                " JOIN users s ON s.id = x.user_id WHERE x.token_hash = ? AND x.expires_ms > ?",
                 (token_hash, to_ms(now)),
             ).fetchone()
-            return _account(row) if row else None
+            return SessionInfo(_account(row[:6]), from_ms(row[6])) if row else None
 
         return await self._read(select)
 
