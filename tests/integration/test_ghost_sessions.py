@@ -7,15 +7,17 @@ import contextlib
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 
 import grpc
 import pytest
 
+from hubbub.server.auth import token_hash
 from hubbub.server.groups import GroupService
-from hubbub.server.grpc_interceptor import current_account
+from hubbub.server.grpc_interceptor import current_account, current_session
 from hubbub.server.grpc_servicer import MessengerServicer
 from hubbub.server.history import HistoryService
-from hubbub.server.models import Account, utc_now
+from hubbub.server.models import Account, AuthSession, utc_now
 from hubbub.v1 import messenger_pb2 as pb
 
 from .conftest import Node, auth, register_login
@@ -28,9 +30,14 @@ BACKLOG = 120  # stored messages per user: a replay far larger than the outbox
 CYCLES_PER_USER = 64  # 16 * 64 = 1,024 cancelled streams
 
 
-def set_caller(account: Account) -> None:
-    """Authenticate the current task as ``account`` (what the interceptor does)."""
+async def set_caller(node: Node, account: Account) -> None:
+    """Log ``account`` in (a stored session) and authenticate the current task as it, as
+    the interceptor does."""
+    digest = token_hash(f"token-of-{account.username}")
+    expires = utc_now() + timedelta(hours=1)
+    await node.server.store.create_session(digest, account.id, expires)
     current_account.set(account)
+    current_session.set(AuthSession(digest, account, expires))
 
 
 async def _fill_backlogs(node: Node, names: list[str]) -> None:
@@ -111,13 +118,10 @@ async def test_cancelled_streams_leave_no_ghost_session(node_factory: NodeFactor
     warm = node.stub.Chat(metadata=auth(tokens[0]))  # the channel's own tasks start here
     await asyncio.wait_for(warm.read(), 5)
     warm.cancel()
-    while hub.sessions:
-        await asyncio.sleep(0.01)
+    await _wait_until(lambda: not hub.sessions, "the warm-up stream stayed")
     before = set(asyncio.all_tasks())
     started = time.monotonic()
-    await asyncio.gather(
-        *(_user_cycles(node, token, seed) for seed, token in enumerate(tokens))
-    )
+    await asyncio.gather(*(_user_cycles(node, token, seed) for seed, token in enumerate(tokens)))
     deadline = time.monotonic() + 10
     while hub.sessions or await hub.presence.online():
         assert time.monotonic() < deadline, (
@@ -187,14 +191,15 @@ async def test_second_cancel_during_cleanup_still_releases_the_session(
     bob = await store.create_account("bob", "Bob", "!")
     now = utc_now()
     await asyncio.gather(*(store.store_message(bob, alice, f"b{i}", "x", now) for i in range(50)))
-    servicer = MessengerServicer(
-        node.server.auth, hub, GroupService(hub), HistoryService(hub)
-    )
+    servicer = MessengerServicer(node.server.auth, hub, GroupService(hub), HistoryService(hub))
 
     class StuckContext:
         """A client that never reads: every write after the first blocks (flow control)."""
 
         writes = 0
+
+        def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+            return ()
 
         async def write(self, message: object) -> None:
             self.writes += 1
@@ -204,7 +209,7 @@ async def test_second_cancel_during_cleanup_still_releases_the_session(
     async def requests() -> AsyncIterator[pb.ChatRequest]:
         yield pb.ChatRequest(resume=pb.Resume(after_sequence=0))  # then half-close
 
-    set_caller(alice)
+    await set_caller(node, alice)
     chat = asyncio.create_task(servicer.Chat(requests(), StuckContext()))  # type: ignore[arg-type]
     await _wait_until(lambda: "alice" in hub.sessions, "alice never connected")
     await asyncio.sleep(0.1)  # replay blocked on the full outbox, writer blocked
