@@ -440,6 +440,13 @@ class Hub:
                 await self._bot_task
         await self.broker.close()
 
+    async def wait_closed(self, timeout_s: float = 5.0) -> None:
+        """Wait (at most ``timeout_s`` seconds) for the session closes and rechecks still
+        running, so their last store and presence writes land before those close."""
+        pending = {t for t in self._background if not t.done()}
+        if pending:
+            await asyncio.wait(pending, timeout=timeout_s)
+
     # -- accounts ----------------------------------------------------------------------
 
     async def account(self, username: str) -> Account | None:
