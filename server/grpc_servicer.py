@@ -85,9 +85,11 @@ class MessengerServicer(pb_grpc.MessengerServiceServicer):
     async def ListUsers(
         self, request: pb.ListUsersRequest, context: Context
     ) -> pb.ListUsersResponse:
-        """List users with presence."""
-        users = await self.hub.list_users(request.online_only)
-        return pb.ListUsersResponse(users=[convert.user(u) for u in users])
+        """List users with presence, one page at a time (AIP-158)."""
+        page = await self.hub.list_users(request.online_only, request.page_size, request.page_token)
+        return pb.ListUsersResponse(
+            users=[convert.user(u) for u in page.users], next_page_token=page.next_page_token
+        )
 
     async def UpdateProfile(
         self, request: pb.UpdateProfileRequest, context: Context

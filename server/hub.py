@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from . import usernames
+from . import paging, usernames
 from .broker import Broker
 from .errors import (
     AlreadyConnected,
@@ -87,6 +87,7 @@ from .models import (
     SessionEvent,
     SessionEventKind,
     StoredMessage,
+    UsersPage,
     UserView,
     utc_now,
 )
@@ -484,14 +485,37 @@ class Hub:
         tell every node to recheck its stream of that user (ended if its session is gone)."""
         await self.broker.publish_session_event(SessionEvent(SessionEventKind.REVOKED, username))
 
-    async def list_users(self, online_only: bool) -> list[UserView]:
-        """Users sorted by username, with presence; bots are always online."""
+    async def list_users(
+        self, online_only: bool, page_size: int = 0, page_token: str = ""
+    ) -> UsersPage:
+        """One page of users sorted by username, with presence; bots are always online.
+
+        AIP-158 paging (:mod:`hubbub.server.paging`): ``page_size`` 0 means 100,
+        more than 1000 is capped; the token continues after the last username of
+        the previous page and is only valid with the same ``online_only``.
+
+        Raises:
+            InvalidArgument: a negative ``page_size`` or a bad ``page_token``.
+        """
+        size = paging.page_size(
+            page_size, default=paging.USERS_DEFAULT_PAGE_SIZE, maximum=paging.USERS_MAX_PAGE_SIZE
+        )
+        key = f"online_only={online_only}"
+        after = paging.decode_token("users", page_token, key)
         online = await self.presence.online()
         changed = await self.presence.last_change()
-        views = [
-            self._view(account, online, changed) for account in await self.store.list_accounts()
-        ]
-        return [v for v in views if v.online or not online_only]
+        if online_only:  # few: page over the online names instead of every account
+            names = sorted(n for n in set(online) | set(self._bots) if n > after)
+            accounts = await self._accounts_named(names[:size])
+            more = len(names) > size
+        else:
+            accounts = await self.store.list_accounts(after=after, limit=size + 1)
+            more = len(accounts) > size
+        views = [self._view(a, online, changed) for a in accounts[:size]]
+        more = more and bool(views)
+        return UsersPage(
+            views, paging.encode_token("users", views[-1].username, key) if more else ""
+        )
 
     @staticmethod
     def _view(

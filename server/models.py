@@ -75,6 +75,15 @@ class GroupAction(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class UsersPage:
+    """One page of a user list, sorted by username; ``next_page_token`` is empty on the
+    last page (AIP-158)."""
+
+    users: list[UserView]
+    next_page_token: str
+
+
+@dataclass(frozen=True, slots=True)
 class StoredMessage:
     """An entry in one recipient's inbox at ``sequence`` (1, 2, 3, … per recipient).
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import queue
 import secrets
 import sqlite3
@@ -51,6 +52,9 @@ T = TypeVar("T")
 
 SCHEMA_VERSION = 3
 MAX_GROUP = 512  # writes per group commit
+PRIVATE_DIR_MODE = 0o700  # a data directory this process creates: owner only
+PRIVATE_FILE_MODE = 0o600  # database, -wal, -shm, lock, backup and export files: owner only
+SIDECARS = ("-wal", "-shm", "-journal")  # files SQLite keeps next to a database
 
 _SCHEMA_V1 = """
 CREATE TABLE users (
@@ -190,6 +194,47 @@ JOIN users s ON s.id = m.sender_id
 LEFT JOIN users r ON r.id = m.recipient_id
 LEFT JOIN groups g ON g.id = m.group_id
 """
+
+
+def make_private_dir(directory: Path) -> None:
+    """Create ``directory`` (and missing parents) with mode 0700 for the new folder.
+
+    The database holds every password hash and message, so other local users
+    must not read it. An existing folder keeps its mode (it may be shared on
+    purpose); a warning names it if others can enter it.
+    """
+    if not directory.exists():
+        directory.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    elif directory.stat().st_mode & 0o077:
+        log.warning(
+            "the data directory %s is accessible to other users (mode %o); chmod 700 it",
+            directory,
+            directory.stat().st_mode & 0o777,
+        )
+
+
+def create_private_file(path: Path) -> None:
+    """Create ``path`` empty with mode 0600 if missing; set 0600 on an existing file.
+
+    Created with ``os.open(..., 0o600)``, so the file is never readable by others,
+    not even for a moment; SQLite gives its ``-wal``/``-shm``/``-journal`` files the
+    mode of the database file.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE_MODE)
+    try:
+        os.fchmod(fd, PRIVATE_FILE_MODE)
+    finally:
+        os.close(fd)
+
+
+def secure_database_files(path: Path) -> None:
+    """Make the database's folder (if new) 0700 and the database and its sidecars 0600."""
+    make_private_dir(path.parent)
+    create_private_file(path)
+    for suffix in SIDECARS:
+        sidecar = path.with_name(path.name + suffix)
+        if sidecar.exists():
+            sidecar.chmod(PRIVATE_FILE_MODE)
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -484,12 +529,15 @@ class SqliteStore:
         return self._writer.commits
 
     async def open(self) -> None:
-        """Create the file and schema if needed, run migrations, start the writer thread."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Create the file and schema if needed, run migrations, start the writer thread.
+
+        The folder is created 0700 and the files are (made) 0600 (:func:`secure_database_files`).
+        """
         await asyncio.to_thread(self._migrate)
         self._writer.start(asyncio.get_running_loop())
 
     def _migrate(self) -> None:
+        secure_database_files(self.path)
         conn = _connect(str(self.path))
         try:
             conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")

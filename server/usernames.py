@@ -119,9 +119,19 @@ def canonical_for_registration(raw: str) -> str:
 
     Raises:
         InvalidUsername: see :func:`canonical`.
-        ReservedUsername: the name belongs to the server (``echobot``, ``admin``, …).
+        ReservedUsername: the name belongs to the server (``echobot``, ``admin``, …)
+            or looks like one (same :func:`skeleton`, e.g. ``есhobot`` in Cyrillic).
     """
     name = canonical(raw)
-    if name in RESERVED:
+    if is_reserved(name):
         raise ReservedUsername.for_field(_FIELD, f"'{name}' is reserved")
     return name
+
+
+def is_reserved(name: str) -> bool:
+    """True if the canonical ``name`` is reserved or looks like a reserved name (same
+    :func:`skeleton`)."""
+    return name in RESERVED or skeleton(name) in _RESERVED_SKELETONS
+
+
+_RESERVED_SKELETONS = frozenset(skeleton(n) for n in RESERVED)

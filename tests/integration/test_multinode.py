@@ -389,7 +389,7 @@ async def test_nodes_starting_together_migrate_the_schema_once(postgres_url: str
     await asyncio.gather(*(s.open() for s in stores))
     try:
         versions = await stores[0].pool.fetch("SELECT version FROM schema_version")
-        assert [v[0] for v in versions] == [2]
+        assert [v[0] for v in versions] == [2, 3]  # v2 schema, then the v3 migration
         await stores[0].pool.execute("INSERT INTO schema_version (version) VALUES (99)")
     finally:
         for s in stores:
