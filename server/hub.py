@@ -777,7 +777,8 @@ class Hub:
             session.offer(OutError(index, client_id, error))
         except Exception:
             log.exception("storing message %r of %s failed", client_id, session.username)
-            session.offer(OutError(index, client_id, HubbubError("The message was not stored.")))
+            failed = HubbubError("The message was not stored; resend it.", retry=True)
+            session.offer(OutError(index, client_id, failed))
         else:
             session.offer(OutSendResult(receipt))
 
