@@ -10,10 +10,12 @@ from pathlib import Path
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from hubbub.server.config import ServerConfig
+from hubbub.server.errors import HubbubError, LoginThrottled
+from hubbub.server.grpc_errors import to_status
 from hubbub.v1 import messenger_pb2 as pb
 
 from .conftest import Chat, Node, auth, open_chat, open_node, register_login
@@ -152,3 +154,39 @@ async def test_shutdown_ends_streams_with_a_retryable_status(db_path: Path) -> N
     assert error.code() == grpc.StatusCode.UNAVAILABLE
     reason, retry, delay = details(error)
     assert (reason, retry) == ("SERVER_SHUTDOWN", "true") and delay is not None
+
+
+def _all_errors(cls: type[HubbubError]) -> list[type[HubbubError]]:
+    found = [cls]
+    for sub in cls.__subclasses__():
+        found += _all_errors(sub)
+    return found
+
+
+def test_every_error_class_maps_its_retry_flag_into_the_status() -> None:
+    """Each domain error's ``retry`` becomes ErrorInfo.metadata["retry"], with a RetryInfo
+    exactly when it is retryable (the session-ending codes as issue 9 requires)."""
+    expected = {
+        "ALREADY_CONNECTED": "false",
+        "SESSION_TAKEN_OVER": "false",
+        "SESSION_REVOKED": "false",
+        "SESSION_EXPIRED": "false",
+        "TOKEN_INVALID": "false",
+        "SERVER_SHUTDOWN": "true",
+        "SLOW_CONSUMER": "true",
+    }
+    seen: dict[str, str] = {}
+    for cls in _all_errors(HubbubError):
+        error = cls(3.0) if cls is LoginThrottled else cls("refused")  # type: ignore[arg-type]
+        trailer = dict(to_status(error).trailing_metadata)["grpc-status-details-bin"]
+        proto = status_pb2.Status.FromString(trailer)
+        info, wait = error_details_pb2.ErrorInfo(), error_details_pb2.RetryInfo()
+        has_wait = False
+        for detail in proto.details:
+            if detail.Unpack(info):
+                continue
+            has_wait = has_wait or detail.Unpack(wait)
+        assert info.metadata["retry"] == ("true" if error.retry else "false"), cls
+        assert has_wait == error.retry, cls
+        seen[error.reason] = info.metadata["retry"]
+    assert {k: seen[k] for k in expected} == expected
