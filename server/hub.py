@@ -105,6 +105,7 @@ CONTROL_EVENT_SIZE = 128  # bytes counted for non-message events
 MAX_SENDS_IN_FLIGHT = 256  # per stream, awaiting their commit
 BOTS_IDLE_WAIT_S = 2.0  # longest wait for the bots' answers when a stream half-closes
 RESUME_TOKEN_BYTES = 24
+RELEASE_ATTEMPTS = 20  # tries to release a presence claim (backoff up to 5 s) when closing
 
 
 def resume_holder(resume_token: str) -> str:
@@ -656,7 +657,17 @@ class Hub:
             await session.flush_acks()
         except Exception:
             log.exception("could not store the acks of %s", session.username)
-        if await self.presence.release(session.username, now, session.holder):
+        released = False
+        for attempt in range(RELEASE_ATTEMPTS):  # a claim left held locks the user out
+            try:
+                released = await self.presence.release(session.username, now, session.holder)
+                break
+            except Exception as exc:  # e.g. Redis unreachable for a moment
+                log.warning(
+                    "could not release the presence of %s (%s); retrying", session.username, exc
+                )
+                await asyncio.sleep(min(5.0, 0.1 * 2**attempt))
+        if released:
             view = UserView(
                 session.username, session.account.display_name, False, now, session.account.bot
             )

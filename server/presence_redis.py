@@ -18,7 +18,8 @@
 * If a node's own key had expired (the node was paused longer than ``ttl``), its
   heartbeat re-asserts the claims it still holds and logs the ones taken meanwhile.
 
-See https://redis.io/docs/latest/commands/set/ and
+Needs Redis 6.2 or later (``SET ... GET``). See
+https://redis.io/docs/latest/commands/set/ and
 https://redis.io/docs/latest/develop/interact/programmability/eval-intro/.
 """
 
