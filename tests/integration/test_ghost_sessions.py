@@ -26,7 +26,7 @@ pytestmark = pytest.mark.timeout(120)
 
 NodeFactory = Callable[..., Awaitable[Node]]
 USERS = 16
-BACKLOG = 120  # stored messages per user: a replay far larger than the outbox
+BACKLOG = 120  # 2 kB messages per user: a replay past the outbox and the HTTP/2 window
 CYCLES_PER_USER = 64  # 16 * 64 = 1,024 cancelled streams
 
 
@@ -51,7 +51,7 @@ async def _fill_backlogs(node: Node, names: list[str]) -> None:
         assert account is not None
         await asyncio.gather(
             *(
-                store.store_message(sender, account, f"{name}-{i}", "x" * 200, now)
+                store.store_message(sender, account, f"{name}-{i}", "x" * 2000, now)
                 for i in range(BACKLOG)
             )
         )
