@@ -161,3 +161,29 @@ class PresenceChange:
 
     user: UserView
     at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSession:
+    """An authenticated call's session: the SHA-256 of its token (what the store keys it
+    by), its account and when it expires (UTC)."""
+
+    token_hash: bytes
+    account: Account
+    expires_at: datetime
+
+
+class SessionEventKind(enum.StrEnum):
+    """What happened to a user's sessions (published to every node)."""
+
+    REVOKED = "revoked"  # a session of the user was logged out or revoked: recheck them
+    TAKEN_OVER = "taken_over"  # the stream whose holder id is ``holder`` was taken over
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEvent:
+    """A change to ``username``'s live streams that every node must apply to its own."""
+
+    kind: SessionEventKind
+    username: str
+    holder: str = ""
