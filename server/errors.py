@@ -211,3 +211,29 @@ class DirectoryUnavailable(HubbubError):
 
     reason = "DIRECTORY_UNAVAILABLE"
     category = Category.UNAVAILABLE
+
+
+class ClientIdReused(HubbubError):
+    """A send reuses a client id the sender already used for a different message (other
+    recipient, group or body); the first message stays the only one stored under that id."""
+
+    reason = "CLIENT_ID_REUSED"
+    category = Category.FAILED_PRECONDITION
+
+
+class UndecodableRequest(InvalidArgument):
+    """A request frame is not a valid protobuf message of the method's request type
+    (random bytes, a wrong wire type, invalid UTF-8 in a string field)."""
+
+    reason = "REQUEST_UNDECODABLE"
+
+
+class InternalError(HubbubError):
+    """An unexpected failure inside the server; details are only in the server log,
+    never on the wire."""
+
+    reason = "INTERNAL"
+    category = Category.INTERNAL
+
+    def __init__(self, message: str = "internal error") -> None:
+        super().__init__(message)
