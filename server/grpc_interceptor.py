@@ -60,7 +60,7 @@ def decoding(method: str, deserializer: Callable[[bytes], Any] | None) -> Callab
         try:
             return deserializer(raw)
         except Exception as exc:
-            log.info("undecodable %s request (%d bytes): %r", name, len(raw), exc)
+            log.debug("undecodable %s request (%d bytes): %r", name, len(raw), exc)
             return Undecodable(
                 UndecodableRequest(
                     f"The {name} request could not be decoded: it is not a valid protobuf "
