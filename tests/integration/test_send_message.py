@@ -62,10 +62,36 @@ async def test_send_message_to_a_group(node: Node) -> None:
         timeout=10,
     )
     assert reply.result.message_id > 0 and not reply.result.duplicate
+    again = await node.stub.SendMessage(
+        pb.SendMessageRequest(client_id="g1", group="CREW", body="hello crew"),
+        metadata=auth(alice),
+        timeout=10,
+    )
+    assert (again.result.duplicate, again.result.message_id) == (True, reply.result.message_id)
     page = await node.stub.ListHistory(
         pb.ListHistoryRequest(group="crew"), metadata=auth(bob), timeout=10
     )
     assert [(m.sender, m.body) for m in page.messages] == [("alice", "hello crew")]
+
+
+async def test_send_message_resend_to_a_random_recipient_is_a_duplicate(node: Node) -> None:
+    """A resend of a random-recipient message is a duplicate naming whoever got it first."""
+    alice = await register_login(node, "alice")
+    bob = await register_login(node, "bob")
+    bob_chat = await open_chat(node, bob)
+    await bob_chat.next("synced")
+    try:
+        request = pb.SendMessageRequest(client_id="r1", random_recipient=True, body="anyone?")
+        first = (await node.stub.SendMessage(request, metadata=auth(alice), timeout=10)).result
+        again = (await node.stub.SendMessage(request, metadata=auth(alice), timeout=10)).result
+        assert (first.recipient, first.duplicate) == ("bob", False)
+        assert (again.recipient, again.duplicate, again.message_id) == (
+            "bob",
+            True,
+            first.message_id,
+        )
+    finally:
+        await bob_chat.close()
 
 
 @pytest.mark.parametrize(
