@@ -162,3 +162,25 @@ async def test_client_id_reused_for_another_message_is_refused(node: Node) -> No
         pb.ListHistoryRequest(username="alice"), metadata=auth(carol), timeout=10
     )
     assert list(seen.messages) == []
+
+
+async def test_unexpected_exception_in_chat_is_internal(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug while handling a Chat event ends the call INTERNAL "internal error" (not OK,
+    not the exception text) and the user is not left online."""
+    token = await register_login(node, "alice")
+    chat = await open_chat(node, token)
+    await chat.next("synced")
+
+    async def broken(session: object, event: object) -> None:
+        raise RuntimeError("secret /etc/hubbub detail")
+
+    monkeypatch.setattr(node.server.hub, "handle", broken)
+    await chat.write(pb.ChatRequest(ping=pb.Ping(nonce=1)))
+    assert await asyncio.wait_for(chat.call.code(), 10.0) == grpc.StatusCode.INTERNAL
+    assert await chat.call.details() == "internal error"
+    monkeypatch.undo()
+    again = await open_chat(node, token)
+    await again.next("synced")
+    await again.close()
