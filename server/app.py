@@ -8,6 +8,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol, cast
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -40,6 +41,20 @@ from .store_sqlite import SqliteStore
 from .throttle import Throttle, ThrottlePolicy
 
 log = logging.getLogger(__name__)
+
+
+class HealthReporter(Protocol):
+    """The asyncio ``grpc_health.v1.health.aio.HealthServicer`` as used here (grpc-stubs
+    predates it): ``set`` a service's status, ``enter_graceful_shutdown`` = NOT_SERVING
+    for every service, permanently (grpc.health.v1 health checking protocol)."""
+
+    async def set(self, service: str, status: health_pb2.HealthCheckResponse.ServingStatus) -> None:
+        """Report ``status`` for ``service`` ("" = the whole server) to Check and Watch."""
+
+    async def enter_graceful_shutdown(self) -> None:
+        """Report NOT_SERVING for every service from now on."""
+
+
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["MessengerService"].full_name
 
 
@@ -86,7 +101,7 @@ class HubbubServer:
     hub: Hub
     auth: AuthService
     hashing: PasswordHashing
-    health: health.HealthServicer
+    health: HealthReporter  # the asyncio servicer: a Watch never holds a thread
     port: int
     db_lock: DatabaseLock | None = None  # one server per database (see server/backup.py)
     metrics_port: int = -1  # Prometheus /metrics port, -1 when off
@@ -96,7 +111,7 @@ class HubbubServer:
     async def stop(self, grace_s: float | None = None) -> None:
         """Graceful shutdown: NOT_SERVING, going-away to every stream, drain, close the store."""
         grace = self.config.grace_s if grace_s is None else grace_s
-        self.health.enter_graceful_shutdown()
+        await self.health.enter_graceful_shutdown()  # Watch calls see NOT_SERVING
         await self.hub.shutdown()
         await self.server.stop(grace)
         await self.hub.wait_closed()  # stream cleanups outlive their cancelled handlers
@@ -255,10 +270,13 @@ async def start_server(config: ServerConfig) -> HubbubServer:
         ),
         server,
     )
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    # The asyncio servicer: the synchronous one blocks a worker thread per Watch call,
+    # so a few abandoned Watches starve Check and keep the server from exiting.
+    async_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
+    health_pb2_grpc.add_HealthServicer_to_server(async_servicer, server)
+    health_servicer = cast(HealthReporter, async_servicer)
     for name in ("", SERVICE_NAME):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     # Reflection with the .proto comments, so `grpcurl describe` shows the API docs.
     enable_documented_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server

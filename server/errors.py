@@ -168,6 +168,8 @@ class CurrentPasswordThrottled(HubbubError):
     reason = "PASSWORD_CHECK_THROTTLED"
     category = Category.RESOURCE_EXHAUSTED
 
+    retry = True
+
     def __init__(self, retry_after_s: float) -> None:
         super().__init__(
             "Too many current-password attempts for this account; "
@@ -182,6 +184,8 @@ class RegistrationThrottled(HubbubError):
     reason = "REGISTRATION_THROTTLED"
     category = Category.RESOURCE_EXHAUSTED
 
+    retry = True
+
     def __init__(self, retry_after_s: float) -> None:
         super().__init__(
             "Too many accounts were created from your address; "
@@ -195,6 +199,8 @@ class ThrottleUnavailable(HubbubError):
 
     reason = "THROTTLE_UNAVAILABLE"
     category = Category.UNAVAILABLE
+
+    retry = True
 
     def __init__(self, retry_after_s: float = 1.0) -> None:
         super().__init__("The server cannot check its attempt limits right now; retry later.")
@@ -327,3 +333,29 @@ class ResumeBeyondEnd(HubbubError):
 
     reason = "RESUME_BEYOND_END"
     category = Category.OUT_OF_RANGE
+
+
+class ClientIdReused(HubbubError):
+    """A send reuses a client id the sender already used for a different message (other
+    recipient, group or body); the first message stays the only one stored under that id."""
+
+    reason = "CLIENT_ID_REUSED"
+    category = Category.FAILED_PRECONDITION
+
+
+class UndecodableRequest(InvalidArgument):
+    """A request frame is not a valid protobuf message of the method's request type
+    (random bytes, a wrong wire type, invalid UTF-8 in a string field)."""
+
+    reason = "REQUEST_UNDECODABLE"
+
+
+class InternalError(HubbubError):
+    """An unexpected failure inside the server; details are only in the server log,
+    never on the wire."""
+
+    reason = "INTERNAL"
+    category = Category.INTERNAL
+
+    def __init__(self, message: str = "internal error") -> None:
+        super().__init__(message)

@@ -27,7 +27,15 @@ from .events import (
     OutWelcome,
 )
 from .grpc_errors import STATUS_OF
-from .models import EntryKind, Group, GroupAction, StoredMessage, UserView, to_ms
+from .models import (
+    EntryKind,
+    Group,
+    GroupAction,
+    SendReceipt,
+    StoredMessage,
+    UserView,
+    to_ms,
+)
 
 
 def timestamp(when: datetime) -> Timestamp:
@@ -106,20 +114,7 @@ def client_event(request: pb.ChatRequest) -> InEvent:
     """Decode one ChatRequest; an empty one becomes :class:`InMalformed`."""
     kind = request.WhichOneof("event")
     if kind == "send":
-        s = request.send
-        if s.WhichOneof("destination") is None:
-            return InMalformed(
-                MalformedEvent.for_field(
-                    "send.recipient", "set recipient, group or random_recipient"
-                )
-            )
-        return InSend(
-            client_id=s.client_id,
-            recipient=s.recipient,
-            body=s.body,
-            group=s.group,
-            random_recipient=s.random_recipient,
-        )
+        return send_event(request.send)
     if kind == "ack":
         return InAck(request.ack.sequence)
     if kind == "resume":
@@ -132,24 +127,42 @@ def client_event(request: pb.ChatRequest) -> InEvent:
     )
 
 
+def send_event(s: pb.SendMessage | pb.SendMessageRequest) -> InSend | InMalformed:
+    """Decode a Chat ``send`` event or a unary SendMessageRequest (the same fields);
+    no destination set becomes :class:`InMalformed`."""
+    if s.WhichOneof("destination") is None:
+        return InMalformed(
+            MalformedEvent.for_field("send.recipient", "set recipient, group or random_recipient")
+        )
+    return InSend(
+        client_id=s.client_id,
+        recipient=s.recipient,
+        body=s.body,
+        group=s.group,
+        random_recipient=s.random_recipient,
+    )
+
+
+def send_result(r: SendReceipt) -> pb.SendResult:
+    """Encode a stored send's receipt (Chat ``send_result`` and SendMessageResponse)."""
+    return pb.SendResult(
+        client_id=r.client_id,
+        message_id=r.message_id,
+        sequence=r.sequence,
+        send_time=timestamp(r.sent_at),
+        duplicate=r.duplicate,
+        recipient_online=r.recipient_online,
+        recipient=r.recipient,
+    )
+
+
 def server_event(event: OutEvent) -> pb.ChatResponse:
     """Encode one hub event as a ChatResponse."""
     match event:
         case OutMessage():
             return inbox_entry(event.message)
         case OutSendResult():
-            r = event.receipt
-            return pb.ChatResponse(
-                send_result=pb.SendResult(
-                    client_id=r.client_id,
-                    message_id=r.message_id,
-                    sequence=r.sequence,
-                    send_time=timestamp(r.sent_at),
-                    duplicate=r.duplicate,
-                    recipient_online=r.recipient_online,
-                    recipient=r.recipient,
-                )
-            )
+            return pb.ChatResponse(send_result=send_result(event.receipt))
         case OutPresence():
             return pb.ChatResponse(presence_change=pb.PresenceChange(user=user(event.change.user)))
         case OutWelcome():

@@ -4,6 +4,10 @@ Every method of ``hubbub.v1.MessengerService`` except Register and Login needs
 ``authorization: Bearer <token>``; the caller's account is put in
 :data:`current_account` and its session (token hash, expiry) in
 :data:`current_session` for the servicer. Health and reflection pass through.
+
+Request frames that do not decode become :class:`Undecodable` (the call ends with
+INVALID_ARGUMENT, not grpc.aio's UNKNOWN with a Python exception text), and any
+unexpected exception becomes INTERNAL "internal error" (traceback in the server log).
 """
 
 from __future__ import annotations
@@ -11,12 +15,13 @@ from __future__ import annotations
 import contextvars
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import grpc
 
 from .auth import AuthService
-from .errors import HubbubError
+from .errors import HubbubError, InternalError, UndecodableRequest
 from .grpc_errors import to_status
 from .models import Account, AuthSession
 
@@ -44,6 +49,37 @@ def metadata_value(metadata: Any, key: str) -> str:
         if name == key and isinstance(value, str):
             return value.strip()
     return ""
+
+
+@dataclass(frozen=True, slots=True)
+class Undecodable:
+    """Stands for a request frame that is not a valid message of the method's request type;
+    ``error`` is the INVALID_ARGUMENT to end the call with."""
+
+    error: UndecodableRequest
+
+
+def decoding(method: str, deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any]:
+    """Wrap a request deserializer so that a frame it cannot parse (random bytes, invalid
+    UTF-8 in a string field) yields :class:`Undecodable` instead of raising: grpc.aio
+    answers a raising deserializer with UNKNOWN and the exception text."""
+    name = method.rsplit("/", 1)[-1]
+
+    def decode(raw: bytes) -> Any:
+        if deserializer is None:
+            return raw
+        try:
+            return deserializer(raw)
+        except Exception as exc:
+            log.debug("undecodable %s request (%d bytes): %r", name, len(raw), exc)
+            return Undecodable(
+                UndecodableRequest(
+                    f"The {name} request could not be decoded: it is not a valid protobuf "
+                    "message of the expected type, or a text field is not valid UTF-8."
+                )
+            )
+
+    return decode
 
 
 def bearer_token(metadata: Any) -> str | None:
@@ -75,21 +111,23 @@ class AuthInterceptor(_Interceptor):
         if handler is None or not method.startswith(SERVICE_PREFIX):
             return handler
         needs_auth = method not in PUBLIC_METHODS
+        deserializer = decoding(method, handler.request_deserializer)
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                self._wrap(handler.unary_unary, needs_auth),
-                request_deserializer=handler.request_deserializer,
+                self._wrap(handler.unary_unary, needs_auth, method),
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_stream is not None:
+            # The stream's frames are checked by its reader (MessengerServicer._read).
             return grpc.stream_stream_rpc_method_handler(
-                self._wrap(handler.stream_stream, needs_auth),
-                request_deserializer=handler.request_deserializer,
+                self._wrap(handler.stream_stream, needs_auth, method),
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         return handler
 
-    def _wrap(self, behaviour: Any, needs_auth: bool) -> Any:
+    def _wrap(self, behaviour: Any, needs_auth: bool, method: str) -> Any:
         auth = self.auth
 
         async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
@@ -100,9 +138,17 @@ class AuthInterceptor(_Interceptor):
                     current_session.set(session)
                     current_account.set(session.account)
                     current_token.set(token)
+                if isinstance(request, Undecodable):
+                    raise request.error
                 return await behaviour(request, context)
             except HubbubError as error:
                 status = to_status(error)
+                await context.abort(status.code, status.details, status.trailing_metadata)
+            except grpc.aio.AbortError:
+                raise  # context.abort: the status is already set
+            except Exception:
+                log.exception("%s failed", method)
+                status = to_status(InternalError())
                 await context.abort(status.code, status.details, status.trailing_metadata)
 
         return wrapped

@@ -21,10 +21,12 @@ from hubbub.v1 import messenger_pb2_grpc as pb_grpc
 
 from . import grpc_convert as convert
 from .auth import AuthService
-from .errors import SlowConsumer
+from .errors import InternalError, SlowConsumer
+from .events import InMalformed
 from .groups import GroupService
 from .grpc_interceptor import (
     RESUME_TOKEN_KEY,
+    Undecodable,
     current_account,
     current_session,
     current_token,
@@ -153,7 +155,7 @@ class MessengerServicer(pb_grpc.MessengerServiceServicer):
         )
 
     async def Chat(  # type: ignore[override]
-        self, request_iterator: AsyncIterator[pb.ChatRequest], context: Context
+        self, request_iterator: AsyncIterator[pb.ChatRequest | Undecodable], context: Context
     ) -> None:
         """The live session: a reader task feeds the hub, a writer task drains the outbox.
 
@@ -202,16 +204,43 @@ class MessengerServicer(pb_grpc.MessengerServiceServicer):
             )
         await self.hub.close_session(session)
 
-    async def _read(self, requests: AsyncIterator[pb.ChatRequest], session: ChatSession) -> None:
+    async def SendMessage(
+        self, request: pb.SendMessageRequest, context: Context
+    ) -> pb.SendMessageResponse:
+        """Store one message without a stream (same rules and result as a Chat send)."""
+        event = convert.send_event(request)
+        if isinstance(event, InMalformed):
+            raise event.error
+        receipt = await self.hub.send(current_account.get(), event)
+        return pb.SendMessageResponse(result=convert.send_result(receipt))
+
+    async def _read(
+        self, requests: AsyncIterator[pb.ChatRequest | Undecodable], session: ChatSession
+    ) -> None:
+        """Feed client events to the hub. An undecodable frame ends the call with
+        INVALID_ARGUMENT, an unexpected failure with INTERNAL (both through the session's
+        close error, mapped by the interceptor); a broken call just ends the writer."""
+        iterator = aiter(requests)
         try:
-            async for request in requests:
+            while True:
+                try:
+                    request = await anext(iterator)
+                except StopAsyncIteration:
+                    break
+                except Exception as exc:  # the call broke (peer gone): end the writer too
+                    log.debug("reader of %s ended: %r", session.username, exc)
+                    session.outbox.close(drain=False)
+                    return
+                if isinstance(request, Undecodable):
+                    session.fail(request.error)
+                    return
                 await self.hub.handle(session, convert.client_event(request))
             await self.hub.finish(session)  # half-close: answer, deliver, end with OK
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # the call broke (peer gone): end the writer too
-            log.debug("reader of %s ended: %r", session.username, exc)
-            session.outbox.close(drain=False)
+        except Exception:
+            log.exception("chat session of %s failed", session.username)
+            session.fail(InternalError())
 
     async def _write(self, session: ChatSession, context: Context) -> None:
         while True:

@@ -13,6 +13,7 @@ from .models import Account, StoredMessage
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 _PREFIX = "h1:"
+MAX_MESSAGE_ID = 2**63 - 1  # message ids are signed 64-bit integers in every store
 
 
 def encode_token(before_id: int) -> str:
@@ -21,18 +22,20 @@ def encode_token(before_id: int) -> str:
 
 
 def decode_token(token: str) -> int:
-    """The message id a page token points before (a huge id for an empty token).
+    """The message id a page token points before (:data:`MAX_MESSAGE_ID` for an empty token).
 
     Raises:
-        InvalidArgument: the token was not made by :func:`encode_token`.
+        InvalidArgument: the token was not made by :func:`encode_token` (not base64url of
+            ``h1:<decimal id>``, or an id outside 1 to 2^63-1, the range of stored ids).
     """
     if not token:
-        return 2**63 - 1
+        return MAX_MESSAGE_ID
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        if raw.startswith(_PREFIX):
-            value = int(raw.removeprefix(_PREFIX))
-            if value > 0:
+        digits = raw.removeprefix(_PREFIX)
+        if raw.startswith(_PREFIX) and digits.isascii() and digits.isdigit() and len(digits) < 20:
+            value = int(digits)
+            if 0 < value <= MAX_MESSAGE_ID:
                 return value
     except (ValueError, UnicodeDecodeError):
         pass

@@ -43,6 +43,7 @@ from . import paging, usernames
 from .broker import Broker
 from .errors import (
     AlreadyConnected,
+    ClientIdReused,
     HistoryChanged,
     HubbubError,
     InvalidArgument,
@@ -805,14 +806,15 @@ class Hub:
             InvalidMessage: empty body or over ``max_message_bytes``.
             UserNotFound / GroupNotFound: no such destination.
             NobodyOnline: a random recipient was asked for and nobody else is online.
-        The returned coroutine raises NotGroupMember for a group the sender left.
+        The returned coroutine raises NotGroupMember for a group the sender left, and
+        ClientIdReused when ``event.client_id`` was already used for a different message.
         """
         self._check_send(event.client_id, event.body)
         now = utc_now()
         if event.group:
             name = usernames.group_reference(event.group)
             pending = self.store.store_group_message(sender, name, event.client_id, event.body, now)
-            return self._finish_send(pending, event.client_id, name, None)
+            return self._finish_send(pending, event, name, None)
         if event.random_recipient:
             online = sorted(set(await self.presence.online()) - {sender.username} - set(self._bots))
             if not online:
@@ -822,7 +824,7 @@ class Hub:
             target = event.recipient
         recipient = await self._recipient(target)
         pending = self.store.store_message(sender, recipient, event.client_id, event.body, now)
-        return self._finish_send(pending, event.client_id, recipient.username, recipient)
+        return self._finish_send(pending, event, recipient.username, recipient)
 
     async def _recipient(self, raw: str) -> Account:
         if not raw:
@@ -846,14 +848,25 @@ class Hub:
         online = account.bot or await self.presence.is_online(account.username)
         return UserView(account.username, account.display_name, online, None, account.bot)
 
+    async def send(self, sender: Account, event: InSend) -> SendReceipt:
+        """Store one message durably, publish it, and return the receipt (unary SendMessage).
+
+        Raises:
+            every error of :meth:`begin_send` and of the coroutine it returns.
+        """
+        return await (await self.begin_send(sender, event))
+
     async def _finish_send(
         self,
         pending: Awaitable[Appended],
-        client_id: str,
+        event: InSend,
         target: str,
         recipient: Account | None,
     ) -> SendReceipt:
         appended = await pending
+        client_id = event.client_id
+        if appended.duplicate:
+            target = self._check_resend(appended, event, target)
         self._count_send("direct" if recipient else "group", appended.duplicate)
         await self.publish(appended.entries)
         if recipient is not None:  # this node first, then the cluster (presence)
@@ -877,6 +890,32 @@ class Hub:
             duplicate=appended.duplicate,
             recipient_online=online,
             recipient=target,
+        )
+
+    def _check_resend(self, appended: Appended, event: InSend, target: str) -> str:
+        """The destination of the message first stored under ``event.client_id``, if
+        ``event`` is a resend of it (same body and destination; a random recipient matches
+        whoever was picked the first time).
+
+        Raises:
+            ClientIdReused: the id was used for a different message (the one rule for the
+                stream's send and the unary SendMessage).
+        """
+        texts = [e for e in appended.entries if e.kind is EntryKind.TEXT]
+        if not texts:  # a group without other members: nothing stored to compare with
+            return target
+        first = texts[0]
+        if event.group:
+            same = first.group == target
+        elif event.random_recipient:
+            same, target = not first.group, first.recipient
+        else:
+            same = not first.group and first.recipient == target
+        if same and first.body == event.body:
+            return target
+        raise ClientIdReused(
+            f"The client id '{event.client_id}' was already used for a different message; "
+            "this one was not sent. Use a new client id for a new message."
         )
 
     def _check_send(self, client_id: str, body: str) -> None:
@@ -928,7 +967,7 @@ class Hub:
         Raises:
             MalformedEvent, InvalidMessage, UserNotFound: see :meth:`begin_send`.
         """
-        return await (await self.begin_send(sender, InSend(client_id, recipient_name, body)))
+        return await self.send(sender, InSend(client_id, recipient_name, body))
 
     # -- broker handler -----------------------------------------------------------------
 

@@ -151,3 +151,60 @@ def _json_objects(text: str) -> list[str]:
         objects.append(json.dumps(obj))
         index = end
     return objects
+
+
+def test_send_message_while_a_chat_is_open(server_process: ServerProcess) -> None:
+    """Unary SendMessage from grpcurl works while the sender's own Chat stream is open; a
+    resend is a duplicate and a client id reused for another message is FailedPrecondition."""
+    alice = login(server_process, "alice")
+    bob = login(server_process, "bob")
+    header = f"authorization: Bearer {alice}"
+    address = server_process.address
+    chat = subprocess.Popen(  # alice's interactive stream, held open on stdin
+        [
+            GRPCURL,
+            "-plaintext",
+            "-max-time",
+            "30",
+            "-H",
+            header,
+            "-d",
+            "@",
+            address,
+            f"{SERVICE}/Chat",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert chat.stdin is not None
+        assert chat.stdout is not None
+        welcome = "".join(iter(chat.stdout.readline, "}\n")) + "}"  # the stream is open
+        assert "welcome" in json.loads(welcome)
+        chat.stdin.write('{"resume": {}}\n')
+        chat.stdin.flush()
+        send = json.dumps({"client_id": "cron-1", "recipient": "bob", "body": "nightly report"})
+        out = grpcurl(server_process, f"{SERVICE}/SendMessage", token=alice, data=send)
+        assert out.returncode == 0, out.stderr
+        result = json.loads(out.stdout)["result"]
+        assert (result["recipient"], result.get("duplicate", False)) == ("bob", False)
+        again = grpcurl(server_process, f"{SERVICE}/SendMessage", token=alice, data=send)
+        assert again.returncode == 0, again.stderr
+        assert json.loads(again.stdout)["result"]["duplicate"] is True
+        reused = json.dumps({"client_id": "cron-1", "recipient": "bob", "body": "other"})
+        refused = grpcurl(server_process, f"{SERVICE}/SendMessage", token=alice, data=reused)
+        assert refused.returncode != 0
+        assert "Code: FailedPrecondition" in refused.stderr and "CLIENT_ID_REUSED" in refused.stderr
+        assert chat.poll() is None  # the stream was not disturbed
+    finally:
+        if chat.stdin is not None:
+            chat.stdin.close()
+        chat.wait(30)
+    assert chat.returncode == 0, chat.stderr.read() if chat.stderr else ""
+    out = grpcurl(server_process, f"{SERVICE}/Chat", token=bob, data="@", stdin='{"resume": {}}')
+    bodies = [
+        r["message"]["body"] for r in map(json.loads, _json_objects(out.stdout)) if "message" in r
+    ]
+    assert bodies == ["nightly report"]
