@@ -1,6 +1,6 @@
 """The sans-I/O SQL core shared by the SQLite and PostgreSQL stores.
 
-An *operation* is a generator that yields :class:`Query` objects and receives
+An *operation* is a generator that yields :data:`Query` tuples and receives
 each query's result; its return value is the operation's result. Operations
 (``store_ops``, ``schema``, ``export``) hold the schema, the queries, the row
 mapping and the inbox rules once; they never do I/O. Each backend has one
@@ -39,13 +39,9 @@ class Fetch(enum.Enum):
     MANY = "many"  # executemany: params is a list of tuples; None
 
 
-@dataclass(frozen=True, slots=True)
-class Query:
-    """One SQL statement with ``?`` placeholders, its parameters and the result wanted."""
-
-    sql: str
-    params: Sequence[Any]
-    fetch: Fetch
+#: One SQL statement with ``?`` placeholders, its parameters and the result wanted
+#: (a plain tuple: one is built for every query of every write).
+Query: TypeAlias = tuple[str, Sequence[Any], Fetch]
 
 
 #: An operation returning ``T``: yields queries, receives their results.
@@ -54,27 +50,27 @@ Op: TypeAlias = Generator[Query, Any, T]
 
 def execute(sql: str, *params: Any) -> Query:
     """A statement whose result is not needed."""
-    return Query(sql, params, Fetch.NONE)
+    return (sql, params, Fetch.NONE)
 
 
 def one(sql: str, *params: Any) -> Query:
     """A query answered with its first row, or None."""
-    return Query(sql, params, Fetch.ONE)
+    return (sql, params, Fetch.ONE)
 
 
 def rows(sql: str, *params: Any) -> Query:
     """A query answered with the list of its rows."""
-    return Query(sql, params, Fetch.ALL)
+    return (sql, params, Fetch.ALL)
 
 
 def value(sql: str, *params: Any) -> Query:
     """A query answered with the first column of its first row, or None."""
-    return Query(sql, params, Fetch.VALUE)
+    return (sql, params, Fetch.VALUE)
 
 
 def many(sql: str, params: Iterable[Sequence[Any]]) -> Query:
     """A statement run once per parameter tuple (``executemany``)."""
-    return Query(sql, list(params), Fetch.MANY)
+    return (sql, list(params), Fetch.MANY)
 
 
 _PLACEHOLDER = re.compile(r"\?")

@@ -291,10 +291,22 @@ def append(
         found = yield rows(_MESSAGE_SELECT + " WHERE i.message_id = ? ORDER BY i.user_id", row[0])
         return Appended(row[0], from_ms(row[1]), [message_of(r) for r in found], True)
     sequences: dict[int, int] = {}
-    if targets:
+    if len(targets) == 1:  # a direct message or a receipt: the common case, kept short
+        (target,) = targets
+        sequences[target.id] = yield value(
+            "UPDATE users SET last_sequence = last_sequence + 1 WHERE id = ?"
+            " RETURNING last_sequence",
+            target.id,
+        )
+        yield execute(
+            "INSERT INTO inbox (user_id, sequence, message_id) VALUES (?, ?, ?)",
+            target.id,
+            sequences[target.id],
+            message_id,
+        )
+    elif targets:
         ids = [t.id for t in targets]
-        if len(ids) > 1:
-            yield from _lock_users(d, ids)
+        yield from _lock_users(d, ids)
         condition, params = d.in_list("id", ids, "bigint")
         for user_id, sequence in (
             yield rows(
@@ -334,16 +346,14 @@ def store_message(
     d: Dialect, sender: Account, recipient: Account, client_id: str, body: str, sent_ms: int
 ) -> Op[Appended]:
     """A direct message into ``recipient``'s inbox (see :func:`append`)."""
-    return (
-        yield from append(
-            d,
-            sender=sender,
-            targets=[recipient],
-            client_id=client_id,
-            body=body,
-            sent_ms=sent_ms,
-            recipient=recipient,
-        )
+    return append(
+        d,
+        sender=sender,
+        targets=[recipient],
+        client_id=client_id,
+        body=body,
+        sent_ms=sent_ms,
+        recipient=recipient,
     )
 
 

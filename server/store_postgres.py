@@ -56,15 +56,16 @@ CLOSE_TIMEOUT_S = 10.0
 
 
 async def _execute(conn: Connection, query: Query) -> Any:
-    sql, params = numbered(query.sql), query.params
-    if query.fetch is Fetch.NONE:
+    sql, params, fetch = query
+    sql = numbered(sql)
+    if fetch is Fetch.NONE:
         await conn.execute(sql, *params)
         return None
-    if query.fetch is Fetch.ONE:
+    if fetch is Fetch.ONE:
         return await conn.fetchrow(sql, *params)
-    if query.fetch is Fetch.ALL:
+    if fetch is Fetch.ALL:
         return await conn.fetch(sql, *params)
-    if query.fetch is Fetch.VALUE:
+    if fetch is Fetch.VALUE:
         return await conn.fetchval(sql, *params)
     if len(params) == 1:  # one row: a plain statement is one round trip less
         await conn.execute(sql, *params[0])

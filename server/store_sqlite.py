@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 from . import schema
 from .schema import SCHEMA_VERSION, new_history_id
-from .sql import SQLITE, Fetch, Op, Query
+from .sql import SQLITE, Fetch, Op
 from .store_sql import SqlStore
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore", "new_history_id", "run_op"]
@@ -43,35 +43,33 @@ PRIVATE_FILE_MODE = 0o600  # database, -wal, -shm, lock, backup and export files
 SIDECARS = ("-wal", "-shm", "-journal")  # files SQLite keeps next to a database
 
 
-def _execute(conn: sqlite3.Connection, query: Query) -> Any:
-    if query.fetch is Fetch.MANY:
-        conn.executemany(query.sql, query.params)
-        return None
-    cur = conn.execute(query.sql, query.params)
-    if query.fetch is Fetch.ALL:
-        return cur.fetchall()
-    if query.fetch is Fetch.NONE:
-        return None
-    row = cur.fetchone()
-    if query.fetch is Fetch.ONE:
-        return row
-    return None if row is None else row[0]
-
-
 def run_op(conn: sqlite3.Connection, op: Op[T]) -> T:
     """Run the operation ``op`` on ``conn`` (synchronously) and return its result.
 
     Transactions are the caller's: the writer thread's group commit, a reader's
     autocommit, or an explicit ``BEGIN``. Errors of SQLite or of the operation
-    propagate.
+    propagate. (One loop, no helper calls: this runs for every query of every write.)
     """
+    execute = conn.execute
+    result: Any = None
     try:
-        query = next(op)
         while True:
-            query = op.send(_execute(conn, query))
+            sql, params, fetch = op.send(result)
+            if fetch is Fetch.MANY:
+                conn.executemany(sql, params)
+                result = None
+                continue
+            cur = execute(sql, params)
+            if fetch is Fetch.ALL:
+                result = cur.fetchall()
+            elif fetch is Fetch.NONE:
+                result = None
+            else:
+                row = cur.fetchone()
+                result = row if fetch is Fetch.ONE or row is None else row[0]
     except StopIteration as done:
-        result: T = done.value
-        return result
+        value: T = done.value
+        return value
 
 
 def make_private_dir(directory: Path) -> None:
