@@ -4,7 +4,9 @@
 ``backup``, ``restore``, ``export`` and ``import`` are the operations of
 :mod:`hubbub.server.backup`; ``user add`` creates an account as the operator
 (also with ``--registration closed``). Each prints one summary line and exits 0,
-or one line on stderr and exits 1.
+or one line on stderr and exits 1. ``export`` and ``import`` work on the SQLite file
+or, with ``--postgres-url`` / ``HUBBUB_POSTGRES_URL``, on PostgreSQL;
+``backup`` and ``restore`` are for the SQLite file only.
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ from . import backup, logs
 from . import config as config_module
 from .app import serve
 from .auth import AuthService
+from .config import redact_url
 from .errors import HubbubError
 from .models import Account
 from .passwords import PasswordHashing
+from .schema import SCHEMA_VERSION
 from .store import Store
 from .store_postgres import PostgresStore
-from .store_sqlite import SCHEMA_VERSION, SqliteStore
+from .store_sqlite import SqliteStore
 
 
 def _database_flag(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +38,17 @@ def _database_flag(parser: argparse.ArgumentParser) -> None:
         "--database",
         default=argparse.SUPPRESS,
         help="SQLite database file (default: HUBBUB_DATABASE or ./data/hubbub.db)",
+    )
+
+
+def _postgres_flag(parser: argparse.ArgumentParser) -> None:
+    # SUPPRESS: when absent here, the top-level --postgres-url / HUBBUB_POSTGRES_URL applies.
+    parser.add_argument(
+        "--postgres-url",
+        dest="postgres_url",
+        default=argparse.SUPPRESS,
+        help="use this PostgreSQL database instead of the SQLite file "
+        "(default: HUBBUB_POSTGRES_URL)",
     )
 
 
@@ -83,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("file", metavar="FILE.json", help="JSON file to write (replaced if it exists)")
     _database_flag(p)
+    _postgres_flag(p)
 
     p = commands.add_parser(
         "import",
@@ -99,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest message body accepted, as the server's flag (default: %(default)s)",
     )
     _database_flag(p)
+    _postgres_flag(p)
 
     p = commands.add_parser(
         "user",
@@ -145,11 +162,21 @@ def _restore(args: argparse.Namespace) -> str:
 
 
 def _export(args: argparse.Namespace) -> str:
+    if args.postgres_url:
+        counts = asyncio.run(backup.export_postgres(args.postgres_url, args.file))
+        return f"exported {redact_url(args.postgres_url)} to {args.file}: {counts}"
     counts = backup.export_database(args.database, args.file)
     return f"exported {args.database} to {args.file}: {counts}"
 
 
 def _import(args: argparse.Namespace) -> str:
+    if args.postgres_url:
+        counts = asyncio.run(
+            backup.import_postgres(
+                args.file, args.postgres_url, max_message_bytes=args.max_message_bytes
+            )
+        )
+        return f"imported {args.file} into {redact_url(args.postgres_url)}: {counts}"
     counts = backup.import_database(
         args.file, args.database, max_message_bytes=args.max_message_bytes
     )
@@ -165,7 +192,8 @@ _OPERATIONS: dict[str, Callable[[argparse.Namespace], str]] = {
 
 
 def _operate(command: str, args: argparse.Namespace) -> int:
-    if getattr(args, "postgres_url", ""):
+    postgres_url: str = getattr(args, "postgres_url", "")
+    if command in ("backup", "restore") and postgres_url:
         print(
             f"hubbub-server {command}: works on the SQLite database only, not with "
             "--postgres-url / HUBBUB_POSTGRES_URL; back up PostgreSQL with pg_dump / pg_restore",

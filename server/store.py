@@ -1,8 +1,15 @@
 """The store interface: durable accounts, sessions, groups, inboxes and cursors.
 
-Implementations are siblings (``store_sqlite`` is the embedded default). All
-methods are coroutines taking and returning plain :mod:`hubbub.server.models`
-records. A write that returns has been committed durably.
+Implementations are siblings (``store_sqlite`` is the embedded default,
+``store_postgres`` serves several nodes). All methods are coroutines taking and
+returning plain :mod:`hubbub.server.models` records. A write that returns has
+been committed durably.
+
+Both SQL stores are one program: the schema and its migrations
+(:mod:`.schema`), every query, the row mapping and the inbox rules
+(:mod:`.store_ops`) are written once as sans-I/O operations (:mod:`.sql`), and
+the methods of this interface once over them (:class:`.store_sql.SqlStore`).
+Each backend keeps its connection, its driver and its executor.
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ import pytest
 
 from hubbub.server import backup as bk
 from hubbub.server.config import ServerConfig
-from hubbub.server.store_sqlite import _MIGRATIONS, SCHEMA_VERSION
+from hubbub.server.schema import MIGRATIONS, SCHEMA_VERSION, script
+from hubbub.server.sql import SQLITE
 from hubbub.v1 import messenger_pb2 as pb
 
 from .conftest import PASSWORD, Node, auth, close_node, open_chat, open_node, register_login
@@ -354,7 +355,7 @@ async def test_restoring_an_older_schema_migrates_on_start(tmp_path: Path) -> No
     old = tmp_path / "v1.bak"
     hashed = argon2.PasswordHasher().hash(PASSWORD)
     with sqlite3.connect(old) as conn:
-        conn.executescript(_MIGRATIONS[1])
+        conn.executescript(script(1, SQLITE))
         conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
         conn.execute("INSERT INTO schema_version VALUES (1)")
         conn.executemany(
@@ -451,7 +452,11 @@ async def test_import_gives_the_database_a_new_history_id(
 
 def test_required_tables_cover_every_schema_version() -> None:
     """Restore knows the tables of every schema version the server can migrate from."""
-    assert set(bk.REQUIRED_TABLES) == set(range(1, SCHEMA_VERSION + 1)) == set(_MIGRATIONS)
+    assert (
+        set(bk.REQUIRED_TABLES)
+        == set(range(1, SCHEMA_VERSION + 1))
+        == {m.version for m in MIGRATIONS}
+    )
 
 
 # -- export and import --------------------------------------------------------------------------

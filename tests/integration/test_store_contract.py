@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from hubbub.server import store_postgres, store_sqlite
+from hubbub.server import schema
 from hubbub.server.errors import (
     GroupNameTaken,
     GroupNotFound,
@@ -21,6 +21,7 @@ from hubbub.server.errors import (
     UsernameTaken,
 )
 from hubbub.server.models import Account, Appended, EntryKind, GroupAction, SessionInfo, utc_now
+from hubbub.server.sql import POSTGRES, SQLITE
 from hubbub.server.store import Store
 from hubbub.server.store_postgres import PostgresStore
 from hubbub.server.store_sqlite import SqliteStore
@@ -440,7 +441,7 @@ async def _make_v2_database(backend: Backend, names: list[str]) -> None:
         try:
             conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
             for version in (1, 2):
-                conn.executescript(store_sqlite._MIGRATIONS[version])
+                conn.executescript(schema.script(version, SQLITE))
                 conn.execute("INSERT INTO schema_version VALUES (?)", (version,))
             conn.executemany(
                 "INSERT INTO users (username, display_name, password_hash, created_ms)"
@@ -453,7 +454,8 @@ async def _make_v2_database(backend: Backend, names: list[str]) -> None:
         pg = await asyncpg.connect(backend.target)
         try:
             await pg.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-            await pg.execute(store_postgres._MIGRATIONS[2])
+            for version in (1, 2):
+                await pg.execute(schema.script(version, POSTGRES))
             await pg.execute("INSERT INTO schema_version VALUES (2)")
             await pg.executemany(
                 "INSERT INTO users (username, display_name, password_hash, created_ms)"
@@ -489,3 +491,78 @@ async def test_migration_v2_to_v3_fills_skeletons_and_history_id(backend: Backen
             await pg.close()
     assert version == 3
     assert sorted(rows) == [(n, skeleton(n)) for n in ("alice", "bob", "carol")]
+
+
+async def _make_v1_database(backend: Backend) -> None:
+    """Create a schema-v1 database (``schema.script(1, …)``: accounts, sessions, direct
+    messages, inboxes) holding alice → bob "old" (bob's sequence 1, unacked)."""
+    statements = [
+        "CREATE TABLE schema_version (version INTEGER NOT NULL)",
+        *schema.script(1, SQLITE if backend.kind == "sqlite" else POSTGRES).split(";"),
+        "INSERT INTO schema_version VALUES (1)",
+        "INSERT INTO users (username, display_name, password_hash, created_ms, last_sequence)"
+        " VALUES ('alice', 'Alice', 'hash', 0, 0), ('bob', 'Bob', 'hash', 0, 1)",
+        "INSERT INTO messages (sender_id, recipient_id, client_id, body, sent_ms)"
+        " SELECT a.id, b.id, 'old-1', 'old', 1700000000123 FROM users a, users b"
+        " WHERE a.username = 'alice' AND b.username = 'bob'",
+        "INSERT INTO inbox (user_id, sequence, message_id)"
+        " SELECT recipient_id, 1, id FROM messages",
+    ]
+    statements = [s for s in statements if s.strip()]
+    if backend.kind == "sqlite":
+        conn = sqlite3.connect(backend.target, isolation_level=None)
+        try:
+            for statement in statements:
+                conn.execute(statement)
+        finally:
+            conn.close()
+    else:
+        pg = await asyncpg.connect(backend.target)
+        try:
+            for statement in statements:
+                await pg.execute(statement)
+        finally:
+            await pg.close()
+
+
+async def test_migration_v1_to_current_keeps_messages_and_goes_on(backend: Backend) -> None:
+    """Opening a v1 database migrates it through v2 and v3 (the same steps on both kinds):
+    the old message replays as a direct text, has history, a resend is a duplicate, new
+    messages take the next sequence and id, groups work, and version 3 is recorded."""
+    await _make_v1_database(backend)
+    store: Store = await backend.open()
+    alice, bob = await store.get_account("alice"), await store.get_account("bob")
+    assert alice is not None and bob is not None
+    (old,) = await store.messages_after(bob, 0, 10)
+    assert (old.sequence, old.sender, old.recipient, old.kind, old.group) == (
+        1,
+        "alice",
+        "bob",
+        EntryKind.TEXT,
+        "",
+    )
+    assert (old.body, old.client_id) == ("old", "old-1")
+    assert [
+        m.body for m in await store.history(bob, peer=alice, group=None, before_id=2**62, limit=5)
+    ] == ["old"]
+    assert (await store.store_message(alice, bob, "old-1", "old", utc_now())).duplicate
+    new = await store.store_message(alice, bob, "new-1", "new", utc_now())
+    assert (new.entries[0].sequence, new.message_id > old.message_id) == (2, True)
+    group, _ = await store.create_group("team", alice, [bob], utc_now())
+    assert group.members == ("alice", "bob")
+    assert len(await store.history_id()) == 32
+    with pytest.raises(UsernameConfusable):
+        await store.create_account("аlice", "Mallory", "hash")
+    if backend.kind == "sqlite":
+        conn = sqlite3.connect(backend.target)
+        try:
+            versions = [r[0] for r in conn.execute("SELECT version FROM schema_version")]
+        finally:
+            conn.close()
+    else:
+        pg = await asyncpg.connect(backend.target)
+        try:
+            versions = [r[0] for r in await pg.fetch("SELECT version FROM schema_version")]
+        finally:
+            await pg.close()
+    assert sorted(versions) == [1, 2, 3]

@@ -1,0 +1,205 @@
+"""The Store methods written once for the SQL backends (SQLite and PostgreSQL).
+
+:class:`SqlStore` implements :class:`~hubbub.server.store.Store` by running the
+shared operations of :mod:`.store_ops` through three executor methods that each
+backend provides: :meth:`~SqlStore._read`, :meth:`~SqlStore._write` (one
+durable transaction) and :meth:`~SqlStore._write_queued` (queued at call time,
+so one sender's writes commit in call order). Writes are passed as factories
+(``lambda: store_ops.…``) because PostgreSQL reruns a write from scratch after
+a deadlock or serialization failure.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from collections.abc import Callable
+from datetime import datetime
+from typing import TypeVar
+
+from . import schema, store_ops
+from .models import (
+    Account,
+    Appended,
+    Group,
+    InboxCursor,
+    SessionInfo,
+    StoredMessage,
+    to_ms,
+    utc_now,
+)
+from .sql import Dialect, Op
+
+T = TypeVar("T")
+
+
+class SqlStore(abc.ABC):
+    """The shared half of the SQL stores: every Store method is one shared operation.
+
+    Subclasses set :attr:`dialect` and implement open/close/history_id and the executors.
+    """
+
+    dialect: Dialect
+    _history_id: str | None = None
+
+    @property
+    @abc.abstractmethod
+    def location(self) -> str:
+        """Where the database is, for messages (a file, or a URL without its password)."""
+
+    async def history_id(self) -> str:
+        """See :meth:`Store.history_id` (read once, then remembered)."""
+        if self._history_id is None:
+            found = await self._read(schema.get_history_id())
+            if found is None:
+                raise RuntimeError(f"{self.location} has no history id")
+            self._history_id = found
+        return self._history_id
+
+    @abc.abstractmethod
+    async def _read(self, op: Op[T]) -> T:
+        """Run the read operation ``op`` on a read connection; return its result."""
+
+    @abc.abstractmethod
+    async def _write(self, make: Callable[[], Op[T]]) -> T:
+        """Run the write operation ``make()`` in one transaction, durable when this returns."""
+
+    @abc.abstractmethod
+    def _write_queued(self, sender_id: int, make: Callable[[], Op[T]]) -> asyncio.Future[T]:
+        """Queue the write ``make()`` now, after the previous queued write of ``sender_id``;
+        the future resolves when it is durable (cancelling it does not cancel the write)."""
+
+    async def create_account(
+        self, username: str, display_name: str, password_hash: str, *, bot: bool = False
+    ) -> Account:
+        """See :meth:`Store.create_account`."""
+        created_ms = to_ms(utc_now())
+        return await self._write(
+            lambda: store_ops.create_account(
+                self.dialect, username, display_name, password_hash, bot, created_ms
+            )
+        )
+
+    async def get_account(self, username: str) -> Account | None:
+        """See :meth:`Store.get_account`."""
+        return await self._read(store_ops.get_account(username))
+
+    async def list_accounts(self, after: str = "", limit: int = 0) -> list[Account]:
+        """See :meth:`Store.list_accounts`."""
+        return await self._read(store_ops.list_accounts(self.dialect, after, limit))
+
+    async def update_account(
+        self,
+        account: Account,
+        *,
+        display_name: str | None = None,
+        password_hash: str | None = None,
+        keep_session: bytes | None = None,
+    ) -> Account:
+        """See :meth:`Store.update_account`."""
+        return await self._write(
+            lambda: store_ops.update_account(
+                self.dialect, account, display_name, password_hash, keep_session
+            )
+        )
+
+    async def create_session(
+        self, token_hash: bytes, account_id: int, expires_at: datetime
+    ) -> None:
+        """See :meth:`Store.create_session`."""
+        now_ms, expires_ms = to_ms(utc_now()), to_ms(expires_at)
+        await self._write(
+            lambda: store_ops.create_session(token_hash, account_id, now_ms, expires_ms)
+        )
+
+    async def get_session(self, token_hash: bytes, now: datetime) -> SessionInfo | None:
+        """See :meth:`Store.get_session`."""
+        return await self._read(store_ops.get_session(token_hash, to_ms(now)))
+
+    async def delete_session(self, token_hash: bytes) -> None:
+        """See :meth:`Store.delete_session`."""
+        await self._write(lambda: store_ops.delete_session(token_hash))
+
+    def store_message(
+        self, sender: Account, recipient: Account, client_id: str, body: str, sent_at: datetime
+    ) -> asyncio.Future[Appended]:
+        """See :meth:`Store.store_message` (queued in call order per sender)."""
+        sent_ms = to_ms(sent_at)
+        return self._write_queued(
+            sender.id,
+            lambda: store_ops.store_message(
+                self.dialect, sender, recipient, client_id, body, sent_ms
+            ),
+        )
+
+    def store_group_message(
+        self, sender: Account, group: str, client_id: str, body: str, sent_at: datetime
+    ) -> asyncio.Future[Appended]:
+        """See :meth:`Store.store_group_message` (queued in call order per sender)."""
+        sent_ms = to_ms(sent_at)
+        return self._write_queued(
+            sender.id,
+            lambda: store_ops.store_group_message(
+                self.dialect, sender, group, client_id, body, sent_ms
+            ),
+        )
+
+    async def messages_after(
+        self, account: Account, after_sequence: int, limit: int
+    ) -> list[StoredMessage]:
+        """See :meth:`Store.messages_after`."""
+        return await self._read(store_ops.messages_after(account, after_sequence, limit))
+
+    async def cursor(self, account: Account) -> InboxCursor:
+        """See :meth:`Store.cursor`."""
+        return await self._read(store_ops.cursor(account))
+
+    async def ack(self, account: Account, sequence: int, at: datetime) -> list[StoredMessage]:
+        """See :meth:`Store.ack`."""
+        at_ms = to_ms(at)
+        return await self._write(lambda: store_ops.ack(self.dialect, account, sequence, at_ms))
+
+    async def create_group(
+        self, name: str, creator: Account, members: list[Account], at: datetime
+    ) -> tuple[Group, Appended]:
+        """See :meth:`Store.create_group`."""
+        at_ms = to_ms(at)
+        return await self._write(
+            lambda: store_ops.create_group(self.dialect, name, creator, members, at_ms)
+        )
+
+    async def add_members(
+        self, name: str, actor: Account, members: list[Account], at: datetime
+    ) -> tuple[Group, Appended | None]:
+        """See :meth:`Store.add_members`."""
+        at_ms = to_ms(at)
+        return await self._write(
+            lambda: store_ops.add_members(self.dialect, name, actor, members, at_ms)
+        )
+
+    async def leave_group(self, name: str, account: Account, at: datetime) -> Appended:
+        """See :meth:`Store.leave_group`."""
+        at_ms = to_ms(at)
+        return await self._write(lambda: store_ops.leave_group(self.dialect, name, account, at_ms))
+
+    async def get_group(self, name: str) -> Group | None:
+        """See :meth:`Store.get_group`."""
+        return await self._read(store_ops.get_group(self.dialect, name))
+
+    async def list_groups(self, account: Account) -> list[Group]:
+        """See :meth:`Store.list_groups`."""
+        return await self._read(store_ops.list_groups(account))
+
+    async def history(
+        self,
+        account: Account,
+        *,
+        peer: Account | None,
+        group: str | None,
+        before_id: int,
+        limit: int,
+    ) -> list[StoredMessage]:
+        """See :meth:`Store.history`."""
+        return await self._read(
+            store_ops.history(self.dialect, account, peer, group, before_id, limit)
+        )
