@@ -60,6 +60,23 @@ def process_rss_bytes(pid: int) -> int | None:
     return None
 
 
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every live process below it (from the ``ppid`` of ``/proc/*/stat``)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid] if pid > 0 else []
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo += children.get(current, [])
+    return found
+
+
 def raise_nofile(wanted: int) -> int:
     """Raise this process's open-file soft limit towards ``wanted`` (up to the hard limit).
 

@@ -38,6 +38,7 @@ class SystemResult:
     server_cpu_us_per_msg: float | None = None
     client_cpu_pct: float | None = None
     setup_s: float | None = None
+    backend_cpu_us_per_msg: float | None = None  # PostgreSQL + Redis (cluster only)
     light: LightLoad | None = None
     idle: IdleStreams | None = None
     integrity: Integrity = field(default_factory=Integrity)
