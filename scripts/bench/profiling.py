@@ -35,6 +35,11 @@ async def recording(pid: int, out: Path | None) -> AsyncIterator[None]:
     """Record process ``pid`` with py-spy into ``out`` (collapsed stacks) while the
     block runs; does nothing if ``out`` is None.
 
+    ``--nonblocking`` keeps the server running between samples (its figures stay
+    near an unprofiled run); time spent in C (grpc core, SQLite, protobuf) counts
+    as the calling Python function's own time. ``--native`` was tried: it pauses
+    the server per sample and cut its throughput ~10x, so it is not offered.
+
     Raises:
         RuntimeError: py-spy is not installed.
     """
@@ -71,6 +76,23 @@ def _frame_name(frame: str) -> str:
     return f"{short}:{name.strip()}"
 
 
+THREAD_KINDS = (  # (label, a frame name part that marks the stack's thread)
+    ("event loop", "Runner.run"),
+    ("sqlite writer thread", "_GroupCommitWriter"),
+    ("executor threads (reads, argon2)", "_worker"),
+    ("other threads", "Thread.run"),
+)
+
+
+def thread_kind(frames: list[str]) -> str:
+    """Which thread a stack was sampled on (``partial stack`` if its root is missing,
+    as ``--nonblocking`` sampling sometimes gives)."""
+    for label, part in THREAD_KINDS:
+        if any(part in frame for frame in frames):
+            return label
+    return "partial stack"
+
+
 def summarize(path: Path, top: int = 25) -> str:
     """Top ``top`` functions by own samples and by inclusive samples, in % of all samples.
 
@@ -79,6 +101,7 @@ def summarize(path: Path, top: int = 25) -> str:
     """
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
+    threads: Counter[str] = Counter()
     total = 0
     for line in path.read_text(errors="replace").splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -90,6 +113,7 @@ def summarize(path: Path, top: int = 25) -> str:
         if not frames:
             continue
         total += count
+        threads[thread_kind(frames)] += count
         own[frames[-1]] += count
         for name in set(frames):
             inclusive[name] += count
@@ -97,6 +121,9 @@ def summarize(path: Path, top: int = 25) -> str:
         return f"{path}: no samples"
     seconds = total / PY_SPY_RATE
     lines = [f"{path.name}: {total} samples (~{seconds:.1f} s of CPU at {PY_SPY_RATE} Hz)"]
+    lines.append(
+        "  by thread: " + ", ".join(f"{k} {100 * n / total:.1f}%" for k, n in threads.most_common())
+    )
     lines.append(f"  own %   function (top {top})")
     lines += [f"  {100 * n / total:5.1f}   {name}" for name, n in own.most_common(top)]
     lines.append(f"  incl %  function (top {top})")

@@ -78,6 +78,8 @@ def fmt(value: float | None, digits: int = 2) -> str:
     """A table cell: ``-`` for missing, thousands separators from 1000 up."""
     if value is None:
         return "-"
+    if isinstance(value, int):
+        return f"{value:,}"
     if abs(value) >= 1000:
         return f"{value:,.0f}"
     return f"{value:.{digits}f}"
@@ -122,6 +124,8 @@ def render_table(
         "-" * width,
     ]
     for key, (label, _) in FIGURES.items():
+        if fb[key] is None and fh[key] is None and (fc is None or fc[key] is None):
+            continue  # a phase that did not run
         r = ratio(fh[key], fb[key])
         row = (
             f"{label:<36}{fmt(fb[key]):>12}{fmt(fh[key]):>12}"
