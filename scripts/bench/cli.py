@@ -5,7 +5,7 @@ subprocess on 127.0.0.1, through warm-up, ping-pong, max throughput, light
 load (open loop at 20% of the relay's max) and idle streams (300). Opt-in:
 ``--streams N`` (N live streams on one node, one group message fanned out to
 all), ``--cluster`` (two nodes on throw-away PostgreSQL + Redis),
-``--profile DIR`` (py-spy recordings of the server's max and light phases).
+``--profile DIR`` (py-spy recordings of each server's max and light phases).
 Timing is never asserted. Exit status: 0 ok, 1 messages lost, duplicated or
 corrupted, 2 setup failure.
 """
@@ -71,7 +71,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--profile",
         type=Path,
         metavar="DIR",
-        help="record hubbub's max and light phases with py-spy into DIR (pip install py-spy)",
+        help="record each server's max and light phases with py-spy into DIR (pip install py-spy)",
     )
     return p.parse_args(argv)
 
@@ -131,7 +131,12 @@ async def run_bench(
     extra_json: dict[str, Any] = {}
     if args.only in (None, "baseline"):
         results["baseline"] = await bench_system(
-            "baseline", cfg, tmp / "baseline", progress, lambda r: light_rate_for(cfg, r)
+            "baseline",
+            cfg,
+            tmp / "baseline",
+            progress,
+            lambda r: light_rate_for(cfg, r),
+            args.profile,
         )
     base = results.get("baseline")
     rate = base.light.rate_msg_s if base and base.light else light_rate_for(cfg, None)

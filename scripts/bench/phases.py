@@ -73,6 +73,29 @@ async def run_pingpong(sender: Peer, receiver: Peer, tracker: Tracker, cfg: Conf
     return ids
 
 
+DRAIN_STALL_S = 5.0  # an overloaded system still delivering: stop when this long without progress
+DRAIN_MAX_S = 180.0  # and in any case after this long, seconds
+
+
+async def drain(tracker: Tracker) -> None:
+    """Wait for the phase's messages and results while they keep coming: stop when all
+    arrived, after ``DRAIN_STALL_S`` s without a new one, or after ``DRAIN_MAX_S`` s.
+
+    An open loop can offer more than a slow system (a cluster) takes; its backlog
+    is then delivered late, not lost, and is waited for.
+    """
+    deadline = time.monotonic() + DRAIN_MAX_S
+    seen = -1
+    while time.monotonic() < deadline:
+        progress = tracker.phase_received + tracker.phase_results
+        if progress == seen:
+            return
+        seen = progress
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(tracker.phase_done.wait(), DRAIN_STALL_S)
+            return
+
+
 @dataclass
 class LightLoad:
     """Figures of an open-loop phase at a fixed offered rate.
@@ -109,7 +132,7 @@ async def run_open_loop(
     the pairs (each pair at rate/K, evenly staggered), never waiting for answers.
 
     Server CPU is summed over ``server_pids`` (one per node) from the first send to
-    the last receipt (or ``DRAIN_TIMEOUT_S`` s after the last send).
+    the last receipt (or until :func:`drain` gives up).
     """
     tracker.begin_phase()
     k = len(pairs)
@@ -137,8 +160,7 @@ async def run_open_loop(
     start = asyncio.get_running_loop().time() + 0.05
     await asyncio.gather(*(pump(i, s, r, start) for i, (s, r) in enumerate(pairs)))
     tracker.end_sending(len(sent))
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(tracker.phase_done.wait(), DRAIN_TIMEOUT_S)
+    await drain(tracker)
     cpu1 = [process_cpu_split_s(pid) for pid in server_pids]
     received = [c for c in sent if c in tracker.received_at]
     result = LightLoad(rate_msg_s=rate_msg_s, messages=len(received), sent=len(sent))

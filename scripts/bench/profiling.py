@@ -1,8 +1,9 @@
 """Optional py-spy recording of a server during a phase, and a summary of the samples.
 
-``--profile DIR`` records each hubbub phase it names (max throughput, light load)
-with ``py-spy record --nonblocking --format raw`` (collapsed stacks, one line per
-distinct stack with its sample count) into ``DIR/<system>-<phase>.txt``, then
+``--profile DIR`` records the max-throughput and light-load phases of the relay
+and of hubbub with ``py-spy record --nonblocking --format raw`` (collapsed
+stacks, one line per distinct stack with its sample count) into
+``DIR/<system>-<phase>.txt`` (``baseline-max.txt``, ``hubbub-light.txt``, …), then
 prints the top functions by own and by inclusive samples. py-spy is not a
 project dependency: ``.venv/bin/pip install py-spy`` (needs ptrace rights; as
 root it has them). Summarise a file again with
