@@ -174,6 +174,27 @@ async def run_open_loop(
     return result
 
 
+QUIET_CPU_FRACTION = 0.05  # "settled": server and client each below 5% of a core
+SETTLE_STEP_S = 0.5
+
+
+async def settle(server_pid: int, min_s: float, max_s: float) -> float:
+    """Wait at least ``min_s`` s, then until the server and this client process each use
+    under ``QUIET_CPU_FRACTION`` of a core over ``SETTLE_STEP_S`` s (queued presence
+    events written and read), at most ``max_s`` s. Returns the seconds waited."""
+    t0 = time.monotonic()
+    await asyncio.sleep(min_s)
+    while time.monotonic() - t0 < max_s:
+        server0, client0 = process_cpu_split_s(server_pid), time.process_time()
+        await asyncio.sleep(SETTLE_STEP_S)
+        server1, client1 = process_cpu_split_s(server_pid), time.process_time()
+        server_used = sum(server1) - sum(server0) if server0 and server1 else 0.0
+        limit = QUIET_CPU_FRACTION * SETTLE_STEP_S
+        if server_used < limit and client1 - client0 < limit:
+            break
+    return time.monotonic() - t0
+
+
 @dataclass
 class IdleStreams:
     """Figures of the idle phase.
@@ -184,6 +205,7 @@ class IdleStreams:
         rss_before_bytes / rss_after_bytes: server RSS before opening them and after.
         rss_per_stream_kb: (after - before) / streams, KiB.
         connect_s: time to open them all (welcome read, resume written).
+        settle_s: wait after that until server and client were quiet (:func:`settle`).
     """
 
     streams: int = 0
@@ -192,6 +214,7 @@ class IdleStreams:
     rss_after_bytes: int | None = None
     rss_per_stream_kb: float | None = None
     connect_s: float | None = None
+    settle_s: float | None = None
 
 
 async def open_streams(peers: list[Peer], concurrency: int, deadline: float) -> list[Peer]:
@@ -227,7 +250,7 @@ async def run_idle(
     t0 = time.perf_counter()
     connected = await open_streams(peers, 16, time.monotonic() + cfg.phase_cap_s)
     result.connect_s = time.perf_counter() - t0
-    await asyncio.sleep(cfg.idle_settle_s)
+    result.settle_s = await settle(server_pid, cfg.idle_settle_s, cfg.phase_cap_s)
     result.streams = len(connected)
     result.rss_after_bytes = process_rss_bytes(server_pid)
     if result.streams and result.rss_before_bytes and result.rss_after_bytes:

@@ -9,7 +9,9 @@ N streams are multiplexed over N / ``--streams-per-channel`` client channels
 sockets; its RSS per stream is therefore the per-stream cost without the
 per-connection one (the idle phase, one channel per client, has both).
 
-Figures: streams connected (and how long that took), server RSS per stream,
+Figures: streams connected (and how long that took, and how long until the
+server and the client were quiet again: every connect is a presence event to
+every live stream), server RSS per stream,
 and the fan-out time: from writing the group send to the last member reading
 it (p50 of the members' arrival too). The open-file limit is raised to the
 hard limit when N needs it (inherited by the server).
@@ -31,7 +33,7 @@ from hubbub.v1 import messenger_pb2 as pb
 
 from .config import Config
 from .peer import Peer, make_body
-from .phases import open_streams
+from .phases import open_streams, settle
 from .procstat import process_cpu_s, process_rss_bytes, raise_nofile
 from .report import fmt
 from .seed import open_sqlite, seed_database
@@ -43,6 +45,7 @@ from .tracker import Tracker
 GROUP = "benchfan"
 CONNECT_CONCURRENCY = 64  # stream handshakes in flight
 MIN_CONNECT_CAP_S = 300.0  # the connect phase may take at least this long, seconds
+SETTLE_MAX_S = 300.0  # waiting for the presence events of the connects to be written and read
 FANOUT_TIMEOUT_S = 120.0  # waiting for every member to read the group message, seconds
 
 
@@ -56,6 +59,7 @@ class StreamsResult:
     connected: int = 0
     connect_s: float | None = None
     connect_capped: bool = False
+    settle_s: float | None = None
     server_cpu_connect_s: float | None = None
     rss_before_bytes: int | None = None
     rss_after_bytes: int | None = None
@@ -74,8 +78,8 @@ class StreamsResult:
             f"--streams {self.wanted} on one hubbub node (SQLite), {self.channels} client "
             f"channels, open files {self.nofile_limit}:",
             f"  streams connected           {self.connected} of {self.wanted} in "
-            f"{fmt(self.connect_s)} s{capped} (server CPU {fmt(self.server_cpu_connect_s)} s); "
-            f"seeding users {fmt(self.seed_s)} s",
+            f"{fmt(self.connect_s)} s{capped}, quiet {fmt(self.settle_s)} s later (server CPU "
+            f"{fmt(self.server_cpu_connect_s)} s); seeding users {fmt(self.seed_s)} s",
             f"  server RSS per stream       {fmt(self.rss_per_stream_kb)} KiB "
             f"({fmt((self.rss_before_bytes or 0) / 2**20)} -> "
             f"{fmt((self.rss_after_bytes or 0) / 2**20)} MiB)",
@@ -140,7 +144,7 @@ async def run_streams(
         result.connect_s = time.perf_counter() - t0
         result.connect_capped = len(connected) < n
         result.connected = len(connected)
-        await asyncio.sleep(cfg.idle_settle_s)
+        result.settle_s = await settle(server.pid, cfg.idle_settle_s, SETTLE_MAX_S)
         cpu1 = process_cpu_s(server.pid)
         if cpu0 is not None and cpu1 is not None:
             result.server_cpu_connect_s = cpu1 - cpu0
