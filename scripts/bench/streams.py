@@ -9,6 +9,9 @@ N streams are multiplexed over N / ``--streams-per-channel`` client channels
 sockets; its RSS per stream is therefore the per-stream cost without the
 per-connection one (the idle phase, one channel per client, has both).
 
+The same N streams are then opened on the bare relay (same multiplexing) for
+its RSS per stream: the floor grpc.aio itself sets.
+
 Figures: streams connected (and how long that took, and how long until the
 server and the client were quiet again: every connect is a presence event to
 every live stream), server RSS per stream,
@@ -37,7 +40,7 @@ from .phases import open_streams, settle
 from .procstat import process_cpu_s, process_rss_bytes, raise_nofile
 from .report import fmt
 from .seed import open_sqlite, seed_database
-from .servers import hubbub_command, start_server_process
+from .servers import hubbub_command, relay_command, start_server_process
 from .stats import latency_summary
 from .system import stop_reporting
 from .tracker import Tracker
@@ -70,6 +73,9 @@ class StreamsResult:
     fanout_arrival: dict[str, float | None] = field(default_factory=dict)
     broken_streams: int = 0
     nofile_limit: int = 0
+    relay_connected: int = 0
+    relay_connect_s: float | None = None
+    relay_rss_per_stream_kb: float | None = None
 
     def lines(self) -> list[str]:
         """The report lines of this phase."""
@@ -87,7 +93,48 @@ class StreamsResult:
             f"({self.fanout_received} of {self.fanout_recipients} members read it; arrival "
             f"p50 {fmt(self.fanout_arrival.get('p50_ms'))} ms, p99 "
             f"{fmt(self.fanout_arrival.get('p99_ms'))} ms); broken streams {self.broken_streams}",
+            f"  bare relay, same streams    {self.relay_connected} connected in "
+            f"{fmt(self.relay_connect_s)} s, RSS per stream "
+            f"{fmt(self.relay_rss_per_stream_kb)} KiB",
         ]
+
+
+async def relay_streams(
+    result: StreamsResult,
+    names: list[str],
+    per_channel: int,
+    cfg: Config,
+    workdir: Path,
+    progress: TextIO,
+) -> None:
+    """The same N streams on the bare relay (no storage, no presence): RSS per stream."""
+    server = await start_server_process("streams-relay", relay_command(), workdir)
+    channels = [
+        grpc.aio.insecure_channel(server.address, options=[("grpc.use_local_subchannel_pool", 1)])
+        for _ in range(result.channels)
+    ]
+    peers = [
+        Peer(name, name, server.address, Tracker(), 1, channel=channels[i // max(1, per_channel)])
+        for i, name in enumerate(names)
+    ]
+    connected: list[Peer] = []
+    try:
+        before = process_rss_bytes(server.pid)
+        print(f"[streams] bare relay: opening {len(names)} streams…", file=progress)
+        t0 = time.perf_counter()
+        cap = max(MIN_CONNECT_CAP_S, cfg.phase_cap_s)
+        connected = await open_streams(peers, CONNECT_CONCURRENCY, time.monotonic() + cap)
+        result.relay_connect_s = time.perf_counter() - t0
+        result.relay_connected = len(connected)
+        await settle(server.pid, cfg.idle_settle_s, SETTLE_MAX_S)
+        after = process_rss_bytes(server.pid)
+        if connected and before and after:
+            result.relay_rss_per_stream_kb = (after - before) / len(connected) / 1024
+    finally:
+        await asyncio.gather(*(p.close() for p in connected))
+        for channel in channels:
+            await channel.close()
+        await stop_reporting(server, progress)
 
 
 async def run_streams(
@@ -179,4 +226,5 @@ async def run_streams(
             await channel.close()
         await stop_reporting(server, progress)
     result.broken_streams = tracker.integrity.broken_streams
+    await relay_streams(result, names, per_channel, cfg, workdir, progress)
     return result
