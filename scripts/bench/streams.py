@@ -46,6 +46,7 @@ from .system import stop_reporting
 from .tracker import Tracker
 
 GROUP = "benchfan"
+FANOUT_ID = "fanout-0"
 CONNECT_CONCURRENCY = 64  # stream handshakes in flight
 MIN_CONNECT_CAP_S = 300.0  # the connect phase may take at least this long, seconds
 SETTLE_MAX_S = 300.0  # waiting for the presence events of the connects to be written and read
@@ -60,6 +61,7 @@ class StreamsResult:
     channels: int = 0
     seed_s: float | None = None
     connected: int = 0
+    alive: int = 0
     connect_s: float | None = None
     connect_capped: bool = False
     settle_s: float | None = None
@@ -86,7 +88,8 @@ class StreamsResult:
             f"  streams connected           {self.connected} of {self.wanted} in "
             f"{fmt(self.connect_s)} s{capped}, quiet {fmt(self.settle_s)} s later (server CPU "
             f"{fmt(self.server_cpu_connect_s)} s); seeding users {fmt(self.seed_s)} s",
-            f"  server RSS per stream       {fmt(self.rss_per_stream_kb)} KiB "
+            f"  streams still live          {self.alive} (the others were dropped by the server)",
+            f"  server RSS per live stream  {fmt(self.rss_per_stream_kb)} KiB "
             f"({fmt((self.rss_before_bytes or 0) / 2**20)} -> "
             f"{fmt((self.rss_after_bytes or 0) / 2**20)} MiB)",
             f"  group fan-out to all        {fmt(self.fanout_all_ms)} ms "
@@ -97,6 +100,37 @@ class StreamsResult:
             f"{fmt(self.relay_connect_s)} s, RSS per stream "
             f"{fmt(self.relay_rss_per_stream_kb)} KiB",
         ]
+
+
+async def fan_out(
+    result: StreamsResult,
+    sender: Peer,
+    cfg: Config,
+    arrivals: dict[str, int],
+    everyone: asyncio.Event,
+    progress: TextIO,
+) -> None:
+    """``sender`` sends one group message; wait (≤ FANOUT_TIMEOUT_S s) until every other
+    live member read it; fills the fan-out figures of ``result``."""
+    result.fanout_recipients = result.alive - 1
+    print(f"[streams] one group message to {result.fanout_recipients} live members…", file=progress)
+    request = pb.ChatRequest(
+        send=pb.SendMessage(
+            client_id=FANOUT_ID, group=GROUP, body=make_body(FANOUT_ID, cfg.body_bytes)
+        )
+    )
+    sent_ns = time.perf_counter_ns()
+    try:
+        await sender.write(request)
+    except (grpc.RpcError, asyncio.InvalidStateError) as exc:  # dropped just now
+        print(f"[streams] the sender's stream ended: {exc!r}", file=progress)
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(everyone.wait(), FANOUT_TIMEOUT_S)
+    result.fanout_received = len(arrivals)
+    if arrivals:
+        result.fanout_all_ms = (max(arrivals.values()) - sent_ns) / 1e6
+        result.fanout_arrival = latency_summary([t - sent_ns for t in arrivals.values()])
 
 
 async def relay_streams(
@@ -153,13 +187,12 @@ async def run_streams(
     result.seed_s = time.perf_counter() - t0
     server = await start_server_process("streams", hubbub_command(database=database), workdir)
     tracker = Tracker()
-    fanout_id = "fanout-0"
     arrivals: dict[str, int] = {}
     everyone = asyncio.Event()
 
     def on_message(peer: Peer, message: pb.Message, now_ns: int) -> None:
         """Note the first arrival of the fan-out message at each member."""
-        if message.client_id == fanout_id and peer.name not in arrivals:
+        if message.client_id == FANOUT_ID and peer.name not in arrivals:
             arrivals[peer.name] = now_ns
             if len(arrivals) >= result.fanout_recipients > 0:
                 everyone.set()
@@ -196,29 +229,14 @@ async def run_streams(
         if cpu0 is not None and cpu1 is not None:
             result.server_cpu_connect_s = cpu1 - cpu0
         result.rss_after_bytes = process_rss_bytes(server.pid)
-        if result.connected and result.rss_before_bytes and result.rss_after_bytes:
+        # streams the server dropped meanwhile (SLOW_CONSUMER) are not live any more
+        alive = [p for p in connected if p.call is not None and not p.call.done()]
+        result.alive = len(alive)
+        if alive and result.rss_before_bytes and result.rss_after_bytes:
             delta = result.rss_after_bytes - result.rss_before_bytes
-            result.rss_per_stream_kb = delta / result.connected / 1024
-        sender = next((p for p in connected if p.name == names[0]), None)
-        if sender is not None and result.connected > 1:
-            result.fanout_recipients = result.connected - 1
-            print(
-                f"[streams] one group message to {result.fanout_recipients} live members…",
-                file=progress,
-            )
-            request = pb.ChatRequest(
-                send=pb.SendMessage(
-                    client_id=fanout_id, group=GROUP, body=make_body(fanout_id, cfg.body_bytes)
-                )
-            )
-            sent_ns = time.perf_counter_ns()
-            await sender.write(request)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(everyone.wait(), FANOUT_TIMEOUT_S)
-            result.fanout_received = len(arrivals)
-            if arrivals:
-                result.fanout_all_ms = (max(arrivals.values()) - sent_ns) / 1e6
-                result.fanout_arrival = latency_summary([t - sent_ns for t in arrivals.values()])
+            result.rss_per_stream_kb = delta / len(alive) / 1024
+        if len(alive) > 1:
+            await fan_out(result, alive[0], cfg, arrivals, everyone, progress)
     finally:
         print("[streams] closing…", file=progress)
         await asyncio.gather(*(p.close() for p in connected))
