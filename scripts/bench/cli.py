@@ -153,7 +153,7 @@ async def run_bench(
     if args.cluster:
         from .cluster import bench_cluster
 
-        results["cluster"] = await bench_cluster(cfg, tmp / "cluster", progress, rate)
+        results["cluster"] = await bench_cluster(cfg, tmp / "cluster", progress, rate, args.profile)
     return results, extra, extra_json
 
 

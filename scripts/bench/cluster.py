@@ -67,9 +67,14 @@ def _as_runtime_error(what: str) -> Iterator[None]:
 
 
 async def bench_cluster(
-    cfg: Config, tmp: Path, progress: TextIO, light_rate: float | None
+    cfg: Config,
+    tmp: Path,
+    progress: TextIO,
+    light_rate: float | None,
+    profile: Path | None = None,
 ) -> SystemResult:
-    """Start PostgreSQL + Redis, seed the pair users, start two nodes, run the load phases."""
+    """Start PostgreSQL + Redis, seed the pair users, start two nodes, run the load phases
+    (``profile``: py-spy recordings of node 0, ``cluster-max.txt``/``cluster-light.txt``)."""
     start_pg, stop_pg, start_redis, stop_redis = _backend_helpers()
     t0 = time.perf_counter()
     result = SystemResult("cluster")
@@ -114,7 +119,7 @@ async def bench_cluster(
             cpu0 = sum(process_cpu_s(pid) or 0.0 for pid in backend_pids)
             received0 = tracker.integrity.received
             await run_load_phases(
-                result, pairs, tracker, cfg, [n.pid for n in nodes], light_rate, progress
+                result, pairs, tracker, cfg, [n.pid for n in nodes], light_rate, progress, profile
             )
             backend_pids = [*descendants(postmaster_pid(postgres.data_dir)), redis.proc.pid]
             cpu1 = sum(process_cpu_s(pid) or 0.0 for pid in backend_pids)
