@@ -118,8 +118,9 @@ pytest: $(STAMP)
 
 test: system-deps lint typecheck check-proto lint-proto pytest
 
+# Benchmark vs a bare grpc.aio relay (python -m scripts.bench --help): make bench ARGS="--streams 10000"
 bench: $(STAMP)
-	$(PY) scripts/bench.py
+	$(PY) -m scripts.bench $(ARGS)
 
 # Long fault-injection run (100 kill -9 cycles by default): make torture ARGS="--mix --cycles 200"
 torture: $(STAMP)

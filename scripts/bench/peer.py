@@ -1,0 +1,157 @@
+"""One benchmark user: its own channel and Chat stream, a reader task and a send window."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from hubbub.v1 import messenger_pb2 as pb
+from hubbub.v1 import messenger_pb2_grpc as pb_grpc
+
+from .config import EVENT_TIMEOUT_S, INBOX_KINDS
+from .tracker import Tracker
+
+
+class Peer:
+    """One user: its own channel and Chat stream, a reader task and a send window."""
+
+    def __init__(
+        self,
+        name: str,
+        token: str,
+        address: str,
+        tracker: Tracker,
+        ack_every: int,
+        *,
+        channel: grpc.aio.Channel | None = None,
+        on_message: Callable[[Peer, pb.Message, int], None] | None = None,
+    ) -> None:
+        """A peer for user ``name`` (bearer ``token``) on ``address``; acks every
+        ``ack_every`` inbox entries.
+
+        Args:
+            channel: a channel shared with other peers (kept open by :meth:`close`);
+                None = this peer opens and closes its own.
+            on_message: called with (peer, message, arrival ns) for every message event
+                instead of the tracker (fan-out phases, where one send has many recipients).
+        """
+        self.name = name
+        self.token = token
+        self.address = address
+        self.tracker = tracker
+        self.ack_every = ack_every
+        self.shared_channel = channel
+        self.on_message = on_message
+        self.channel: grpc.aio.Channel | None = channel
+        self.call: Any = None
+        self.reader: asyncio.Task[None] | None = None
+        self.write_lock = asyncio.Lock()
+        self.window: asyncio.Semaphore = asyncio.Semaphore(1)
+        self.last_sequence = 0
+        self.acked_sequence = 0
+        self.last_order_sequence = 0
+
+    async def connect(self) -> None:
+        """Open the channel and the Chat stream, read Welcome, send Resume, start reading."""
+        if self.channel is None:
+            self.channel = grpc.aio.insecure_channel(self.address)
+        stub = pb_grpc.MessengerServiceStub(self.channel)
+        self.call = stub.Chat(metadata=(("authorization", f"Bearer {self.token}"),))
+        first = await asyncio.wait_for(self.call.read(), EVENT_TIMEOUT_S)
+        if first is grpc.aio.EOF or first.WhichOneof("event") != "welcome":
+            raise RuntimeError(f"{self.name}: expected welcome, got {first!r}")
+        self.last_sequence = self.acked_sequence = first.welcome.acked_sequence
+        await self.write(pb.ChatRequest(resume=pb.Resume()))
+        self.reader = asyncio.create_task(self._read_loop(), name=f"reader-{self.name}")
+
+    async def write(self, request: pb.ChatRequest) -> None:
+        """Write one event (writes on one call are serialised)."""
+        async with self.write_lock:
+            await self.call.write(request)
+
+    async def send(self, recipient: str, client_id: str, body: str) -> None:
+        """Write a send event and note its send time."""
+        request = pb.ChatRequest(
+            send=pb.SendMessage(client_id=client_id, recipient=recipient, body=body)
+        )
+        async with self.write_lock:
+            self.tracker.on_send(client_id, recipient, body, time.perf_counter_ns())
+            await self.call.write(request)
+
+    async def _read_loop(self) -> None:
+        """Read events until EOF; a broken stream is counted and ends the phase early."""
+        try:
+            await self._dispatch_events()
+        except grpc.aio.AioRpcError as exc:
+            self.tracker.integrity.broken_streams += 1
+            self.tracker.phase_done.set()  # messages will be missing: stop waiting for them
+            print(
+                f"bench: stream of {self.name} broke: {exc.code().name} {exc.details()}",
+                file=sys.stderr,
+            )
+
+    async def _dispatch_events(self) -> None:
+        """Route each event to the tracker; ack inbox entries cumulatively."""
+        tracker = self.tracker
+        while True:
+            event = await self.call.read()
+            now = time.perf_counter_ns()
+            if event is grpc.aio.EOF:
+                return
+            kind = event.WhichOneof("event")
+            if kind in INBOX_KINDS:  # an inbox entry: check its sequence, ack cumulatively
+                entry = getattr(event, kind)
+                if kind == "message" and self.on_message is not None:
+                    self.on_message(self, entry, now)
+                elif kind == "message":
+                    tracker.on_message(self.name, entry.client_id, entry.body, now)
+                elif kind == "delivery_receipt":
+                    tracker.integrity.receipts += 1
+                if self.last_order_sequence and entry.sequence != self.last_order_sequence + 1:
+                    tracker.integrity.out_of_order += 1
+                self.last_order_sequence = entry.sequence
+                self.last_sequence = max(self.last_sequence, entry.sequence)
+                if self.last_sequence - self.acked_sequence >= self.ack_every:
+                    await self.ack()
+            elif kind == "send_result":
+                tracker.on_result(event.send_result.client_id, now)
+                self.window.release()
+            elif kind == "error":
+                tracker.on_result(event.error.client_id, now, error=True)
+                if event.error.client_id:
+                    self.window.release()
+
+    async def ack(self) -> None:
+        """Acknowledge cumulatively everything received so far."""
+        if self.last_sequence > self.acked_sequence:
+            self.acked_sequence = self.last_sequence
+            await self.write(pb.ChatRequest(ack=pb.Ack(sequence=self.acked_sequence)))
+
+    async def close(self) -> None:
+        """Final ack, half-close, wait (bounded) for the server to end the call, close."""
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.ack(), EVENT_TIMEOUT_S)
+            async with self.write_lock:
+                await asyncio.wait_for(self.call.done_writing(), EVENT_TIMEOUT_S)
+        if self.reader is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(self.reader), 2.0)
+            self.reader.cancel()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await self.reader
+        if self.call is not None:
+            self.call.cancel()
+        if self.channel is not None and self.shared_channel is None:
+            await self.channel.close()
+
+
+def make_body(client_id: str, size: int) -> str:
+    """A deterministic ASCII body of ``size`` bytes that embeds ``client_id``."""
+    head = client_id + "|"
+    return (head + "x" * max(0, size - len(head)))[: max(size, 1)]
