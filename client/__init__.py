@@ -28,14 +28,19 @@ from .api import (
     SendConfirmed,
     Synced,
     UserInfo,
+    UserPage,
     Welcome,
 )
-from .render import Backoff
+from .backoff import Backoff
+from .target import ServerTarget, TargetError, parse_target
 
 
-async def connect(address: str = DEFAULT_SERVER, *, token: str | None = None) -> Client:
-    """Connect to a Hubbub server ("host:port"); raises HubbubError(UNAVAILABLE) if unreachable."""
-    return await Client.connect(address, token=token)
+async def connect(
+    target: str | ServerTarget = DEFAULT_SERVER, *, token: str | None = None
+) -> Client:
+    """Connect to a Hubbub server ("host:port", a comma list, or `grpcs://host:port`);
+    raises HubbubError(UNAVAILABLE) if none of its addresses can be reached."""
+    return await Client.connect(target, token=token)
 
 
 __all__ = [
@@ -61,8 +66,12 @@ __all__ = [
     "PresenceChanged",
     "Reconnected",
     "SendConfirmed",
+    "ServerTarget",
     "Synced",
+    "TargetError",
     "UserInfo",
+    "UserPage",
     "Welcome",
     "connect",
+    "parse_target",
 ]

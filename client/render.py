@@ -7,12 +7,13 @@ SPEC.md section 4 fixes lives here and nowhere else.
 
 from __future__ import annotations
 
-import random
 import re
 import unicodedata
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
+
+from .backoff import Backoff as Backoff  # re-exported for older callers
 
 # --- the fixed wording of SPEC.md section 4 ---------------------------------------------
 
@@ -481,37 +482,3 @@ def _parse_command(stripped: str) -> ParsedLine:
     if name == "!name":
         return SetDisplayName(rest) if rest else _usage(name)
     return Invalid(f"Unknown command {sanitize(word)}. Type !help for the list.")
-
-
-# --- reconnect backoff --------------------------------------------------------------------
-
-
-@dataclass
-class Backoff:
-    """Exponential backoff with jitter for reconnect attempts.
-
-    Attempt n (0-based) waits between half and all of `min(cap, base * factor**n)`
-    seconds ("equal jitter"), so delays grow quickly but never exceed `cap` and
-    clients that lost the same server do not all come back at the same instant.
-    """
-
-    base: float = 0.25
-    factor: float = 2.0
-    cap: float = 4.0
-    attempt: int = 0
-    rng: random.Random | None = None
-
-    def ceiling(self, attempt: int) -> float:
-        """The largest delay (seconds) attempt number `attempt` may wait."""
-        return min(self.cap, self.base * self.factor ** min(attempt, 64))
-
-    def next_delay(self) -> float:
-        """Return the delay (seconds) before the next attempt and count the attempt."""
-        top = self.ceiling(self.attempt)
-        self.attempt += 1
-        rng = self.rng or random
-        return top / 2 + rng.uniform(0, top / 2)
-
-    def reset(self) -> None:
-        """Start again from the shortest delay (call after a successful connect)."""
-        self.attempt = 0
