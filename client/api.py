@@ -103,6 +103,7 @@ class ErrorKind(enum.Enum):
     FAILED_PRECONDITION = "failed_precondition"
     ABORTED = "aborted"
     OUT_OF_RANGE = "out_of_range"
+    UNIMPLEMENTED = "unimplemented"
     DEADLINE_EXCEEDED = "deadline_exceeded"
     CANCELLED = "cancelled"
     INTERNAL = "internal"
@@ -120,6 +121,7 @@ _KIND_BY_CODE: Final[dict[grpc.StatusCode, ErrorKind]] = {
     grpc.StatusCode.FAILED_PRECONDITION: ErrorKind.FAILED_PRECONDITION,
     grpc.StatusCode.ABORTED: ErrorKind.ABORTED,
     grpc.StatusCode.OUT_OF_RANGE: ErrorKind.OUT_OF_RANGE,
+    grpc.StatusCode.UNIMPLEMENTED: ErrorKind.UNIMPLEMENTED,
     grpc.StatusCode.DEADLINE_EXCEEDED: ErrorKind.DEADLINE_EXCEEDED,
     grpc.StatusCode.CANCELLED: ErrorKind.CANCELLED,
     grpc.StatusCode.INTERNAL: ErrorKind.INTERNAL,
