@@ -4,6 +4,13 @@ The library API (see `hubbub.client.api`) returns plain dataclasses and raises
 `HubbubError`; it never hands protobuf objects or grpc exceptions to its callers.
 """
 
+import os
+
+# gRPC core reads its log level when it is imported; left unset, grpc 1.6x+ writes INFO
+# lines (every failed TLS handshake) to stderr, which breaks the CLI's one-line errors.
+# ERROR is grpc's documented default; an explicit GRPC_VERBOSITY still wins.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
 from .api import (
     DEFAULT_SERVER,
     Chat,

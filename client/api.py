@@ -271,13 +271,24 @@ def _error_info(metadata: Any) -> tuple[str, bool | None, float | None]:
     return reason, retry, delay
 
 
+def unreachable(where: str) -> str:
+    """The sentence for a server that cannot be reached; `where` is "host:port", or
+    "grpcs://host:port" for TLS (then a refused certificate is the other likely cause)."""
+    if where.startswith("grpcs://"):
+        return (
+            f"Cannot reach the Hubbub server at {where} (down, not speaking TLS, or its "
+            "certificate is not trusted)."
+        )
+    return f"Cannot reach the Hubbub server at {where}."
+
+
 def _error_from_rpc(exc: grpc.RpcError, address: str) -> HubbubError:
     """Turn a grpc error into a HubbubError with a human sentence."""
     code = exc.code()
     kind = _KIND_BY_CODE.get(code, ErrorKind.OTHER)
     details = exc.details() or ""
     if kind is ErrorKind.UNAVAILABLE:
-        details = f"Cannot reach the Hubbub server at {address}."
+        details = unreachable(address)
     try:
         metadata = exc.trailing_metadata()
     except Exception:
@@ -719,9 +730,7 @@ class Chat:
             item = await asyncio.wait_for(self._events.get(), within)
         except TimeoutError:
             self.cancel()
-            raise HubbubError(
-                ErrorKind.UNAVAILABLE, f"Cannot reach the Hubbub server at {self._address}."
-            ) from None
+            raise HubbubError(ErrorKind.UNAVAILABLE, unreachable(self._address)) from None
         if isinstance(item, _End):
             self._ended = item
             raise item.error or HubbubError(ErrorKind.OTHER, "The server closed the chat at once.")
@@ -887,6 +896,11 @@ class Client:
         """The "host:port" this client talks to now."""
         return self.target.addresses[self._index]
 
+    @property
+    def where(self) -> str:
+        """`address` as shown in messages: "grpcs://host:port" when TLS is on."""
+        return f"grpcs://{self.address}" if self.target.tls else self.address
+
     def _new_channel(self) -> grpc.aio.Channel:
         if self._credentials is None:
             return grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
@@ -929,9 +943,7 @@ class Client:
         try:
             await asyncio.wait_for(self._channel.channel_ready(), within)
         except TimeoutError:
-            raise HubbubError(
-                ErrorKind.UNAVAILABLE, f"Cannot reach the Hubbub server at {self.address}."
-            ) from None
+            raise HubbubError(ErrorKind.UNAVAILABLE, unreachable(self.where)) from None
 
     async def reset_channel(self) -> None:
         """Replace the channel with a fresh one to the NEXT address (round robin; the
@@ -976,7 +988,7 @@ class Client:
         try:
             response = await self._stub.Register(request, timeout=30)
         except grpc.RpcError as exc:
-            raise _error_from_rpc(exc, self.address) from None
+            raise _error_from_rpc(exc, self.where) from None
         return UserInfo.from_pb(response.user)
 
     async def login(self, username: str, password: str) -> LoginResult:
@@ -990,7 +1002,7 @@ class Client:
                 pb.LoginRequest(username=username, password=password), timeout=30
             )
         except grpc.RpcError as exc:
-            raise _error_from_rpc(exc, self.address) from None
+            raise _error_from_rpc(exc, self.where) from None
         self.token = response.token
         user = UserInfo.from_pb(response.user)
         self.username = user.username or username
@@ -1002,7 +1014,7 @@ class Client:
         try:
             await self._stub.Logout(pb.LogoutRequest(), metadata=metadata, timeout=10)
         except grpc.RpcError as exc:
-            raise _error_from_rpc(exc, self.address) from None
+            raise _error_from_rpc(exc, self.where) from None
         finally:
             self.token = None
 
@@ -1050,7 +1062,7 @@ class Client:
         try:
             return await method(request, metadata=metadata, timeout=deadline)
         except grpc.RpcError as exc:
-            raise _error_from_rpc(exc, self.address) from None
+            raise _error_from_rpc(exc, self.where) from None
 
     async def update_profile(
         self,
@@ -1193,7 +1205,7 @@ class Client:
             metadata = (*metadata, (RESUME_TOKEN_KEY, resume_token))
         outbox: asyncio.Queue[pb.ChatRequest | None] = asyncio.Queue()
         call = self._stub.Chat(_Requests(outbox), metadata=metadata)
-        chat = Chat(call, outbox, self.address)
+        chat = Chat(call, outbox, self.where)
         await chat._first_event(within)
         return chat
 
