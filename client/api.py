@@ -926,10 +926,11 @@ class Client:
             for attempt in range(len(client.target.addresses)):
                 if attempt:
                     await client.reset_channel()
+                last = attempt == len(client.target.addresses) - 1
                 try:
-                    await client.wait_ready(within)
+                    await client.wait_ready(within, fail_fast=not last)
                 except HubbubError:
-                    if attempt == len(client.target.addresses) - 1:
+                    if last:
                         raise
                     continue
                 break
@@ -938,12 +939,20 @@ class Client:
             raise
         return client
 
-    async def wait_ready(self, within: float = 5.0) -> None:
-        """Wait until the channel is connected; HubbubError(UNAVAILABLE) after `within` s."""
-        try:
-            await asyncio.wait_for(self._channel.channel_ready(), within)
-        except TimeoutError:
-            raise HubbubError(ErrorKind.UNAVAILABLE, unreachable(self.where)) from None
+    async def wait_ready(self, within: float = 5.0, *, fail_fast: bool = False) -> None:
+        """Wait until the channel is connected; HubbubError(UNAVAILABLE) after `within` s,
+        or as soon as a connection attempt fails if `fail_fast` (to try another address)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        state = self._channel.get_state(try_to_connect=True)
+        while state is not grpc.ChannelConnectivity.READY:
+            remaining = deadline - loop.time()
+            failed = fail_fast and state is grpc.ChannelConnectivity.TRANSIENT_FAILURE
+            if failed or remaining <= 0:
+                raise HubbubError(ErrorKind.UNAVAILABLE, unreachable(self.where))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._channel.wait_for_state_change(state), remaining)
+            state = self._channel.get_state(try_to_connect=True)
 
     async def reset_channel(self) -> None:
         """Replace the channel with a fresh one to the NEXT address (round robin; the
