@@ -459,7 +459,7 @@ async def cmd_register(args: argparse.Namespace, password: str) -> int:
             raise Failure(
                 f"Cannot register {render.shown(args.username)}: {render.shown(detail)}"
             ) from None
-    print(f"Registered {user.username or args.username}.")
+    print(f"Registered {render.shown(user.username or args.username)}.")
     return 0
 
 
@@ -480,7 +480,7 @@ async def cmd_login(args: argparse.Namespace, password: str) -> int:
         )
     except OSError as exc:
         raise Failure(f"Cannot save the login in {session_path()}: {exc.strerror}.") from None
-    print(f"Logged in as {username}.")
+    print(f"Logged in as {render.shown(username)}.")
     return 0
 
 
@@ -501,7 +501,8 @@ async def cmd_logout(args: argparse.Namespace) -> int:
         if exc.kind is not ErrorKind.UNAUTHENTICATED:
             delete_session()
             raise Failure(
-                f"Forgot the saved login, but the server did not revoke it: {exc.message}"
+                "Forgot the saved login, but the server did not revoke it: "
+                f"{render.shown(exc.message)}"
             ) from None
     delete_session()
     print("Logged out.")

@@ -237,7 +237,7 @@ class ChatApp:
         elif exc.kind is ErrorKind.ALREADY_EXISTS:
             _say(render.name_in_use(name))
         elif exc.kind is ErrorKind.UNAVAILABLE:
-            _say(exc.message)
+            _say(render.shown(exc.message))
         else:
             _say(f"Cannot log in as {render.shown(name)}. {render.shown(exc.message)}")
 
