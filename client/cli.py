@@ -374,7 +374,7 @@ def _explain(exc: HubbubError) -> str:
     return render.shown(exc.message)
 
 
-async def _connect(target: ServerTarget, token: str | None = None) -> Client:
+async def _connect(target: str | ServerTarget, token: str | None = None) -> Client:
     return await Client.connect(target, token=token)
 
 

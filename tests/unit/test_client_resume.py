@@ -481,3 +481,16 @@ async def test_send_message_uses_the_unary_rpc() -> None:
     await client.send_message("", "hi", group="team")
     assert stub.requests[1].group == "team" and len(stub.requests[1].client_id) == 32
     await client.close()
+
+
+def test_refusal_wording_comes_from_the_kind() -> None:
+    """The CLI picks its line from the refusal's ErrorKind (a status number still works)."""
+    from hubbub.client import render
+
+    event = EventRejected(1, "c", 7, "", "no")
+    assert render.rejection_text(event.reason, event.kind.value, set(), "team") == (
+        "You are not a member of #team."
+    )
+    assert render.rejection_text("", "not_found", set()) == render.USER_NOT_FOUND
+    assert render.rejection_text("", 5, set(), "team") == "The group #team does not exist."
+    assert render.rejection_text("", "invalid_argument", {"body"}) == render.BODY_ERROR
