@@ -9,6 +9,9 @@ is ``"<sender>|<counter>"``. Each side logs what happened:
   (the server said: stored durably);
 - ``shown``: (receiver, sender, counter, sequence) as the receiver showed them.
 
+Senders acknowledge the delivery receipts they get, as the CLI does once it has shown
+them, so their inbox backlog stays small.
+
 The verdict: lost = confirmed − shown (must be empty), duplicates shown (0),
 and per conversation the counters shown must increase (order holds).
 
@@ -31,6 +34,7 @@ from hubbub.client import (
     Client,
     ConnectionLost,
     Conversation,
+    DeliveryReceipt,
     EventRejected,
     HubbubError,
     IncomingMessage,
@@ -212,6 +216,8 @@ class LoadDriver:
                     self.confirmed.add((side.name, counters[event.client_id]))
                 elif isinstance(event, EventRejected):
                     self.rejected += 1
+                elif isinstance(event, DeliveryReceipt):
+                    conv.ack(event.sequence)  # "shown", as the CLI does
                 if len(conv.pending) < self.in_flight:
                     room.set()
 
