@@ -97,6 +97,7 @@ class HubbubServer:
         self.health.enter_graceful_shutdown()
         await self.hub.shutdown()
         await self.server.stop(grace)
+        await self.hub.wait_closed()  # stream cleanups outlive their cancelled handlers
         await self.hub.metrics.stop()
         await self.store.close()
         self.hashing.close()

@@ -25,7 +25,7 @@ from .errors import (
     TokenInvalid,
     UsernameTaken,
 )
-from .models import Account, utc_now
+from .models import Account, AuthSession, utc_now
 from .passwords import PasswordHashing
 from .store import Store
 
@@ -200,18 +200,23 @@ class AuthService:
         await self.store.create_session(token_hash(token), account.id, expires_at)
         return LoginResult(token, expires_at, account)
 
-    async def authenticate(self, token: str | None) -> Account:
-        """The account of a valid session token.
+    async def authenticate(self, token: str | None) -> AuthSession:
+        """The session of a valid token: its hash, account and expiry.
+
+        Checked on every call; a live Chat stream is also ended when its session is
+        revoked or expires (see :mod:`hubbub.server.hub`), OWASP Session Management
+        Cheat Sheet ("Session Expiration", "Renew the Session ID ...").
 
         Raises:
             TokenInvalid: missing, unknown, expired or revoked.
         """
         if not token:
             raise TokenInvalid("Log in first: missing 'authorization: Bearer <token>' metadata.")
-        account = await self.store.get_session(token_hash(token), utc_now())
-        if account is None:
+        digest = token_hash(token)
+        session = await self.store.get_session(digest, utc_now())
+        if session is None:
             raise TokenInvalid("The session token is invalid or expired; log in again.")
-        return account
+        return AuthSession(digest, session.account, session.expires_at)
 
     async def update_profile(
         self,
@@ -248,5 +253,6 @@ class AuthService:
         )
 
     async def logout(self, token: str) -> None:
-        """Revoke the session of ``token``."""
+        """Revoke the session of ``token`` in the store (the caller then tells the hub,
+        which ends the Chat stream opened with it on every node)."""
         await self.store.delete_session(token_hash(token))

@@ -14,6 +14,9 @@
   ``DB.lock``) a server holds for its lifetime, so that restore, import and a
   second server can tell the database is in use.
 
+Backups, exports, the lock file and a restored or imported database are created
+0600 and new folders 0700 (they hold every password hash and message).
+
 Every failure is a :class:`BackupError` whose message is one line.
 """
 
@@ -32,9 +35,21 @@ from pathlib import Path
 from typing import Any
 
 from . import usernames
+from .auth import check_display_name
+from .config import ServerConfig
 from .errors import HubbubError
+from .hub import CLIENT_ID_MAX
 from .models import EntryKind
-from .store_sqlite import SCHEMA_VERSION, SqliteStore
+from .passwords import UNUSABLE_HASH
+from .store_sqlite import (
+    PRIVATE_FILE_MODE,
+    SCHEMA_VERSION,
+    SIDECARS,
+    SqliteStore,
+    create_private_file,
+    make_private_dir,
+    set_history_id,
+)
 
 if sys.platform != "win32":
     import fcntl
@@ -42,6 +57,9 @@ if sys.platform != "win32":
 EXPORT_FORMAT = "hubbub-export"
 EXPORT_VERSION = 1
 BUILTIN_USERS = frozenset({"echobot"})  # created by every server start; allowed in an "empty" DB
+BUILTIN_BOTS = frozenset({"echobot"})  # the only accounts that may be bots (hash "!", no login)
+DEFAULT_MAX_MESSAGE_BYTES = ServerConfig().max_message_bytes  # the server's default body limit
+PASSWORD_HASH_PREFIX = "$argon2"  # what the server stores (PHC string) besides UNUSABLE_HASH
 SQLITE_MAGIC = b"SQLite format 3\x00"  # https://www.sqlite.org/fileformat.html#the_database_header
 
 #: Tables every schema version must have (a backup is checked against its own version).
@@ -49,6 +67,18 @@ REQUIRED_TABLES: dict[int, frozenset[str]] = {
     1: frozenset({"schema_version", "users", "sessions", "messages", "inbox"}),
     2: frozenset(
         {"schema_version", "users", "sessions", "messages", "inbox", "groups", "group_members"}
+    ),
+    3: frozenset(
+        {
+            "schema_version",
+            "users",
+            "sessions",
+            "messages",
+            "inbox",
+            "groups",
+            "group_members",
+            "meta",
+        }
     ),
 }
 
@@ -161,7 +191,7 @@ class DatabaseLock:
             OSError: the lock file cannot be created.
         """
         path = lock_path(database)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(path.parent)
         key = str(path)
         with _HELD_GUARD:
             held = _HELD.get(key)
@@ -170,8 +200,9 @@ class DatabaseLock:
                     raise _in_use(database, path)
                 held.holders += 1
                 return cls(key)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE_MODE)
             try:
+                os.fchmod(fd, PRIVATE_FILE_MODE)  # a lock file of an older version was 0644
                 if sys.platform != "win32":  # no flock on Windows: in-process checks only
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -333,7 +364,7 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _sidecars(path: Path) -> list[Path]:
-    return [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm", "-journal")]
+    return [path.with_name(path.name + suffix) for suffix in SIDECARS]
 
 
 def _remove(*paths: Path) -> None:
@@ -378,13 +409,14 @@ def backup_database(database: str | Path, target: str | Path) -> BackupResult:
     _require_database_file(db)
     if _same_file(db, out):
         raise BackupError(f"the backup file {out} would overwrite the database itself")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(out.parent)
     tmp = out.with_name(out.name + ".tmp")
     _remove(tmp, *_sidecars(tmp))
     try:
         try:
             src = _connect(db)
             try:
+                create_private_file(tmp)  # 0600 from the start: it holds every password hash
                 dst = sqlite3.connect(tmp, isolation_level=None)
                 try:
                     src.backup(dst)  # pages=-1: the whole database from one snapshot
@@ -453,12 +485,13 @@ def restore_database(backup: str | Path, database: str | Path) -> RestoreResult:
             f"{src} has a write-ahead log beside it ({wal.name}); restore a file written by"
             " 'hubbub-server backup'"
         )
-    db.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(db.parent)
     lock = DatabaseLock.acquire(db)
     try:
         tmp = db.with_name(db.name + ".restore.tmp")
         _remove(tmp, *_sidecars(tmp))
         try:
+            create_private_file(tmp)  # copyfile keeps the mode of an existing target: 0600
             shutil.copyfile(src, tmp)
             try:
                 conn = sqlite3.connect(tmp, isolation_level=None)
@@ -466,6 +499,8 @@ def restore_database(backup: str | Path, database: str | Path) -> RestoreResult:
                     conn.execute("PRAGMA journal_mode=DELETE")
                     version = check_database(conn, str(src))
                     counts = count_rows(conn)
+                    if version >= 3:  # older schemas get a new history id when migrated
+                        set_history_id(conn)  # the backup's history diverged from the live one
                 finally:
                     conn.close()
             except sqlite3.DatabaseError as exc:
@@ -599,9 +634,10 @@ def export_database(database: str | Path, target: str | Path) -> Counts:
             conn.close()
     except (sqlite3.Error, ValueError) as exc:  # ValueError: a stored kind or meta is invalid
         raise BackupError(f"export of {db} failed: {exc}") from None
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(out.parent)
     tmp = out.with_name(out.name + ".tmp")
     try:
+        create_private_file(tmp)  # 0600: the export holds every password hash and message
         with tmp.open("w", encoding="utf-8") as f:
             json.dump(document, f, ensure_ascii=False, indent=1)
             f.write("\n")
@@ -736,17 +772,69 @@ def _known(names: set[str] | dict[str, Any], name: str | None, where: str, what:
         raise _bad(where, f"unknown {what} {name!r}")
 
 
-def parse_export(document: Any) -> Export:
+def _user_rules(raw: Any, user: _User, who: str) -> None:
+    """The live API's account rules for one imported user (``who`` names the record).
+
+    Names are valid and canonical (RFC 8265, checked by the caller); reserved
+    names and their look-alikes only for the built-in bots, which must be bots
+    with the unusable password hash (no one can log in as echobot); no other
+    account is a bot; display names pass :func:`auth.check_display_name` (at
+    most 64 characters, no control or format characters); password hashes are
+    argon2 PHC strings or the unusable hash. Values are never echoed (a display
+    name may hold terminal escape codes).
+    """
+    if user.username in BUILTIN_BOTS:
+        if not user.bot or user.password_hash != UNUSABLE_HASH:
+            raise _bad(who, "the built-in bot must have bot true and the password hash '!'")
+    elif usernames.is_reserved(user.username):
+        raise _bad(who, "the name is reserved for the server or looks like a reserved name")
+    elif user.bot:
+        raise _bad(who, "bot: only the built-in bots (echobot) may be bots")
+    try:
+        shown = check_display_name(user.display_name)
+    except HubbubError as exc:
+        raise _bad(who, exc.message) from None
+    if shown != user.display_name or not shown:
+        raise _bad(who, "display_name: must be non-empty, trimmed and NFC-normalised")
+    if user.password_hash != UNUSABLE_HASH and not user.password_hash.startswith(
+        PASSWORD_HASH_PREFIX
+    ):
+        raise _bad(who, "password_hash: must be an argon2 hash or '!'")
+
+
+def _message_rules(message: _Message, who: str, max_message_bytes: int) -> None:
+    """The live API's send rules for one imported message (``who`` names the record):
+    a text has a client id of 1-128 characters not starting with '~' (the server's own
+    ids), a body of 1 to ``max_message_bytes`` UTF-8 bytes and exactly one of recipient
+    and group; receipts and group updates have server ids ('~…') and no body."""
+    if message.kind is EntryKind.TEXT:
+        if not 1 <= len(message.client_id) <= CLIENT_ID_MAX or message.client_id[0] == "~":
+            raise _bad(who, f"client_id: must be 1 to {CLIENT_ID_MAX} characters, not '~…'")
+        size = len(message.body.encode())
+        if not 1 <= size <= max_message_bytes:
+            raise _bad(who, f"body: {size} bytes; must be 1 to {max_message_bytes}")
+        if (message.recipient is None) == (message.group is None):
+            raise _bad(who, "must have exactly one of recipient and group")
+    elif message.body or not message.client_id.startswith("~"):
+        raise _bad(who, f"a {_KIND_NAMES[message.kind]} has no body and a server id ('~…')")
+
+
+def parse_export(document: Any, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Export:
     """Validate an export document (format version 1) completely, writing nothing.
 
     Checks the format tag and version, every field's type, names (canonical),
     uniqueness (usernames, group names, message ids, ``(sender, client_id)``,
     ``(user, sequence)``) and every reference (members, senders, recipients,
-    groups, inbox users and messages, sequences within ``last_sequence``).
-    Unknown extra keys are ignored.
+    groups, inbox users and messages, sequences within ``last_sequence``); and
+    the live API's rules, so an import cannot create what Register and send
+    would refuse: account rules (:func:`_user_rules`), no two usernames with the
+    same UTS #39 skeleton, send rules (:func:`_message_rules`, bodies up to
+    ``max_message_bytes``), each inbox holding exactly sequences 1 to
+    ``last_sequence`` (a gap would stall delivery). Unknown extra keys are ignored.
 
     Raises:
-        ExportFormatError: the first problem found, with its JSON location.
+        ExportFormatError: the first problem found, with its JSON location
+            (e.g. ``users[3] (username "x")``), in one line.
     """
     if not isinstance(document, dict):
         raise _bad("document", "must be a JSON object")
@@ -759,6 +847,8 @@ def parse_export(document: Any) -> Export:
     _time(document, "exported_at", "document")
 
     users: dict[str, _User] = {}
+    user_records: dict[str, str] = {}  # username → 'users[i] (username "…")'
+    skeletons: dict[str, str] = {}  # UTS #39 skeleton → the record that has it
     for i, raw in enumerate(_list(document, "users")):
         where = f"users[{i}]"
         name = _name(raw, "username", where)
@@ -780,6 +870,12 @@ def parse_export(document: Any) -> Export:
             last,
             acked,
         )
+        who = user_records[name] = f'{where} (username "{name}")'
+        _user_rules(raw, users[name], who)
+        shape = usernames.skeleton(name)
+        if shape in skeletons:
+            raise _bad(who, f"looks like {skeletons[shape]} (same UTS #39 skeleton)")
+        skeletons[shape] = who
 
     groups: dict[str, _Group] = {}
     for i, raw in enumerate(_list(document, "groups")):
@@ -839,6 +935,7 @@ def parse_export(document: Any) -> Export:
             _int(raw, "ref", where, low=1, nullable=True),
             json.dumps(meta) if meta else None,
         )
+        _message_rules(messages[mid], f"{where} (id {mid})", max_message_bytes)
 
     inbox: dict[tuple[str, int], int] = {}
     for i, raw in enumerate(_list(document, "inbox")):
@@ -854,6 +951,19 @@ def parse_export(document: Any) -> Export:
         if mid not in messages:
             raise _bad(f"{where}.message", f"unknown message id {mid}")
         inbox[(user, sequence)] = mid
+
+    held: dict[str, int] = {}
+    for user, _ in inbox:
+        held[user] = held.get(user, 0) + 1
+    for name, u in users.items():  # unique sequences <= last: all there iff as many as last
+        if held.get(name, 0) != u.last_sequence:
+            present = {seq for who, seq in inbox if who == name}
+            missing = min(set(range(1, u.last_sequence + 1)) - present)
+            raise _bad(
+                user_records[name],
+                f"inbox: sequence {missing} of 1 to last_sequence {u.last_sequence} is missing"
+                " (an inbox has no gaps)",
+            )
 
     return Export(
         tuple(users.values()),
@@ -921,8 +1031,9 @@ def load(conn: sqlite3.Connection, export: Export, what: str = "the database") -
             else:
                 cur = conn.execute(
                     "INSERT INTO users (display_name, password_hash, bot, created_ms,"
-                    " last_sequence, acked_sequence, username) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (*values, u.username),
+                    " last_sequence, acked_sequence, username, skeleton)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (*values, u.username, usernames.skeleton(u.username)),
                 )
                 assert cur.lastrowid is not None
                 ids[u.username] = cur.lastrowid
@@ -961,6 +1072,7 @@ def load(conn: sqlite3.Connection, export: Export, what: str = "the database") -
             "INSERT INTO inbox (user_id, sequence, message_id) VALUES (?, ?, ?)",
             [(ids[user], seq, mid) for user, seq, mid in export.inbox],
         )
+        set_history_id(conn)  # imported inboxes are a new history, whatever was there
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
@@ -968,7 +1080,9 @@ def load(conn: sqlite3.Connection, export: Export, what: str = "the database") -
         raise
 
 
-def read_export(source: str | Path) -> Export:
+def read_export(
+    source: str | Path, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+) -> Export:
     """Read and validate an export file (UTF-8 JSON) with :func:`parse_export`.
 
     Raises:
@@ -984,13 +1098,21 @@ def read_export(source: str | Path) -> Export:
     except json.JSONDecodeError as exc:
         raise ExportFormatError(f"{src} is not valid JSON ({exc})") from None
     try:
-        return parse_export(document)
+        return parse_export(document, max_message_bytes=max_message_bytes)
     except ExportFormatError as exc:
         raise ExportFormatError(f"{src}: {exc}") from None
 
 
-def import_database(source: str | Path, database: str | Path) -> Counts:
+def import_database(
+    source: str | Path,
+    database: str | Path,
+    *,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+) -> Counts:
     """Import the export file ``source`` into a new or empty ``database`` (server stopped).
+
+    The file must follow the live API's rules (:func:`parse_export`); bodies
+    may be up to ``max_message_bytes`` (the server's ``--max-message-bytes``).
 
     The whole file is validated first; then, holding the database lock, an
     existing database is checked to be empty (read only), the schema is
@@ -1003,9 +1125,9 @@ def import_database(source: str | Path, database: str | Path) -> Counts:
             empty, not Hubbub's or of a newer schema (left untouched).
         OSError: files cannot be written.
     """
-    export = read_export(source)
+    export = read_export(source, max_message_bytes=max_message_bytes)
     db = Path(database)
-    db.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(db.parent)
     lock = DatabaseLock.acquire(db)
     try:
         created = not db.exists()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from .models import PresenceChange, StoredMessage
+from .models import PresenceChange, SessionEvent, StoredMessage
 
 
 class BrokerHandler(Protocol):
@@ -20,6 +20,9 @@ class BrokerHandler(Protocol):
 
     def on_presence(self, change: PresenceChange) -> None:
         """A user's presence changed."""
+
+    def on_session_event(self, event: SessionEvent) -> None:
+        """A user's sessions were revoked or one of its streams was taken over."""
 
 
 class Broker(Protocol):
@@ -33,6 +36,9 @@ class Broker(Protocol):
 
     async def publish_presence(self, change: PresenceChange) -> None:
         """Announce a presence change to every node."""
+
+    async def publish_session_event(self, event: SessionEvent) -> None:
+        """Announce a session revocation or takeover to every node (this one included)."""
 
     async def close(self) -> None:
         """Stop delivering."""

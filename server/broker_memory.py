@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .broker import BrokerHandler
-from .models import PresenceChange, StoredMessage
+from .models import PresenceChange, SessionEvent, StoredMessage
 
 
 class MemoryBroker:
@@ -25,6 +25,11 @@ class MemoryBroker:
         """Hand the presence change to the local hub."""
         if self._handler is not None:
             self._handler.on_presence(change)
+
+    async def publish_session_event(self, event: SessionEvent) -> None:
+        """Hand the session event to the local hub."""
+        if self._handler is not None:
+            self._handler.on_session_event(event)
 
     async def close(self) -> None:
         """Stop delivering."""

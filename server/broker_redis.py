@@ -1,9 +1,10 @@
 """Fan-out between nodes through Redis pub/sub.
 
-Every node publishes the inbox entries it stored and the presence changes of
-its streams as JSON on one channel (``{prefix}:events``), and every node
-subscribes to it and hands each event to its hub (``on_message`` /
-``on_presence``); a hub ignores users it does not serve.
+Every node publishes the inbox entries it stored, the presence changes of its
+streams and session events (revocations, takeovers) as JSON on one channel
+(``{prefix}:events``), and every node subscribes to it and hands each event to
+its hub (``on_message`` / ``on_presence`` / ``on_session_event``); a hub ignores
+users it does not serve.
 
 Pub/sub is at-most-once: an event published while a node is disconnected is
 not replayed to it. Nothing is lost for that: messages are stored before they
@@ -34,6 +35,8 @@ from .models import (
     EntryKind,
     GroupAction,
     PresenceChange,
+    SessionEvent,
+    SessionEventKind,
     StoredMessage,
     UserView,
     from_ms,
@@ -87,8 +90,22 @@ def encode_presence(change: PresenceChange) -> str:
     )
 
 
-def decode(raw: bytes | str) -> StoredMessage | PresenceChange:
-    """The event encoded by :func:`encode_message` or :func:`encode_presence`.
+def encode_session_event(event: SessionEvent) -> str:
+    """A session event as a JSON event."""
+    return json.dumps(
+        {
+            "type": "session",
+            "kind": str(event.kind),
+            "username": event.username,
+            "holder": event.holder,
+        },
+        separators=(",", ":"),
+    )
+
+
+def decode(raw: bytes | str) -> StoredMessage | PresenceChange | SessionEvent:
+    """The event encoded by :func:`encode_message`, :func:`encode_presence` or
+    :func:`encode_session_event`.
 
     Raises:
         ValueError, KeyError, TypeError: not such an event.
@@ -120,6 +137,10 @@ def decode(raw: bytes | str) -> StoredMessage | PresenceChange:
             bot=bool(data["bot"]),
         )
         return PresenceChange(view, from_ms(int(data["at_ms"])))
+    if data["type"] == "session":
+        return SessionEvent(
+            SessionEventKind(data["kind"]), str(data["username"]), str(data["holder"])
+        )
     raise ValueError(f"unknown event type {data['type']!r}")
 
 
@@ -182,6 +203,10 @@ class RedisBroker:
     async def publish_presence(self, change: PresenceChange) -> None:
         """Announce a presence change to every node."""
         await self._publish(encode_presence(change))
+
+    async def publish_session_event(self, event: SessionEvent) -> None:
+        """Announce a session revocation or takeover to every node."""
+        await self._publish(encode_session_event(event))
 
     async def _publish(self, payload: str) -> None:
         try:
@@ -258,6 +283,8 @@ class RedisBroker:
         try:
             if isinstance(event, StoredMessage):
                 handler.on_message(event)
+            elif isinstance(event, SessionEvent):
+                handler.on_session_event(event)
             else:
                 handler.on_presence(event)
         except Exception:

@@ -84,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
         "validated first and nothing is written if anything is wrong.",
     )
     p.add_argument("file", metavar="FILE.json", help="JSON file written by 'hubbub-server export'")
+    p.add_argument(
+        "--max-message-bytes",
+        type=int,
+        default=backup.DEFAULT_MAX_MESSAGE_BYTES,
+        help="largest message body accepted, as the server's flag (default: %(default)s)",
+    )
     _database_flag(p)
     return parser
 
@@ -112,7 +118,9 @@ def _export(args: argparse.Namespace) -> str:
 
 
 def _import(args: argparse.Namespace) -> str:
-    counts = backup.import_database(args.file, args.database)
+    counts = backup.import_database(
+        args.file, args.database, max_message_bytes=args.max_message_bytes
+    )
     return f"imported {args.file} into {args.database}: {counts}"
 
 

@@ -18,7 +18,8 @@ class ServerConfig:
         database: SQLite file path (the embedded default; unused with ``postgres_url``).
         postgres_url: PostgreSQL URL; when set the nodes store everything there.
         redis_url: Redis URL for cross-node fan-out and presence (needs ``postgres_url``).
-        presence_ttl_s: how long a dead node's users stay online in Redis, seconds.
+        presence_ttl_s: seconds without a heartbeat after which a node counts as dead
+            (Redis): its users show offline and may connect to another node.
         max_clients: most live Chat streams (0 = unlimited).
         max_message_bytes: largest message body in UTF-8 bytes.
         log_level: logging level name.
@@ -45,7 +46,7 @@ class ServerConfig:
     database: str = "./data/hubbub.db"
     postgres_url: str = ""
     redis_url: str = ""
-    presence_ttl_s: float = 30.0
+    presence_ttl_s: float = 5.0
     max_clients: int = 0
     max_message_bytes: int = 65536
     log_level: str = "INFO"
@@ -101,7 +102,8 @@ _FLAGS = (
     _Flag(
         "--presence-ttl",
         "presence_ttl_s",
-        "seconds until the users of a crashed node go offline (with --redis-url)",
+        "seconds without a heartbeat (sent every second) after which a node counts as dead:"
+        " its users show offline and may connect elsewhere (with --redis-url)",
     ),
     _Flag("--max-clients", "max_clients", "most live chat streams, 0 = unlimited"),
     _Flag("--max-message-bytes", "max_message_bytes", "largest message body in bytes"),

@@ -2,8 +2,12 @@
 
 Each error carries a canonical status category (the google.rpc.Code names of
 AIP-193) so the transport maps it to a gRPC status in one place
-(:mod:`hubbub.server.grpc_errors`), and an optional list of field violations
-(google.rpc.BadRequest).
+(:mod:`hubbub.server.grpc_errors`), an optional list of field violations
+(google.rpc.BadRequest), and whether the client should retry: ``retry`` is True
+when the same call may succeed later unchanged (``retry_after_s`` then suggests
+the wait, seconds) and False when retrying cannot help (fix the request, log in
+again or give up). The transport reports it as ``ErrorInfo.metadata["retry"]``
+plus a ``google.rpc.RetryInfo`` (AIP-194), like Centrifuge's reconnect flag.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ class Category(enum.Enum):
     FAILED_PRECONDITION = "FAILED_PRECONDITION"
     UNAVAILABLE = "UNAVAILABLE"
     INTERNAL = "INTERNAL"
+    ABORTED = "ABORTED"
+    OUT_OF_RANGE = "OUT_OF_RANGE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,15 +48,27 @@ class HubbubError(Exception):
         category: canonical status category.
         message: a sentence for a person.
         violations: field-level problems (google.rpc.BadRequest).
+        retry: True if the same call may succeed later unchanged; False if not.
+        retry_after_s: suggested wait before a retry, seconds (None: the client's backoff).
     """
 
     reason = "INTERNAL"
     category = Category.INTERNAL
+    retry = False
+    retry_after_s: float | None = None
 
-    def __init__(self, message: str, violations: tuple[FieldViolation, ...] = ()) -> None:
+    def __init__(
+        self,
+        message: str,
+        violations: tuple[FieldViolation, ...] = (),
+        *,
+        retry: bool | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.violations = violations
+        if retry is not None:
+            self.retry = retry
 
 
 def _invalid(field: str, description: str) -> tuple[FieldViolation, ...]:
@@ -106,6 +124,13 @@ class UsernameTaken(HubbubError):
     category = Category.ALREADY_EXISTS
 
 
+class UsernameConfusable(UsernameTaken):
+    """The username looks like an existing one (same UTS #39 skeleton); the
+    message does not say which one."""
+
+    reason = "USERNAME_CONFUSABLE"
+
+
 class AuthenticationFailed(HubbubError):
     """Unknown user or wrong password; the two are deliberately indistinguishable."""
 
@@ -125,6 +150,7 @@ class LoginThrottled(HubbubError):
 
     reason = "LOGIN_THROTTLED"
     category = Category.RESOURCE_EXHAUSTED
+    retry = True
 
     def __init__(self, retry_after_s: float) -> None:
         super().__init__(
@@ -173,6 +199,7 @@ class NobodyOnline(HubbubError):
 
     reason = "NOBODY_ONLINE"
     category = Category.FAILED_PRECONDITION
+    retry = True
 
 
 class AlreadyConnected(HubbubError):
@@ -187,6 +214,8 @@ class ServerFull(HubbubError):
 
     reason = "SERVER_FULL"
     category = Category.RESOURCE_EXHAUSTED
+    retry = True
+    retry_after_s = 5.0
 
 
 class SlowConsumer(HubbubError):
@@ -194,6 +223,8 @@ class SlowConsumer(HubbubError):
 
     reason = "SLOW_CONSUMER"
     category = Category.RESOURCE_EXHAUSTED
+    retry = True
+    retry_after_s = 1.0
 
 
 class ShuttingDown(HubbubError):
@@ -201,6 +232,8 @@ class ShuttingDown(HubbubError):
 
     reason = "SERVER_SHUTDOWN"
     category = Category.UNAVAILABLE
+    retry = True
+    retry_after_s = 1.0
 
 
 class DirectoryUnavailable(HubbubError):
@@ -211,3 +244,44 @@ class DirectoryUnavailable(HubbubError):
 
     reason = "DIRECTORY_UNAVAILABLE"
     category = Category.UNAVAILABLE
+    retry = True
+    retry_after_s = 2.0
+
+
+# -- the end of a live session (the Chat stream's final status) --------------------------
+
+
+class SessionRevoked(TokenInvalid):
+    """The stream's session was logged out or revoked by a password change (OWASP Session
+    Management Cheat Sheet: invalidate sessions on logout and credential change)."""
+
+    reason = "SESSION_REVOKED"
+
+
+class SessionExpired(TokenInvalid):
+    """The stream's session token expired while the stream was open."""
+
+    reason = "SESSION_EXPIRED"
+
+
+class SessionTakenOver(HubbubError):
+    """A newer stream of the same client (it showed this stream's resume token) took over."""
+
+    reason = "SESSION_TAKEN_OVER"
+    category = Category.ABORTED
+
+
+class HistoryChanged(HubbubError):
+    """Resume named a position in another history (the database was restored or imported);
+    the server replays from the acknowledged sequence instead."""
+
+    reason = "HISTORY_CHANGED"
+    category = Category.FAILED_PRECONDITION
+
+
+class ResumeBeyondEnd(HubbubError):
+    """Resume named a sequence after the last stored one; the server replays from the
+    acknowledged sequence instead."""
+
+    reason = "RESUME_BEYOND_END"
+    category = Category.OUT_OF_RANGE

@@ -7,6 +7,7 @@ each ``OutEvent`` into a ``hubbub.v1.ChatResponse``; the hub sees only these.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from .errors import HubbubError
 from .models import InboxCursor, PresenceChange, SendReceipt, StoredMessage, UserView
@@ -14,9 +15,11 @@ from .models import InboxCursor, PresenceChange, SendReceipt, StoredMessage, Use
 
 @dataclass(frozen=True, slots=True)
 class InResume:
-    """The client has every inbox message up to ``after_sequence`` (None: use the acked cursor)."""
+    """The client has every inbox message up to ``after_sequence`` (None: use the acked cursor)
+    of the history ``history_id`` (empty: the client has no earlier position to check)."""
 
     after_sequence: int | None
+    history_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +60,16 @@ InEvent = InResume | InSend | InAck | InPing | InMalformed
 
 @dataclass(frozen=True, slots=True)
 class OutWelcome:
-    """First event of a stream: who the user is, who is online, inbox positions."""
+    """First event of a stream: who the user is, who is online, inbox positions, the
+    history the positions belong to, this stream's resume token (the secret a reconnecting
+    client shows to take the stream over) and when the session token expires (None: never)."""
 
     user: UserView
     online: list[UserView]
     cursor: InboxCursor
+    history_id: str = ""
+    resume_token: str = ""
+    session_expires_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -124,7 +124,7 @@ def client_event(request: pb.ChatRequest) -> InEvent:
         return InAck(request.ack.sequence)
     if kind == "resume":
         r = request.resume
-        return InResume(r.after_sequence if r.HasField("after_sequence") else None)
+        return InResume(r.after_sequence if r.HasField("after_sequence") else None, r.history_id)
     if kind == "ping":
         return InPing(request.ping.nonce)
     return InMalformed(
@@ -153,14 +153,17 @@ def server_event(event: OutEvent) -> pb.ChatResponse:
         case OutPresence():
             return pb.ChatResponse(presence_change=pb.PresenceChange(user=user(event.change.user)))
         case OutWelcome():
-            return pb.ChatResponse(
-                welcome=pb.Welcome(
-                    user=user(event.user),
-                    online_users=[user(u) for u in event.online],
-                    acked_sequence=event.cursor.acked_sequence,
-                    last_sequence=event.cursor.last_sequence,
-                )
+            welcome = pb.Welcome(
+                user=user(event.user),
+                online_users=[user(u) for u in event.online],
+                acked_sequence=event.cursor.acked_sequence,
+                last_sequence=event.cursor.last_sequence,
+                history_id=event.history_id,
+                resume_token=event.resume_token,
             )
+            if event.session_expires_at is not None:
+                welcome.session_expire_time.CopyFrom(timestamp(event.session_expires_at))
+            return pb.ChatResponse(welcome=welcome)
         case OutError():
             err = event.error
             return pb.ChatResponse(
@@ -174,6 +177,7 @@ def server_event(event: OutEvent) -> pb.ChatResponse:
                         pb.FieldViolation(field=v.field, description=v.description)
                         for v in err.violations
                     ],
+                    retry=err.retry,
                 )
             )
         case OutGoingAway():

@@ -2,7 +2,8 @@
 
 Every method of ``hubbub.v1.MessengerService`` except Register and Login needs
 ``authorization: Bearer <token>``; the caller's account is put in
-:data:`current_account` for the servicer. Health and reflection pass through.
+:data:`current_account` and its session (token hash, expiry) in
+:data:`current_session` for the servicer. Health and reflection pass through.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import grpc
 from .auth import AuthService
 from .errors import HubbubError
 from .grpc_errors import to_status
-from .models import Account
+from .models import Account, AuthSession
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,16 @@ else:
 
 current_account: contextvars.ContextVar[Account] = contextvars.ContextVar("current_account")
 current_token: contextvars.ContextVar[str] = contextvars.ContextVar("current_token")
+current_session: contextvars.ContextVar[AuthSession] = contextvars.ContextVar("current_session")
+RESUME_TOKEN_KEY = "hubbub-resume-token"
+
+
+def metadata_value(metadata: Any, key: str) -> str:
+    """The first string value of metadata ``key`` ("" if absent)."""
+    for name, value in metadata or ():
+        if name == key and isinstance(value, str):
+            return value.strip()
+    return ""
 
 
 def bearer_token(metadata: Any) -> str | None:
@@ -85,7 +96,9 @@ class AuthInterceptor(_Interceptor):
             try:
                 if needs_auth:
                     token = bearer_token(context.invocation_metadata()) or ""
-                    current_account.set(await auth.authenticate(token))
+                    session = await auth.authenticate(token)
+                    current_session.set(session)
+                    current_account.set(session.account)
                     current_token.set(token)
                 return await behaviour(request, context)
             except HubbubError as error:

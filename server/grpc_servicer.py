@@ -23,13 +23,20 @@ from . import grpc_convert as convert
 from .auth import AuthService
 from .errors import SlowConsumer
 from .groups import GroupService
-from .grpc_interceptor import current_account, current_token
+from .grpc_interceptor import (
+    RESUME_TOKEN_KEY,
+    current_account,
+    current_session,
+    current_token,
+    metadata_value,
+)
 from .history import HistoryService
 from .hub import ChatSession, Hub
 from .outbox import OutboxClosed
 
 log = logging.getLogger(__name__)
 Context = grpc.aio.ServicerContext[Any, Any]
+CLEANUP_WAIT_S = 5.0  # longest wait for a stream's tasks to end after being cancelled
 
 
 class MessengerServicer(pb_grpc.MessengerServiceServicer):
@@ -53,6 +60,7 @@ class MessengerServicer(pb_grpc.MessengerServiceServicer):
         self.groups = groups
         self.history = history
         self.write_timeout_s = write_timeout_s
+        self._cleanups: set[asyncio.Task[None]] = set()
 
     async def Register(self, request: pb.RegisterRequest, context: Context) -> pb.RegisterResponse:
         """Create an account."""
@@ -69,16 +77,19 @@ class MessengerServicer(pb_grpc.MessengerServiceServicer):
         )
 
     async def Logout(self, request: pb.LogoutRequest, context: Context) -> pb.LogoutResponse:
-        """Revoke the caller's token."""
+        """Revoke the caller's token; its Chat stream ends on every node."""
         await self.auth.logout(current_token.get())
+        await self.hub.revoke(current_account.get().username)
         return pb.LogoutResponse()
 
     async def ListUsers(
         self, request: pb.ListUsersRequest, context: Context
     ) -> pb.ListUsersResponse:
-        """List users with presence."""
-        users = await self.hub.list_users(request.online_only)
-        return pb.ListUsersResponse(users=[convert.user(u) for u in users])
+        """List users with presence, one page at a time (AIP-158)."""
+        page = await self.hub.list_users(request.online_only, request.page_size, request.page_token)
+        return pb.ListUsersResponse(
+            users=[convert.user(u) for u in page.users], next_page_token=page.next_page_token
+        )
 
     async def UpdateProfile(
         self, request: pb.UpdateProfileRequest, context: Context
@@ -145,10 +156,15 @@ class MessengerServicer(pb_grpc.MessengerServiceServicer):
         """The live session: a reader task feeds the hub, a writer task drains the outbox.
 
         The call ends when the writer is done (outbox closed and drained) or at
-        once when the hub aborts the session (slow consumer), even if a write
-        is stuck on flow control.
+        once when the hub aborts the session (slow consumer, revoked or expired
+        session, takeover), even if a write is stuck on flow control. The
+        ``hubbub-resume-token`` metadata takes over the user's current stream.
         """
-        session = await self.hub.open_session(current_account.get())
+        session = await self.hub.open_session(
+            current_account.get(),
+            current_session.get(None),
+            metadata_value(context.invocation_metadata(), RESUME_TOKEN_KEY),
+        )
         name = session.username
         reader = asyncio.create_task(self._read(request_iterator, session), name=f"read-{name}")
         writer = asyncio.create_task(self._write(session, context), name=f"write-{name}")
@@ -157,12 +173,32 @@ class MessengerServicer(pb_grpc.MessengerServiceServicer):
         try:
             await asyncio.wait((writer, aborted), return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await self.hub.close_session(session)
+            cleanup = asyncio.create_task(self._end(session, tasks), name=f"end-{name}")
+            self._cleanups.add(cleanup)
+            cleanup.add_done_callback(self._cleanups.discard)
+            await asyncio.shield(cleanup)  # a second cancel cannot interrupt the cleanup
         if session.close_error is not None:
             raise session.close_error
+
+    async def _end(self, session: ChatSession, tasks: tuple[asyncio.Task[Any], ...]) -> None:
+        """Stop a stream's tasks and release its session, whatever await they are in.
+
+        The outbox is closed first, so a replay waiting for room and the writer
+        return at once; then the tasks are cancelled and awaited (bounded: a task
+        that swallowed its cancellation is logged, not waited for forever).
+        """
+        session.outbox.close(drain=False)
+        for task in tasks:
+            task.cancel()
+        _, pending = await asyncio.wait(tasks, timeout=CLEANUP_WAIT_S)
+        if pending:
+            log.warning(
+                "stream of %s: %s did not stop within %.0f s",
+                session.username,
+                ", ".join(t.get_name() for t in pending),
+                CLEANUP_WAIT_S,
+            )
+        await self.hub.close_session(session)
 
     async def _read(self, requests: AsyncIterator[pb.ChatRequest], session: ChatSession) -> None:
         try:

@@ -11,12 +11,27 @@ Delivery path (the same whatever store/broker backend is used):
 3. The stream's writer drains the session's bounded :class:`Outbox`. The hub
    never waits for a consumer: a full outbox disconnects that client with
    ``SLOW_CONSUMER``; its messages stay stored for the next connect.
+
+Session life cycle (one rule whatever the backend):
+
+* A stream is opened with an authenticated session (token hash, expiry) and
+  claims the user's presence under a fresh *resume token* (its SHA-256 is the
+  claim's holder id). A new stream showing the current stream's resume token
+  takes the claim over; the old stream ends with ``SESSION_TAKEN_OVER``, on this
+  node directly, elsewhere through a broker session event.
+* Logout and a password change publish a ``REVOKED`` session event; every node
+  rechecks the session of its stream of that user against the store and ends it
+  (``SESSION_REVOKED``) if it is gone. A timer per stream ends it when the token
+  expires (``SESSION_EXPIRED``).
+* Closing a session (:meth:`Hub.close_session`) runs in its own task, shielded,
+  so presence claim, session and outbox are released whatever cancellation hits.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import secrets
 from collections.abc import Awaitable, Coroutine, Iterable, Mapping
@@ -24,16 +39,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from . import usernames
+from . import paging, usernames
 from .broker import Broker
 from .errors import (
     AlreadyConnected,
+    HistoryChanged,
     HubbubError,
     InvalidArgument,
     InvalidMessage,
     MalformedEvent,
     NobodyOnline,
+    ResumeBeyondEnd,
     ServerFull,
+    SessionExpired,
+    SessionRevoked,
+    SessionTakenOver,
     ShuttingDown,
     SlowConsumer,
     UsernameTaken,
@@ -60,10 +80,14 @@ from .metrics import Metrics
 from .models import (
     Account,
     Appended,
+    AuthSession,
     EntryKind,
     PresenceChange,
     SendReceipt,
+    SessionEvent,
+    SessionEventKind,
     StoredMessage,
+    UsersPage,
     UserView,
     utc_now,
 )
@@ -79,6 +103,15 @@ CLIENT_ID_MAX = 128
 FILL_BATCH = 256
 CONTROL_EVENT_SIZE = 128  # bytes counted for non-message events
 MAX_SENDS_IN_FLIGHT = 256  # per stream, awaiting their commit
+BOTS_IDLE_WAIT_S = 2.0  # longest wait for the bots' answers when a stream half-closes
+RESUME_TOKEN_BYTES = 24
+RELEASE_ATTEMPTS = 20  # tries to release a presence claim (backoff up to 5 s) when closing
+
+
+def resume_holder(resume_token: str) -> str:
+    """The presence holder id of a stream: SHA-256 (hex) of its resume token, so the
+    token itself is never stored or published."""
+    return hashlib.sha256(resume_token.encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,13 +136,22 @@ class ChatSession:
 
     The transport feeds client events to :meth:`Hub.handle` and writes what
     :attr:`outbox` yields. ``close_error`` says why the hub closed the stream
-    (None for a normal end).
+    (None for a normal end). ``auth`` is the session the stream was opened with
+    (None for in-process callers without a token); ``resume_token`` is this
+    stream's secret (sent in Welcome) and ``holder`` its presence holder id.
     """
 
-    def __init__(self, hub: Hub, account: Account, outbox: Outbox) -> None:
+    def __init__(
+        self, hub: Hub, account: Account, outbox: Outbox, auth: AuthSession | None = None
+    ) -> None:
         self.hub = hub
         self.account = account
         self.outbox = outbox
+        self.auth = auth
+        self.resume_token = secrets.token_urlsafe(RESUME_TOKEN_BYTES)
+        self.holder = resume_holder(self.resume_token)
+        self.expiry: asyncio.TimerHandle | None = None  # ends the stream when the token expires
+        self.close_task: asyncio.Task[None] | None = None
         self.close_error: HubbubError | None = None
         self.aborted = asyncio.Event()  # set when the hub drops the stream at once
         self.requests = 0  # client events read so far
@@ -201,17 +243,34 @@ class ChatSession:
             self._fill_task = asyncio.create_task(self._fill(), name=f"fill-{self.username}")
 
     async def _fill(self) -> None:
-        """Copy inbox messages (enqueued_seq, target_seq] from the store, in order."""
+        """Copy inbox messages (enqueued_seq, target_seq] from the store, in order.
+
+        Inboxes have no gaps; if one has (a damaged or hand-edited database), the
+        missing sequences are logged and skipped, and delivery goes on: a gap never
+        makes delivery stop or spin.
+        """
         try:
             while self.enqueued_seq < self.target_seq:
                 batch = await self.hub.store.messages_after(
                     self.account, self.enqueued_seq, FILL_BATCH
                 )
                 if not batch:
+                    log.warning(
+                        "inbox of %s: sequences %d..%d are missing from the store; skipped",
+                        self.username,
+                        self.enqueued_seq + 1,
+                        self.target_seq,
+                    )
+                    self.target_seq = self.enqueued_seq
                     break
                 for message in batch:
                     if message.sequence != self.enqueued_seq + 1:
-                        break
+                        log.warning(
+                            "inbox of %s has a gap: sequences %d..%d are missing; skipped",
+                            self.username,
+                            self.enqueued_seq + 1,
+                            message.sequence - 1,
+                        )
                     await self.outbox.put(OutMessage(message), message.size)
                     self.enqueued_seq = message.sequence
             if not self.synced.is_set():
@@ -274,9 +333,11 @@ class ChatSession:
             self._ack_persisted = self._acked
 
     def cancel_tasks(self) -> None:
-        """Stop the replay task (the ack task is left to finish)."""
+        """Stop the replay task and the expiry timer (the ack task is left to finish)."""
         if self._fill_task is not None:
             self._fill_task.cancel()
+        if self.expiry is not None:
+            self.expiry.cancel()
 
 
 class Hub:
@@ -309,8 +370,10 @@ class Hub:
         self._bot_task: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._send_tasks: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[None]] = set()  # closes, session rechecks
         self._opening = 0
         self.shutting_down = False
+        self.history_id = ""  # the store's history id, read at start
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -327,6 +390,7 @@ class Hub:
                 assert echobot is not None
         self._bots[ECHOBOT] = echobot
         self._accounts[ECHOBOT] = echobot
+        self.history_id = await self.store.history_id()
         await self.broker.start(self)
         self._bot_task = asyncio.create_task(self._run_bots(), name="bots")
         interval = self.presence.sweep_interval_s
@@ -372,12 +436,18 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
         if self._bot_task is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._bot_queue.join(), 2.0)
+            await self._wait_bots_idle()
             self._bot_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._bot_task
         await self.broker.close()
+
+    async def wait_closed(self, timeout_s: float = 5.0) -> None:
+        """Wait (at most ``timeout_s`` seconds) for the session closes and rechecks still
+        running, so their last store and presence writes land before those close."""
+        pending = {t for t in self._background if not t.done()}
+        if pending:
+            await asyncio.wait(pending, timeout=timeout_s)
 
     # -- accounts ----------------------------------------------------------------------
 
@@ -391,20 +461,62 @@ class Hub:
         return account
 
     def account_changed(self, account: Account) -> None:
-        """Refresh the cached account (e.g. a new display name) and its live session."""
+        """Refresh the cached account (e.g. a new display name) and its live session.
+
+        A new password hash means the store revoked the user's other sessions: the
+        revocation is published (:meth:`revoke`) so their streams end on every node.
+        """
+        previous = self._accounts.get(account.username)
         self._accounts[account.username] = account
         session = self.sessions.get(account.username)
         if session is not None:
             session.account = account
+        if previous is None or previous.password_hash != account.password_hash:
+            self._spawn(self.revoke(account.username), f"revoke-{account.username}")
 
-    async def list_users(self, online_only: bool) -> list[UserView]:
-        """Users sorted by username, with presence; bots are always online."""
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """Run ``work`` in a task the hub keeps a reference to until it ends."""
+        task = asyncio.create_task(work, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    async def revoke(self, username: str) -> None:
+        """Sessions of ``username`` were revoked in the store (logout, password change):
+        tell every node to recheck its stream of that user (ended if its session is gone)."""
+        await self.broker.publish_session_event(SessionEvent(SessionEventKind.REVOKED, username))
+
+    async def list_users(
+        self, online_only: bool, page_size: int = 0, page_token: str = ""
+    ) -> UsersPage:
+        """One page of users sorted by username, with presence; bots are always online.
+
+        AIP-158 paging (:mod:`hubbub.server.paging`): ``page_size`` 0 means 100,
+        more than 1000 is capped; the token continues after the last username of
+        the previous page and is only valid with the same ``online_only``.
+
+        Raises:
+            InvalidArgument: a negative ``page_size`` or a bad ``page_token``.
+        """
+        size = paging.page_size(
+            page_size, default=paging.USERS_DEFAULT_PAGE_SIZE, maximum=paging.USERS_MAX_PAGE_SIZE
+        )
+        key = f"online_only={online_only}"
+        after = paging.decode_token("users", page_token, key)
         online = await self.presence.online()
         changed = await self.presence.last_change()
-        views = [
-            self._view(account, online, changed) for account in await self.store.list_accounts()
-        ]
-        return [v for v in views if v.online or not online_only]
+        if online_only:  # few: page over the online names instead of every account
+            names = sorted(n for n in set(online) | set(self._bots) if n > after)
+            accounts = await self._accounts_named(names[:size])
+            more = len(names) > size
+        else:
+            accounts = await self.store.list_accounts(after=after, limit=size + 1)
+            more = len(accounts) > size
+        views = [self._view(a, online, changed) for a in accounts[:size]]
+        more = more and bool(views)
+        return UsersPage(
+            views, paging.encode_token("users", views[-1].username, key) if more else ""
+        )
 
     @staticmethod
     def _view(
@@ -420,35 +532,73 @@ class Hub:
 
     # -- streams -----------------------------------------------------------------------
 
-    async def open_session(self, account: Account) -> ChatSession:
+    async def open_session(
+        self, account: Account, auth: AuthSession | None = None, resume_token: str = ""
+    ) -> ChatSession:
         """Register a live stream for ``account`` and queue its Welcome.
+
+        Args:
+            account: the user.
+            auth: the session the stream is opened with; the stream ends when it is
+                revoked or expires (None: no session, for in-process callers).
+            resume_token: the resume token of the user's current stream, if the client
+                has one: that stream (on any node, or a dead one) is taken over at once.
 
         Raises:
             ShuttingDown: the server is stopping.
             ServerFull: ``max_clients`` live streams already.
-            AlreadyConnected: the user has a live stream.
+            AlreadyConnected: the user has a live stream (and ``resume_token`` is not its).
+            SessionRevoked: ``auth`` was revoked while the stream opened.
         """
         if self.shutting_down:
             raise ShuttingDown("The server is shutting down; reconnect later.")
         cap = self.limits.max_clients
         if cap and len(self.sessions) + self._opening >= cap:
             raise ServerFull("The server is full.")
+        session = ChatSession(
+            self,
+            account,
+            Outbox(self.limits.outbox_events, self.limits.outbox_bytes),
+            auth,
+        )
+        name = account.username
+        takeover = resume_holder(resume_token) if resume_token else ""
+        now = utc_now()
         self._opening += 1
         try:
-            now = utc_now()
-            if not await self.presence.claim(account.username, now):
-                raise AlreadyConnected(f"'{account.username}' is already logged in elsewhere.")
-            session = ChatSession(
-                self,
-                account,
-                Outbox(self.limits.outbox_events, self.limits.outbox_bytes),
-            )
-            self.sessions[account.username] = session
+            try:
+                claim = await self.presence.claim(name, now, session.holder, takeover)
+            except BaseException:  # cancelled mid-claim: never leave a claim behind
+                await self._shielded(self.presence.release(name, now, session.holder))
+                raise
+            if not claim.granted:
+                raise AlreadyConnected(f"'{name}' is already logged in elsewhere.")
+            if claim.replaced:
+                self.on_session_event(
+                    SessionEvent(SessionEventKind.TAKEN_OVER, name, claim.replaced)
+                )
+            self.sessions[name] = session
             self.metrics.streams_opened.inc()
             self.metrics.streams_active.set(len(self.sessions))
         finally:
             self._opening -= 1
         try:
+            if claim.replaced and not claim.replaced_local:  # end it on its node
+                await self.broker.publish_session_event(
+                    SessionEvent(SessionEventKind.TAKEN_OVER, name, claim.replaced)
+                )
+            if auth is not None:
+                # A revocation published between the interceptor's check and the
+                # registration above did not reach this stream: check once more.
+                if await self.store.get_session(auth.token_hash, utc_now()) is None:
+                    raise SessionRevoked("The session was revoked; log in again.")
+                loop = asyncio.get_running_loop()
+                delay = (auth.expires_at - utc_now()).total_seconds()
+                session.expiry = loop.call_at(
+                    loop.time() + max(0.0, delay),
+                    session.fail,
+                    SessionExpired("The session expired; log in again."),
+                )
             online = await self.presence.online()
             changed = await self.presence.last_change()
             cursor = await self.store.cursor(account)
@@ -457,7 +607,16 @@ class Hub:
                 for a in await self._accounts_named(set(online) | set(self._bots))
             ]
             me = self._view(account, online, changed)
-            session._welcome(OutWelcome(me, online_views, cursor))
+            session._welcome(
+                OutWelcome(
+                    me,
+                    online_views,
+                    cursor,
+                    history_id=self.history_id,
+                    resume_token=session.resume_token,
+                    session_expires_at=auth.expires_at if auth is not None else None,
+                )
+            )
             session.target_seq = cursor.last_sequence
             await self.broker.publish_presence(PresenceChange(me, now))
         except BaseException:
@@ -465,15 +624,29 @@ class Hub:
             raise
         return session
 
+    async def _shielded(self, work: Awaitable[Any]) -> None:
+        """Run ``work`` to the end even if the caller is cancelled meanwhile."""
+        task = self._spawn(_discard(work), "shielded")
+        await asyncio.shield(task)
+
     async def _accounts_named(self, names: Iterable[str]) -> list[Account]:
         found = [await self.account(n) for n in sorted(names)]
         return [a for a in found if a is not None]
 
     async def close_session(self, session: ChatSession) -> None:
-        """Forget a stream: stop its tasks, store its acks, announce it offline."""
-        if self.sessions.get(session.username) is not session:
-            return
-        del self.sessions[session.username]
+        """Forget a stream: stop its tasks, store its acks, release its presence claim and
+        announce it offline (unless a newer stream took the claim over).
+
+        Runs once per session, in its own task: a cancellation of the caller (even a
+        second one) does not interrupt it, so nothing is left claimed or held.
+        """
+        if session.close_task is None:
+            session.close_task = self._spawn(self._close(session), f"close-{session.username}")
+        await asyncio.shield(session.close_task)
+
+    async def _close(self, session: ChatSession) -> None:
+        if self.sessions.get(session.username) is session:
+            del self.sessions[session.username]
         self.metrics.streams_active.set(len(self.sessions))
         reason = session.close_error.reason if session.close_error else "normal"
         self.metrics.streams_closed.labels(reason).inc()
@@ -482,15 +655,32 @@ class Hub:
         now = utc_now()
         try:
             await session.flush_acks()
-        finally:
-            await self.presence.release(session.username, now)
+        except Exception:
+            log.exception("could not store the acks of %s", session.username)
+        released = False
+        for attempt in range(RELEASE_ATTEMPTS):  # a claim left held locks the user out
+            try:
+                released = await self.presence.release(session.username, now, session.holder)
+                break
+            except Exception as exc:  # e.g. Redis unreachable for a moment
+                log.warning(
+                    "could not release the presence of %s (%s); retrying", session.username, exc
+                )
+                await asyncio.sleep(min(5.0, 0.1 * 2**attempt))
+        if released:
             view = UserView(
                 session.username, session.account.display_name, False, now, session.account.bot
             )
             await self.broker.publish_presence(PresenceChange(view, now))
 
     async def handle(self, session: ChatSession, event: InEvent) -> None:
-        """Process one client event; refusals become an :class:`OutError`, never an exception."""
+        """Process one client event; refusals become an :class:`OutError`, never an exception.
+
+        Events of a stream the hub has closed (revoked, taken over, too slow) are
+        ignored: nothing is accepted after that point.
+        """
+        if session.outbox.closed:
+            return
         session.requests += 1
         index = session.requests
         if not session.delivering and not isinstance(event, InResume):
@@ -502,7 +692,7 @@ class Hub:
                 case InAck():
                     self._ack(session, event.sequence)
                 case InResume():
-                    await self._resume(session, event.after_sequence)
+                    await self._resume(session, event)
                 case InPing():
                     session.offer(OutPong(event.nonce))
                 case InMalformed():
@@ -513,30 +703,54 @@ class Hub:
 
     async def finish(self, session: ChatSession) -> None:
         """The client half-closed: deliver what is pending, then end the stream."""
+        if session.outbox.closed:
+            return
         if not session.delivering:
             await self._resume(session, None)
-        if session.sends:
-            await asyncio.gather(*session.sends, return_exceptions=True)
+        if session.sends:  # wait (never cancel) the sends' commits
+            await asyncio.wait(set(session.sends))
         await self._wait_bots_idle()
         await session.wait_delivered()
         session.outbox.close(drain=True)
 
     async def _wait_bots_idle(self) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._bot_queue.join(), 2.0)
+        """Wait until the bots answered what is queued, at most BOTS_IDLE_WAIT_S.
 
-    async def _resume(self, session: ChatSession, after: int | None) -> None:
+        ``asyncio.timeout`` rather than ``asyncio.wait_for``: on Python 3.11 the latter
+        loses a cancellation that arrives as the queue empties (and a stream's cleanup
+        then waited forever behind it).
+        """
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(BOTS_IDLE_WAIT_S):
+                await self._bot_queue.join()
+
+    async def _resume(self, session: ChatSession, event: InResume | None) -> None:
+        """Start delivery after the client's position (see the Resume message in the proto).
+
+        Raises (delivery has started from the acknowledged sequence):
+            HistoryChanged: ``event.history_id`` is set and is not this store's.
+            ResumeBeyondEnd: ``event.after_sequence`` is after the last stored sequence.
+        """
         if session.delivering:
             raise MalformedEvent.for_field("resume", "the stream has already resumed")
         cursor = await self.store.cursor(session.account)
-        start = cursor.acked_sequence if after is None else after
-        if start > cursor.last_sequence:
-            session.start_delivery(cursor.last_sequence, cursor.last_sequence)
-            raise InvalidArgument.for_field(
-                "resume.after_sequence",
-                f"beyond the last stored sequence ({cursor.last_sequence})",
+        acked, last = cursor.acked_sequence, cursor.last_sequence
+        after = None if event is None else event.after_sequence
+        if event is not None and event.history_id and event.history_id != self.history_id:
+            session.start_delivery(acked, last)
+            raise HistoryChanged(
+                "Your position belongs to another history (the server's data was restored "
+                f"or imported): replaying after your last acknowledged message ({acked}); "
+                "forget what you marked as shown after it."
             )
-        session.start_delivery(start, cursor.last_sequence)
+        if after is not None and after > last:
+            session.start_delivery(acked, last)
+            raise ResumeBeyondEnd(
+                f"resume.after_sequence {after} is after the last stored sequence ({last}): "
+                f"replaying after your last acknowledged message ({acked}); forget what you "
+                "marked as shown after it."
+            )
+        session.start_delivery(acked if after is None else after, last)
 
     def _ack(self, session: ChatSession, sequence: int) -> None:
         if sequence > session.enqueued_seq:
@@ -574,7 +788,8 @@ class Hub:
             session.offer(OutError(index, client_id, error))
         except Exception:
             log.exception("storing message %r of %s failed", client_id, session.username)
-            session.offer(OutError(index, client_id, HubbubError("The message was not stored.")))
+            failed = HubbubError("The message was not stored; resend it.", retry=True)
+            session.offer(OutError(index, client_id, failed))
         else:
             session.offer(OutSendResult(receipt))
 
@@ -732,6 +947,34 @@ class Hub:
         for session in list(self.sessions.values()):
             session.on_presence(change)
 
+    def on_session_event(self, event: SessionEvent) -> None:
+        """Broker callback: apply a revocation or takeover to this node's stream of the user.
+
+        ``TAKEN_OVER`` ends the stream whose holder id matches at once (ABORTED).
+        ``REVOKED`` rechecks the stream's session in the store and ends it
+        (UNAUTHENTICATED) if it is gone.
+        """
+        session = self.sessions.get(event.username)
+        if session is None:
+            return
+        if event.kind is SessionEventKind.TAKEN_OVER:
+            if session.holder == event.holder:
+                del self.sessions[event.username]  # the new stream registers under the name
+                session.fail(SessionTakenOver("This session was taken over by a newer connection."))
+        elif session.auth is not None:
+            self._spawn(self._recheck(session, session.auth), f"recheck-{event.username}")
+
+    async def _recheck(self, session: ChatSession, auth: AuthSession) -> None:
+        try:
+            if await self.store.get_session(auth.token_hash, utc_now()) is None:
+                session.fail(
+                    SessionRevoked(
+                        "This session was logged out or revoked (password changed); log in again."
+                    )
+                )
+        except Exception:
+            log.exception("could not recheck the session of %s", session.username)
+
     # -- bots --------------------------------------------------------------------------
 
     async def _run_bots(self) -> None:
@@ -754,3 +997,7 @@ class Hub:
         if direct_text and message.sender not in self._bots:
             await self.send_direct(bot, message.sender, f"echo-{message.message_id}", message.body)
         await self.store_ack(bot, message.sequence)
+
+
+async def _discard(work: Awaitable[Any]) -> None:
+    await work

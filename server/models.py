@@ -40,6 +40,14 @@ class Account:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """A live session: whose it is and when it expires (UTC, millisecond resolution)."""
+
+    account: Account
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class UserView:
     """An account as other users see it, with presence."""
 
@@ -64,6 +72,15 @@ class GroupAction(enum.StrEnum):
     CREATED = "created"
     MEMBERS_ADDED = "members_added"
     MEMBERS_LEFT = "members_left"
+
+
+@dataclass(frozen=True, slots=True)
+class UsersPage:
+    """One page of a user list, sorted by username; ``next_page_token`` is empty on the
+    last page (AIP-158)."""
+
+    users: list[UserView]
+    next_page_token: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,3 +161,29 @@ class PresenceChange:
 
     user: UserView
     at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSession:
+    """An authenticated call's session: the SHA-256 of its token (what the store keys it
+    by), its account and when it expires (UTC)."""
+
+    token_hash: bytes
+    account: Account
+    expires_at: datetime
+
+
+class SessionEventKind(enum.StrEnum):
+    """What happened to a user's sessions (published to every node)."""
+
+    REVOKED = "revoked"  # a session of the user was logged out or revoked: recheck them
+    TAKEN_OVER = "taken_over"  # the stream whose holder id is ``holder`` was taken over
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEvent:
+    """A change to ``username``'s live streams that every node must apply to its own."""
+
+    kind: SessionEventKind
+    username: str
+    holder: str = ""

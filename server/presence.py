@@ -1,37 +1,67 @@
-"""The presence interface: who has a live Chat stream, claimed atomically per user."""
+"""The presence interface: who has a live Chat stream, claimed atomically per user.
+
+A claim names its *holder*: an opaque id of the stream that holds it (the hub uses
+the SHA-256 of the stream's resume token). A claim can be taken over at once by a
+stream that shows the current holder's id (a client reconnecting to its own stale
+stream), or when the node holding it is dead; otherwise a second claim is refused.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The outcome of :meth:`PresenceRegistry.claim`.
+
+    Attributes:
+        granted: the caller now holds the user's presence.
+        replaced: holder id of the claim this one replaced ("" if the user was offline);
+            its stream must end (taken over), wherever it runs.
+        replaced_local: the replaced claim was held by this node.
+    """
+
+    granted: bool
+    replaced: str = ""
+    replaced_local: bool = False
 
 
 class PresenceRegistry(Protocol):
     """Online users across the deployment (memory for one node, Redis for many)."""
 
-    async def claim(self, username: str, at: datetime) -> bool:
-        """Mark ``username`` online; False if it already is (one live stream per user)."""
+    async def claim(self, username: str, at: datetime, holder: str, takeover: str = "") -> Claim:
+        """Mark ``username`` online, held by ``holder``.
+
+        Granted if nobody holds the user, if the holding node is dead, or if
+        ``takeover`` is non-empty and equals the current holder (one live stream per
+        user; the replaced holder is reported so its stream is ended). Atomic across
+        nodes.
+        """
         ...
 
-    async def release(self, username: str, at: datetime) -> None:
-        """Mark ``username`` offline."""
+    async def release(self, username: str, at: datetime, holder: str) -> bool:
+        """Mark ``username`` offline if ``holder`` still holds it; True if it did."""
+        ...
 
     async def is_online(self, username: str) -> bool:
-        """True if ``username`` has a live stream on any node."""
+        """True if ``username`` has a live stream on a live node."""
         ...
 
     async def online(self) -> dict[str, datetime]:
-        """Online usernames mapped to when they came online."""
+        """Online usernames (on live nodes) mapped to when they came online."""
         ...
 
     async def sweep(self) -> list[tuple[str, datetime]]:
-        """Users that went offline because their node died (claims expired), with the
-        time noticed. Each is returned to exactly one caller, so the caller announces it."""
+        """Users that went offline because their node died, with the time noticed; their
+        claims are released. Each is returned to exactly one caller, which announces it."""
         ...
 
     @property
     def sweep_interval_s(self) -> float | None:
-        """How often to call :meth:`sweep`, seconds; None if claims never expire."""
+        """How often to call :meth:`sweep`, seconds; None if claims never outlive a node."""
         ...
 
     async def last_change(self) -> dict[str, datetime]:

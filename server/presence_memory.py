@@ -4,26 +4,36 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from .presence import Claim
+
 
 class MemoryPresence:
-    """:class:`~hubbub.server.presence.PresenceRegistry` held in a dict."""
+    """:class:`~hubbub.server.presence.PresenceRegistry` held in a dict (one node: every
+    claim is local and its node is alive while the process runs)."""
 
     def __init__(self) -> None:
-        self._online: dict[str, datetime] = {}
+        self._online: dict[str, tuple[datetime, str]] = {}  # username → (since, holder)
         self._changed: dict[str, datetime] = {}
 
-    async def claim(self, username: str, at: datetime) -> bool:
-        """Mark online unless already online."""
-        if username in self._online:
+    async def claim(self, username: str, at: datetime, holder: str, takeover: str = "") -> Claim:
+        """Mark online unless another holder has it (unless ``takeover`` names that holder)."""
+        current = self._online.get(username)
+        if current is not None and not (takeover and current[1] == takeover):
+            return Claim(False)
+        self._online[username] = (at, holder)
+        self._changed[username] = at
+        if current is None:
+            return Claim(True)
+        return Claim(True, replaced=current[1], replaced_local=True)
+
+    async def release(self, username: str, at: datetime, holder: str) -> bool:
+        """Mark offline if ``holder`` holds the claim."""
+        current = self._online.get(username)
+        if current is None or current[1] != holder:
             return False
-        self._online[username] = at
+        del self._online[username]
         self._changed[username] = at
         return True
-
-    async def release(self, username: str, at: datetime) -> None:
-        """Mark offline."""
-        if self._online.pop(username, None) is not None:
-            self._changed[username] = at
 
     async def is_online(self, username: str) -> bool:
         """True if ``username`` is online."""
@@ -31,10 +41,10 @@ class MemoryPresence:
 
     async def online(self) -> dict[str, datetime]:
         """Online usernames → since."""
-        return dict(self._online)
+        return {name: since for name, (since, _) in self._online.items()}
 
     async def sweep(self) -> list[tuple[str, datetime]]:
-        """Nothing expires in one process: every release is explicit."""
+        """Nothing outlives its node in one process: every release is explicit."""
         return []
 
     @property

@@ -11,7 +11,7 @@ from collections.abc import Awaitable
 from datetime import datetime
 from typing import Protocol
 
-from .models import Account, Appended, Group, InboxCursor, StoredMessage
+from .models import Account, Appended, Group, InboxCursor, SessionInfo, StoredMessage
 
 
 class Store(Protocol):
@@ -23,15 +23,29 @@ class Store(Protocol):
     async def close(self) -> None:
         """Flush and release every connection."""
 
+    async def history_id(self) -> str:
+        """The id of this database's history (32 hex digits).
+
+        Created once with the schema and stable across restarts and nodes;
+        ``hubbub-server restore`` and ``import`` give the database a new one, so
+        an inbox position (sequence) is only meaningful with its history id.
+        """
+        ...
+
     # -- accounts and sessions ----------------------------------------------------
 
     async def create_account(
         self, username: str, display_name: str, password_hash: str, *, bot: bool = False
     ) -> Account:
-        """Insert an account with canonical ``username``.
+        """Insert an account with canonical ``username`` and its UTS #39 skeleton
+        (:func:`hubbub.server.usernames.skeleton`).
+
+        The check and the insert are one atomic write, so of two parallel
+        registrations of look-alike names at most one succeeds.
 
         Raises:
             UsernameTaken: the name exists already.
+            UsernameConfusable: another account's name has the same skeleton.
         """
         ...
 
@@ -39,8 +53,9 @@ class Store(Protocol):
         """The account with canonical ``username``, or None."""
         ...
 
-    async def list_accounts(self) -> list[Account]:
-        """Every account, sorted by username."""
+    async def list_accounts(self, after: str = "", limit: int = 0) -> list[Account]:
+        """Accounts with username > ``after``, sorted by username (code point order),
+        at most ``limit`` of them (0: all)."""
         ...
 
     async def update_account(
@@ -60,8 +75,8 @@ class Store(Protocol):
     ) -> None:
         """Store a session under the SHA-256 of its token (the token itself is never stored)."""
 
-    async def get_session(self, token_hash: bytes, now: datetime) -> Account | None:
-        """The account of an unexpired session, or None."""
+    async def get_session(self, token_hash: bytes, now: datetime) -> SessionInfo | None:
+        """The account and expiry of a session unexpired at ``now``, or None."""
         ...
 
     async def delete_session(self, token_hash: bytes) -> None:

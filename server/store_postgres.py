@@ -43,6 +43,7 @@ from .models import (
     Group,
     GroupAction,
     InboxCursor,
+    SessionInfo,
     StoredMessage,
     from_ms,
     to_ms,
@@ -51,7 +52,9 @@ from .models import (
 
 # Row → record mapping is shared with the SQLite store (same columns, same order).
 from .store_sqlite import _account as _account_row
+from .store_sqlite import _confusable, new_history_id
 from .store_sqlite import _message as _message_row
+from .usernames import skeleton
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -62,8 +65,9 @@ if TYPE_CHECKING:
 
 # The first PostgreSQL schema is the SQLite schema v2 (accounts, sessions, groups,
 # inbox kinds); later versions are added to _MIGRATIONS in both stores.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MIGRATION_LOCK = 0x48554242  # "HUBB": pg_advisory_xact_lock key for schema changes
+SKELETON_LOCK = 0x534B454C  # "SKEL": with hashtext(skeleton), serialises look-alike checks
 TX_ATTEMPTS = 5  # tries of one write transaction on deadlock / serialization failure
 CLOSE_TIMEOUT_S = 10.0
 
@@ -124,7 +128,35 @@ CREATE TABLE inbox (
 CREATE INDEX inbox_message ON inbox(message_id);
 """
 
-_MIGRATIONS: dict[int, str] = {2: _SCHEMA_V2}
+# v3: the history id (meta table), the UTS #39 skeleton of each username (filled
+# for existing rows by _fill_v3) and a code-point-order index for account paging.
+_SCHEMA_V3 = """
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+ALTER TABLE users ADD COLUMN skeleton TEXT NOT NULL DEFAULT '';
+CREATE INDEX users_skeleton ON users(skeleton);
+CREATE INDEX users_username_c ON users(username COLLATE "C");
+"""
+
+_MIGRATIONS: dict[int, str] = {2: _SCHEMA_V2, 3: _SCHEMA_V3}
+
+
+async def _fill_v3(conn: Connection) -> None:
+    """Migration v2 → v3, data part: a history id and every username's skeleton."""
+    await conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('history_id', $1)"
+        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        new_history_id(),
+    )
+    rows = await conn.fetch("SELECT id, username FROM users")
+    await conn.executemany(
+        "UPDATE users SET skeleton = $1 WHERE id = $2", [(skeleton(r[1]), r[0]) for r in rows]
+    )
+
+
+_FILLS: dict[int, Callable[[Connection], Awaitable[None]]] = {3: _fill_v3}
 
 # Names sort by code point (SQLite's BINARY order), whatever the database's locale.
 _ACCOUNT_COLS = "id, username, display_name, password_hash, bot, created_ms"
@@ -331,6 +363,7 @@ class PostgresStore:
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
         self._tails: dict[int, asyncio.Task[Any]] = {}  # sender id → its last queued write
         self._pending: set[asyncio.Task[Any]] = set()
+        self._history_id: str | None = None
 
     @property
     def display_url(self) -> str:
@@ -386,8 +419,19 @@ class PostgresStore:
                 if version not in _MIGRATIONS:
                     continue  # PostgreSQL support starts at v2
                 await conn.execute(_MIGRATIONS[version])
+                if version in _FILLS:
+                    await _FILLS[version](conn)
                 await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", version)
                 log.info("database migrated to schema version %d", version)
+
+    async def history_id(self) -> str:
+        """The database's history id (see :meth:`Store.history_id`)."""
+        if self._history_id is None:
+            value = await self.pool.fetchval("SELECT value FROM meta WHERE key = 'history_id'")
+            if value is None:
+                raise RuntimeError(f"{self.display_url} has no history id")
+            self._history_id = str(value)
+        return self._history_id
 
     async def close(self) -> None:
         """Wait for queued writes, then close every connection."""
@@ -454,15 +498,27 @@ class PostgresStore:
         """Insert an account. Raises UsernameTaken if ``username`` exists."""
         created = utc_now()
 
+        shape = skeleton(username)
+
         async def insert(conn: Connection) -> Account:
+            # Writers of one skeleton queue here, so the check below sees every commit.
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock($1, hashtext($2))", SKELETON_LOCK, shape
+            )
+            if await conn.fetchval(
+                "SELECT 1 FROM users WHERE skeleton = $1 AND username != $2", shape, username
+            ) and not await conn.fetchval("SELECT 1 FROM users WHERE username = $1", username):
+                raise _confusable(username)
             account_id = await conn.fetchval(
-                "INSERT INTO users (username, display_name, password_hash, bot, created_ms)"
-                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (username) DO NOTHING RETURNING id",
+                "INSERT INTO users (username, display_name, password_hash, bot, created_ms,"
+                " skeleton) VALUES ($1, $2, $3, $4, $5, $6)"
+                " ON CONFLICT (username) DO NOTHING RETURNING id",
                 username,
                 display_name,
                 password_hash,
                 bot,
                 to_ms(created),
+                shape,
             )
             if account_id is None:
                 raise UsernameTaken(f"The username '{username}' is already taken.")
@@ -477,10 +533,13 @@ class PostgresStore:
         )
         return _account(row) if row else None
 
-    async def list_accounts(self) -> list[Account]:
-        """Every account sorted by username."""
+    async def list_accounts(self, after: str = "", limit: int = 0) -> list[Account]:
+        """Accounts named after ``after``, sorted by username, at most ``limit`` (0: all)."""
         rows = await self.pool.fetch(
-            f'SELECT {_ACCOUNT_COLS} FROM users ORDER BY username COLLATE "C"'
+            f'SELECT {_ACCOUNT_COLS} FROM users WHERE username COLLATE "C" > $1'
+            ' ORDER BY username COLLATE "C" LIMIT $2',
+            after,
+            limit if limit > 0 else None,
         )
         return [_account(r) for r in rows]
 
@@ -505,15 +564,15 @@ class PostgresStore:
 
         await self._transaction(insert)
 
-    async def get_session(self, token_hash: bytes, now: datetime) -> Account | None:
-        """The account of an unexpired session, or None."""
+    async def get_session(self, token_hash: bytes, now: datetime) -> SessionInfo | None:
+        """The account and expiry of an unexpired session, or None."""
         row = await self.pool.fetchrow(
-            f"SELECT {_SENDER_COLS} FROM sessions x JOIN users s ON s.id = x.user_id"
-            " WHERE x.token_hash = $1 AND x.expires_ms > $2",
+            f"SELECT {_SENDER_COLS}, x.expires_ms FROM sessions x"
+            " JOIN users s ON s.id = x.user_id WHERE x.token_hash = $1 AND x.expires_ms > $2",
             token_hash,
             to_ms(now),
         )
-        return _account(row) if row else None
+        return SessionInfo(_account(tuple(row)[:6]), from_ms(row[6])) if row else None
 
     async def delete_session(self, token_hash: bytes) -> None:
         """Revoke the session with this token hash."""

@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import queue
+import secrets
 import sqlite3
 import threading
 import uuid
@@ -23,7 +25,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .errors import GroupNameTaken, GroupNotFound, NotGroupMember, UsernameTaken
+from .errors import (
+    GroupNameTaken,
+    GroupNotFound,
+    NotGroupMember,
+    UsernameConfusable,
+    UsernameTaken,
+)
 from .models import (
     Account,
     Appended,
@@ -31,17 +39,22 @@ from .models import (
     Group,
     GroupAction,
     InboxCursor,
+    SessionInfo,
     StoredMessage,
     from_ms,
     to_ms,
     utc_now,
 )
+from .usernames import skeleton
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MAX_GROUP = 512  # writes per group commit
+PRIVATE_DIR_MODE = 0o700  # a data directory this process creates: owner only
+PRIVATE_FILE_MODE = 0o600  # database, -wal, -shm, lock, backup and export files: owner only
+SIDECARS = ("-wal", "-shm", "-journal")  # files SQLite keeps next to a database
 
 _SCHEMA_V1 = """
 CREATE TABLE users (
@@ -117,7 +130,50 @@ CREATE INDEX messages_direct ON messages(sender_id, recipient_id, id)
 CREATE INDEX messages_group ON messages(group_id, id) WHERE group_id IS NOT NULL AND kind = 0
 """
 
-_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
+# v3: the history id (meta table) and the UTS #39 skeleton of each username
+# (filled for existing rows by _fill_v3).
+_SCHEMA_V3 = """
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+ALTER TABLE users ADD COLUMN skeleton TEXT NOT NULL DEFAULT '';
+CREATE INDEX users_skeleton ON users(skeleton)
+"""
+
+_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
+
+
+def new_history_id() -> str:
+    """A fresh random history id: 16 random bytes as 32 hex digits."""
+    return secrets.token_hex(16)
+
+
+def set_history_id(conn: sqlite3.Connection, history_id: str | None = None) -> str:
+    """Give the (schema v3+) database ``conn`` a new history id; returns it.
+
+    Used when the schema is created and by restore and import, whose result is
+    a different history than the database the data came from.
+    """
+    value = history_id or new_history_id()
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('history_id', ?)"
+        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (value,),
+    )
+    return value
+
+
+def _fill_v3(conn: sqlite3.Connection) -> None:
+    """Migration v2 → v3, data part: a history id and every username's skeleton."""
+    set_history_id(conn)
+    rows = conn.execute("SELECT id, username FROM users").fetchall()
+    conn.executemany(
+        "UPDATE users SET skeleton = ? WHERE id = ?", [(skeleton(n), i) for i, n in rows]
+    )
+
+
+_FILLS: dict[int, Callable[[sqlite3.Connection], None]] = {3: _fill_v3}
 
 _ACCOUNT_COLS = "id, username, display_name, password_hash, bot, created_ms"
 _SENDER_COLS = "s.id, s.username, s.display_name, s.password_hash, s.bot, s.created_ms"
@@ -138,6 +194,47 @@ JOIN users s ON s.id = m.sender_id
 LEFT JOIN users r ON r.id = m.recipient_id
 LEFT JOIN groups g ON g.id = m.group_id
 """
+
+
+def make_private_dir(directory: Path) -> None:
+    """Create ``directory`` (and missing parents) with mode 0700 for the new folder.
+
+    The database holds every password hash and message, so other local users
+    must not read it. An existing folder keeps its mode (it may be shared on
+    purpose); a warning names it if others can enter it.
+    """
+    if not directory.exists():
+        directory.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    elif directory.stat().st_mode & 0o077:
+        log.warning(
+            "the data directory %s is accessible to other users (mode %o); chmod 700 it",
+            directory,
+            directory.stat().st_mode & 0o777,
+        )
+
+
+def create_private_file(path: Path) -> None:
+    """Create ``path`` empty with mode 0600 if missing; set 0600 on an existing file.
+
+    Created with ``os.open(..., 0o600)``, so the file is never readable by others,
+    not even for a moment; SQLite gives its ``-wal``/``-shm``/``-journal`` files the
+    mode of the database file.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE_MODE)
+    try:
+        os.fchmod(fd, PRIVATE_FILE_MODE)
+    finally:
+        os.close(fd)
+
+
+def secure_database_files(path: Path) -> None:
+    """Make the database's folder (if new) 0700 and the database and its sidecars 0600."""
+    make_private_dir(path.parent)
+    create_private_file(path)
+    for suffix in SIDECARS:
+        sidecar = path.with_name(path.name + suffix)
+        if sidecar.exists():
+            sidecar.chmod(PRIVATE_FILE_MODE)
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -181,6 +278,12 @@ def _message(row: tuple[Any, ...]) -> StoredMessage:
         ref_message_id=ref or 0,
         action=GroupAction(info["action"]) if "action" in info else None,
         members=tuple(info.get("members", ())),
+    )
+
+
+def _confusable(username: str) -> UsernameConfusable:
+    return UsernameConfusable(
+        f"The username '{username}' is too similar to an existing username; choose another."
     )
 
 
@@ -418,6 +521,7 @@ class SqliteStore:
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sqlite-reader")
         self._reader_conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._history_id: str | None = None
 
     @property
     def group_commits(self) -> int:
@@ -425,12 +529,15 @@ class SqliteStore:
         return self._writer.commits
 
     async def open(self) -> None:
-        """Create the file and schema if needed, run migrations, start the writer thread."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Create the file and schema if needed, run migrations, start the writer thread.
+
+        The folder is created 0700 and the files are (made) 0600 (:func:`secure_database_files`).
+        """
         await asyncio.to_thread(self._migrate)
         self._writer.start(asyncio.get_running_loop())
 
     def _migrate(self) -> None:
+        secure_database_files(self.path)
         conn = _connect(str(self.path))
         try:
             conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
@@ -449,6 +556,8 @@ class SqliteStore:
                 for statement in _MIGRATIONS[version].split(";"):
                     if statement.strip():
                         conn.execute(statement)
+                if version in _FILLS:
+                    _FILLS[version](conn)
                 conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
                 problems = conn.execute("PRAGMA foreign_key_check").fetchall()
                 if problems:
@@ -460,6 +569,19 @@ class SqliteStore:
                 log.info("database migrated to schema version %d", version)
         finally:
             conn.close()
+
+    async def history_id(self) -> str:
+        """The database's history id (see :meth:`Store.history_id`)."""
+
+        def select(conn: sqlite3.Connection) -> str:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'history_id'").fetchone()
+            if row is None:
+                raise RuntimeError(f"{self.path} has no history id")
+            return str(row[0])
+
+        if self._history_id is None:
+            self._history_id = await self._read(select)
+        return self._history_id
 
     async def close(self) -> None:
         """Stop the writer after its queued writes and close the readers."""
@@ -491,12 +613,24 @@ class SqliteStore:
         """Insert an account. Raises UsernameTaken if ``username`` exists."""
         created = utc_now()
 
+        shape = skeleton(username)
+
         def insert(conn: sqlite3.Connection) -> Account:
+            # One writer thread: the check and the insert cannot interleave with another.
+            if (
+                conn.execute(
+                    "SELECT 1 FROM users WHERE skeleton = ? AND username != ?", (shape, username)
+                ).fetchone()
+                and not conn.execute(
+                    "SELECT 1 FROM users WHERE username = ?", (username,)
+                ).fetchone()
+            ):
+                raise _confusable(username)
             try:
                 cur = conn.execute(
-                    "INSERT INTO users (username, display_name, password_hash, bot, created_ms)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (username, display_name, password_hash, int(bot), to_ms(created)),
+                    "INSERT INTO users (username, display_name, password_hash, bot, created_ms,"
+                    " skeleton) VALUES (?, ?, ?, ?, ?, ?)",
+                    (username, display_name, password_hash, int(bot), to_ms(created), shape),
                 )
             except sqlite3.IntegrityError:
                 raise UsernameTaken(f"The username '{username}' is already taken.") from None
@@ -516,11 +650,14 @@ class SqliteStore:
 
         return await self._read(select)
 
-    async def list_accounts(self) -> list[Account]:
-        """Every account sorted by username."""
+    async def list_accounts(self, after: str = "", limit: int = 0) -> list[Account]:
+        """Accounts named after ``after``, sorted by username, at most ``limit`` (0: all)."""
 
         def select(conn: sqlite3.Connection) -> list[Account]:
-            rows = conn.execute(f"SELECT {_ACCOUNT_COLS} FROM users ORDER BY username").fetchall()
+            rows = conn.execute(
+                f"SELECT {_ACCOUNT_COLS} FROM users WHERE username > ? ORDER BY username LIMIT ?",
+                (after, limit if limit > 0 else -1),
+            ).fetchall()
             return [_account(r) for r in rows]
 
         return await self._read(select)
@@ -543,16 +680,16 @@ class SqliteStore:
 
         await self._writer.run(insert)
 
-    async def get_session(self, token_hash: bytes, now: datetime) -> Account | None:
-        """The account of an unexpired session, or None."""
+    async def get_session(self, token_hash: bytes, now: datetime) -> SessionInfo | None:
+        """The account and expiry of an unexpired session, or None."""
 
-        def select(conn: sqlite3.Connection) -> Account | None:
+        def select(conn: sqlite3.Connection) -> SessionInfo | None:
             row = conn.execute(
-                f"SELECT {_SENDER_COLS} FROM sessions x JOIN users s ON s.id = x.user_id"
-                " WHERE x.token_hash = ? AND x.expires_ms > ?",
+                f"SELECT {_SENDER_COLS}, x.expires_ms FROM sessions x"
+                " JOIN users s ON s.id = x.user_id WHERE x.token_hash = ? AND x.expires_ms > ?",
                 (token_hash, to_ms(now)),
             ).fetchone()
-            return _account(row) if row else None
+            return SessionInfo(_account(row[:6]), from_ms(row[6])) if row else None
 
         return await self._read(select)
 

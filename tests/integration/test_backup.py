@@ -393,8 +393,60 @@ async def test_restoring_an_older_schema_migrates_on_start(tmp_path: Path) -> No
     finally:
         await close_node(node)
     with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] == 2
+        assert conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] == 3
     conn.close()
+
+
+def stored_history_id(database: Path) -> str:
+    """The history id stored in ``database``'s meta table."""
+    with sqlite3.connect(database) as conn:
+        (value,) = conn.execute("SELECT value FROM meta WHERE key = 'history_id'").fetchone()
+    conn.close()
+    return str(value)
+
+
+async def test_restore_gives_the_database_a_new_history_id(
+    node_factory: NodeFactory, db_path: Path, tmp_path: Path
+) -> None:
+    """A restored backup is another history than the live database that went on after the
+    backup: restore gives it a new history id, which then stays stable across restarts."""
+    node = await node_factory()
+    await register_login(node, "alice")
+    live = await node.server.store.history_id()
+    assert stored_history_id(db_path) == live
+    backup = tmp_path / "b.bak"
+    bk.backup_database(db_path, backup)
+    assert stored_history_id(backup) == live  # a backup is a copy...
+    await close_node(node)
+    bk.restore_database(backup, db_path)
+    restored = stored_history_id(db_path)
+    assert restored != live and len(restored) == 32  # ...and its restore a new history
+    for _ in range(2):
+        again = await start_on(db_path)
+        try:
+            assert await again.server.store.history_id() == restored
+        finally:
+            await close_node(again)
+
+
+async def test_import_gives_the_database_a_new_history_id(
+    node_factory: NodeFactory, db_path: Path, tmp_path: Path
+) -> None:
+    """Import makes a new history: the imported database's id differs from the exported
+    one's, also when importing into an existing (server-created, empty) database."""
+    node = await node_factory()
+    await register_login(node, "alice")
+    await close_node(node)
+    exported = tmp_path / "e.json"
+    bk.export_database(db_path, exported)
+    fresh = tmp_path / "fresh" / "hubbub.db"
+    bk.import_database(exported, fresh)
+    assert stored_history_id(fresh) not in (stored_history_id(db_path), "")
+    empty = tmp_path / "empty" / "hubbub.db"
+    await close_node(await start_on(empty))
+    before = stored_history_id(empty)
+    bk.import_database(exported, empty)
+    assert stored_history_id(empty) not in (before, stored_history_id(db_path))
 
 
 def test_required_tables_cover_every_schema_version() -> None:

@@ -19,7 +19,7 @@ from hubbub.server.store_postgres import PostgresStore
 from hubbub.v1 import messenger_pb2 as pb
 
 from ..backends import postgres_server, postgres_url, redis_server, redis_url
-from .conftest import Chat, Node, auth, open_chat, register_login
+from .conftest import PASSWORD, Chat, Node, auth, open_chat, register_login
 
 __all__ = ["postgres_server", "postgres_url", "redis_server", "redis_url"]  # fixtures by name
 
@@ -249,30 +249,139 @@ async def test_redis_without_postgres_is_refused(redis_url: str) -> None:
 async def test_presence_claims_are_atomic_and_released_only_by_their_holder(
     redis_url: str,
 ) -> None:
-    """One claim per user across nodes; release is compare-and-delete; expired claims vanish."""
+    """One claim per user across nodes; only the holder releases it; the holder's id takes
+    it over; a dead node's claims are offline, taken at once and swept exactly once."""
+    from hubbub.server.presence import Claim  # here: the module imports on older servers too
+
     a = RedisPresence(redis_url, ttl_s=0.5)
     b = RedisPresence(redis_url, ttl_s=30)
-    await b.start()  # only b heart-beats; a's claims live for its TTL
+    await a.start()
+    await b.start()
     try:
         t0 = utc_now()
-        assert await a.claim("alice", t0)
-        assert not await b.claim("alice", t0)
-        await b.release("alice", t0)  # b does not hold alice: nothing happens
+        assert (await a.claim("alice", t0, "h1")).granted
+        assert not (await b.claim("alice", t0, "h2")).granted  # held by a live node
+        assert not (await b.claim("alice", t0, "h2", takeover="wrong")).granted
+        assert not await b.release("alice", t0, "h2")  # b does not hold alice
         assert set(await a.online()) == {"alice"} == set(await b.online())
-        await asyncio.sleep(0.8)  # a's claim expires without a heartbeat
-        assert await b.online() == {}
-        assert "alice" in await b.last_change()
         t1 = utc_now()
-        assert await b.claim("alice", t1)
-        await a.release("alice", t1)  # a's old claim is gone: b's stays
+        taken = await b.claim("alice", t1, "h2", takeover="h1")
+        assert taken == Claim(True, replaced="h1", replaced_local=False)
+        assert not await a.release("alice", t1, "h1")  # taken over: b's claim stays
         assert await a.online() == {"alice": t1}
-        await asyncio.sleep(0.8)  # b's heartbeat keeps it
-        await b.release("alice", utc_now())
-        assert await a.online() == {}
-        assert await a.claim("alice", utc_now())
+        assert (await a.claim("carol", t1, "h3")).granted
+        assert (await a.claim("dave", t1, "h4")).granted
+        assert a._heartbeat_task is not None
+        a._heartbeat_task.cancel()  # node a dies: its key expires after 0.5 s
+        await asyncio.sleep(0.8)
+        assert set(await b.online()) == {"alice"}
+        assert not await b.is_online("carol") and await b.is_online("alice")
+        again = await b.claim("dave", utc_now(), "h5")  # a dead node's claim is free at once
+        assert again == Claim(True, replaced="h4", replaced_local=False)
+        swept = [name for name, _ in await b.sweep()]
+        assert swept == ["carol"]  # reported once, to one caller
+        assert await b.sweep() == []
+        assert "carol" in await b.last_change()
+        assert await b.release("alice", utc_now(), "h2")
+        assert set(await b.online()) == {"dave"}
     finally:
         await a.close()
         await b.close()
+
+
+async def test_a_stream_on_node_b_takes_over_alices_stream_on_node_a(
+    nodes: tuple[Node, Node],
+) -> None:
+    """With the resume token of alice's stream on node A, a Chat on node B is welcomed at
+    once and the stream on A ends ABORTED (SESSION_TAKEN_OVER), published through Redis."""
+    node_a, node_b = nodes
+    alice = await register_login(node_a, "alice")
+    old = await open_chat(node_a, alice)
+    await old.next("synced")
+    resume_token = old.seen[0].welcome.resume_token
+    started = time.monotonic()
+    call = node_b.stub.Chat(metadata=(*auth(alice), ("hubbub-resume-token", resume_token)))
+    new = Chat(call)
+    await new.next("welcome")
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await old.next(wait_s=2)
+    assert info.value.code() == grpc.StatusCode.ABORTED
+    assert time.monotonic() - started < 1.0
+    assert "alice" not in node_a.server.hub.sessions and "alice" in node_b.server.hub.sessions
+    await new.close()
+
+
+@pytest.fixture
+async def default_nodes(
+    node_factory: NodeFactory, postgres_url: str, redis_url: str
+) -> tuple[Node, Node]:
+    """Nodes A and B with the default presence TTL (as an operator runs them)."""
+    shared = {"postgres_url": postgres_url, "redis_url": redis_url}
+    return await node_factory(**shared), await node_factory(**shared)
+
+
+def kill_heartbeat(node: Node) -> None:
+    """Node ``node`` "dies" for the cluster: its presence heartbeat stops (no cleanup)."""
+    presence = node.server.hub.presence
+    assert isinstance(presence, RedisPresence) and presence._heartbeat_task is not None
+    presence._heartbeat_task.cancel()
+
+
+async def test_a_dead_nodes_users_show_offline_within_10_s(
+    default_nodes: tuple[Node, Node],
+) -> None:
+    """With the default --presence-ttl, alice (on node A, which dies) shows offline on node B
+    within 10 s, and bob on node B is told with a presence event."""
+    node_a, node_b = default_nodes
+    alice = await register_login(node_a, "alice")
+    bob = await register_login(node_b, "bob")
+    a = await open_chat(node_a, alice)
+    await a.next("synced")
+    b = await open_chat(node_b, bob)
+    await b.next("synced")
+    kill_heartbeat(node_a)
+    started = time.monotonic()
+    while "alice" in await online_names(node_b, bob):
+        assert time.monotonic() - started < 10, "alice stayed online"
+        await asyncio.sleep(0.1)
+    gone = (await b.next("presence_change", wait_s=10)).presence_change.user
+    took = time.monotonic() - started
+    assert (gone.username, gone.presence) == ("alice", pb.PRESENCE_OFFLINE)
+    assert took < 10
+    print(f"a dead node's user was announced offline after {took:.1f} s")
+    await a.close()
+    await b.close()
+
+
+async def test_the_resume_token_takes_over_on_another_node_when_a_node_dies(
+    default_nodes: tuple[Node, Node],
+) -> None:
+    """Node A dies: at once (long before its TTL) alice's client reconnects to node B with
+    its resume token and is welcomed; another login of alice without it is refused."""
+    node_a, node_b = default_nodes
+    alice = await register_login(node_a, "alice")
+    other_login = (
+        await register_login(node_b, "carol")
+        and (await node_b.stub.Login(pb.LoginRequest(username="alice", password=PASSWORD))).token
+    )
+    a = await open_chat(node_a, alice)
+    await a.next("synced")
+    resume_token = a.seen[0].welcome.resume_token
+    kill_heartbeat(node_a)
+    started = time.monotonic()
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await Chat(node_b.stub.Chat(metadata=auth(other_login))).next()
+    assert info.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    call = node_b.stub.Chat(metadata=(*auth(alice), ("hubbub-resume-token", resume_token)))
+    new = Chat(call)
+    await new.next("welcome")
+    took = time.monotonic() - started
+    assert took < 1.0, f"takeover took {took:.2f} s"
+    print(f"takeover on another node after a node died: {took * 1000:.0f} ms")
+    await new.write(pb.ChatRequest(resume=pb.Resume()))
+    await new.next("synced")
+    await new.close()
+    await a.close()
 
 
 async def test_nodes_starting_together_migrate_the_schema_once(postgres_url: str) -> None:
@@ -281,7 +390,7 @@ async def test_nodes_starting_together_migrate_the_schema_once(postgres_url: str
     await asyncio.gather(*(s.open() for s in stores))
     try:
         versions = await stores[0].pool.fetch("SELECT version FROM schema_version")
-        assert [v[0] for v in versions] == [2]
+        assert [v[0] for v in versions] == [2, 3]  # v2 schema, then the v3 migration
         await stores[0].pool.execute("INSERT INTO schema_version (version) VALUES (99)")
     finally:
         for s in stores:

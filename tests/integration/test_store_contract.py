@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
-from hubbub.server.errors import GroupNameTaken, GroupNotFound, NotGroupMember, UsernameTaken
-from hubbub.server.models import Account, Appended, EntryKind, GroupAction, utc_now
+from hubbub.server import store_postgres, store_sqlite
+from hubbub.server.errors import (
+    GroupNameTaken,
+    GroupNotFound,
+    NotGroupMember,
+    UsernameConfusable,
+    UsernameTaken,
+)
+from hubbub.server.models import Account, Appended, EntryKind, GroupAction, SessionInfo, utc_now
 from hubbub.server.store import Store
 from hubbub.server.store_postgres import PostgresStore
 from hubbub.server.store_sqlite import SqliteStore
+from hubbub.server.usernames import skeleton
 
 from ..backends import postgres_server, postgres_url
 
@@ -28,8 +38,9 @@ Opener = Callable[[], Awaitable[Any]]
 class Backend:
     """A store under test plus a way to open more stores on the same database (more nodes)."""
 
-    def __init__(self, kind: str, make: Callable[[], Any]) -> None:
+    def __init__(self, kind: str, make: Callable[[], Any], target: str) -> None:
         self.kind = kind
+        self.target = target  # the SQLite file or the PostgreSQL URL
         self._make = make
         self._opened: list[Any] = []
 
@@ -51,10 +62,10 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     """Each store backend in turn, on a fresh database."""
     if request.param == "sqlite":
         path = tmp_path / "contract.db"
-        made = Backend("sqlite", lambda: SqliteStore(path))
+        made = Backend("sqlite", lambda: SqliteStore(path), str(path))
     else:
         url = request.getfixturevalue("postgres_url")
-        made = Backend("postgres", lambda: PostgresStore(url))
+        made = Backend("postgres", lambda: PostgresStore(url), url)
     yield made
     await made.close()
 
@@ -286,7 +297,7 @@ async def test_sessions_by_token_hash_with_expiry(store: Store) -> None:
     await store.create_session(b"live" * 8, alice.id, now + timedelta(hours=1))
     await store.create_session(b"dead" * 8, alice.id, now - timedelta(seconds=1))
     found = await store.get_session(b"live" * 8, now)
-    assert found is not None and found.username == "alice"
+    assert found == SessionInfo(alice, now + timedelta(hours=1))
     assert await store.get_session(b"dead" * 8, now) is None
     assert await store.get_session(b"live" * 8, now + timedelta(hours=2)) is None
     assert await store.get_session(b"none" * 8, now) is None
@@ -360,3 +371,121 @@ async def test_concurrent_group_messages_and_cross_acks_never_fail(
     receipts = [r for batch in await asyncio.gather(*acks) for r in batch]
     assert sorted(r.recipient for r in receipts) == ["m0"] * 15 + ["m1"] * 15
     assert len({(r.recipient, r.ref_message_id) for r in receipts}) == 30
+
+
+async def test_list_accounts_pages_by_name(store: Store) -> None:
+    """list_accounts(after, limit) returns the next ``limit`` names after ``after``, in order."""
+    names = ["b", "a.c", "ab", "a-b", "zoe", "a_z", "émile", "zz"]
+    await users(store, *(n if len(n) >= 3 else n * 3 for n in names))
+    everyone = [a.username for a in await store.list_accounts()]
+    assert everyone == sorted(everyone) and len(everyone) == len(names)
+    seen: list[str] = []
+    after = ""
+    while page := await store.list_accounts(after=after, limit=3):
+        assert len(page) <= 3
+        seen += [a.username for a in page]
+        after = page[-1].username
+    assert seen == everyone
+    assert [a.username for a in await store.list_accounts(after="zoe")] == ["zzzzzz", "émile"]
+    assert await store.list_accounts(after="\U0010ffff") == []
+
+
+async def test_history_id_stable_across_reopen(backend: Backend, store: Store) -> None:
+    """The history id is 32 hex digits, the same on every node and after a restart."""
+    first = await store.history_id()
+    assert len(first) == 32 and int(first, 16) >= 0
+    twin = await backend.open()
+    assert await twin.history_id() == first
+    await store.close()
+    again = await backend.open()
+    assert await again.history_id() == first
+
+
+async def test_confusable_usernames_refused(store: Store) -> None:
+    """A name with the UTS #39 skeleton of an existing one is refused; the same name is Taken."""
+    await users(store, "alice", "mary")
+    for look_alike in ("аlice", "αlice", "a1ice", "rnary"):  # Cyrillic а, Greek α, digit 1, rn
+        with pytest.raises(UsernameConfusable) as refused:
+            await store.create_account(look_alike, "Mallory", "hash")
+        assert "alice" not in refused.value.message.replace(look_alike, "")
+        assert "mary" not in refused.value.message.replace(look_alike, "")
+    with pytest.raises(UsernameTaken) as taken:
+        await store.create_account("alice", "again", "hash")
+    assert not isinstance(taken.value, UsernameConfusable)
+    await users(store, "alicia", "bob")  # unrelated names are fine
+    assert [a.username for a in await store.list_accounts()] == ["alice", "alicia", "bob", "mary"]
+
+
+async def test_parallel_look_alikes_only_one_wins(backend: Backend, store: Store) -> None:
+    """Look-alike names registered at once through two stores (two nodes): exactly one wins."""
+    twin = await backend.open()
+    names = ["alice", "аlice", "αlice", "a1ice", "alіce"]  # Latin, Cyrillic а, Greek, 1, і
+    outcomes = await asyncio.gather(
+        *(
+            (store if i % 2 else twin).create_account(name, "x", "hash")
+            for i, name in enumerate(names * 2)
+        ),
+        return_exceptions=True,
+    )
+    won = [o for o in outcomes if isinstance(o, Account)]
+    assert len(won) == 1, outcomes
+    assert all(isinstance(o, UsernameTaken) for o in outcomes if o not in won)
+    assert [a.username for a in await store.list_accounts()] == [won[0].username]
+
+
+async def _make_v2_database(backend: Backend, names: list[str]) -> None:
+    """Create a schema-v2 database (as a server of the previous release left it) with users."""
+    if backend.kind == "sqlite":
+        conn = sqlite3.connect(backend.target, isolation_level=None)
+        try:
+            conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+            for version in (1, 2):
+                conn.executescript(store_sqlite._MIGRATIONS[version])
+                conn.execute("INSERT INTO schema_version VALUES (?)", (version,))
+            conn.executemany(
+                "INSERT INTO users (username, display_name, password_hash, created_ms)"
+                " VALUES (?, ?, 'hash', 0)",
+                [(n, n) for n in names],
+            )
+        finally:
+            conn.close()
+    else:
+        pg = await asyncpg.connect(backend.target)
+        try:
+            await pg.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+            await pg.execute(store_postgres._MIGRATIONS[2])
+            await pg.execute("INSERT INTO schema_version VALUES (2)")
+            await pg.executemany(
+                "INSERT INTO users (username, display_name, password_hash, created_ms)"
+                " VALUES ($1, $2, 'hash', 0)",
+                [(n, n) for n in names],
+            )
+        finally:
+            await pg.close()
+
+
+async def test_migration_v2_to_v3_fills_skeletons_and_history_id(backend: Backend) -> None:
+    """Opening a v2 database migrates it: skeletons of old names are filled (look-alikes of
+    them refused), a history id exists, paging and sessions work."""
+    await _make_v2_database(backend, ["alice", "bob", "carol"])
+    store: Store = await backend.open()
+    assert len(await store.history_id()) == 32
+    with pytest.raises(UsernameConfusable):
+        await store.create_account("аlice", "Mallory", "hash")
+    assert [a.username for a in await store.list_accounts(after="alice", limit=1)] == ["bob"]
+    if backend.kind == "sqlite":
+        conn = sqlite3.connect(backend.target)
+        try:
+            rows = conn.execute("SELECT username, skeleton FROM users").fetchall()
+            (version,) = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+        finally:
+            conn.close()
+    else:
+        pg = await asyncpg.connect(backend.target)
+        try:
+            rows = [tuple(r) for r in await pg.fetch("SELECT username, skeleton FROM users")]
+            version = await pg.fetchval("SELECT max(version) FROM schema_version")
+        finally:
+            await pg.close()
+    assert version == 3
+    assert sorted(rows) == [(n, skeleton(n)) for n in ("alice", "bob", "carol")]
