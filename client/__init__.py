@@ -4,6 +4,13 @@ The library API (see `hubbub.client.api`) returns plain dataclasses and raises
 `HubbubError`; it never hands protobuf objects or grpc exceptions to its callers.
 """
 
+import os
+
+# gRPC core reads its log level when it is imported; left unset, grpc 1.6x+ writes INFO
+# lines (every failed TLS handshake) to stderr, which breaks the CLI's one-line errors.
+# ERROR is grpc's documented default; an explicit GRPC_VERBOSITY still wins.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
 from .api import (
     DEFAULT_SERVER,
     Chat,
@@ -28,14 +35,19 @@ from .api import (
     SendConfirmed,
     Synced,
     UserInfo,
+    UserPage,
     Welcome,
 )
-from .render import Backoff
+from .backoff import Backoff
+from .target import ServerTarget, TargetError, parse_target
 
 
-async def connect(address: str = DEFAULT_SERVER, *, token: str | None = None) -> Client:
-    """Connect to a Hubbub server ("host:port"); raises HubbubError(UNAVAILABLE) if unreachable."""
-    return await Client.connect(address, token=token)
+async def connect(
+    target: str | ServerTarget = DEFAULT_SERVER, *, token: str | None = None
+) -> Client:
+    """Connect to a Hubbub server ("host:port", a comma list, or `grpcs://host:port`);
+    raises HubbubError(UNAVAILABLE) if none of its addresses can be reached."""
+    return await Client.connect(target, token=token)
 
 
 __all__ = [
@@ -61,8 +73,12 @@ __all__ = [
     "PresenceChanged",
     "Reconnected",
     "SendConfirmed",
+    "ServerTarget",
     "Synced",
+    "TargetError",
     "UserInfo",
+    "UserPage",
     "Welcome",
     "connect",
+    "parse_target",
 ]

@@ -15,7 +15,13 @@ Typical use::
             ...
 
 `Conversation` wraps a `Client` into a chat that survives connection loss
-(reconnect with backoff, resume, resend of unconfirmed messages).
+(reconnect with backoff, failover to the next server address, takeover of its own
+stale stream with the Welcome's resume token, resume within the right history,
+resend of unconfirmed messages) and obeys the server's retry flag: a refusal that
+cannot succeed later is reported, never retried forever.
+
+A `Client` takes a `ServerTarget` (see `hubbub.client.target`) or an address text:
+"host:port", a comma list of nodes, or `grpcs://host:port` for TLS.
 """
 
 from __future__ import annotations
@@ -39,12 +45,30 @@ from google.rpc import error_details_pb2, status_pb2
 from hubbub.v1 import messenger_pb2 as pb
 from hubbub.v1 import messenger_pb2_grpc as pb_grpc
 
-from .render import Backoff
+from .backoff import Backoff
+from .target import ServerTarget, parse_target
 
 DEFAULT_SERVER: Final = "127.0.0.1:50051"
 
 #: The largest page ListHistory serves.
 MAX_HISTORY_PAGE: Final = 500
+
+#: The page size `list_users` asks for (the server's maximum, AIP-158).
+USERS_PAGE_SIZE: Final = 1000
+
+#: Metadata key of the Chat call that proves a reconnect is the same client (the
+#: resume_token of its last Welcome), so the server hands it the stale stream at once.
+RESUME_TOKEN_KEY: Final = "hubbub-resume-token"
+
+#: Resume refusals after which a Conversation resyncs from the acknowledged sequence.
+RESYNC_REASONS: Final = frozenset({"HISTORY_CHANGED", "RESUME_BEYOND_END"})
+
+#: Reason of the ABORTED status that ends a stream taken over by a newer one.
+SESSION_TAKEN_OVER: Final = "SESSION_TAKEN_OVER"
+
+#: How many times in a row a reconnect that carried a resume token is retried after
+#: ALREADY_EXISTS (with backoff) before the Conversation gives up.
+MAX_TAKEOVER_REFUSALS: Final = 10
 
 #: Channel options: keepalive so a dead peer is noticed in well under a minute, and a
 #: short reconnect backoff inside grpc (our own backoff sits on top of it).
@@ -77,6 +101,9 @@ class ErrorKind(enum.Enum):
     NOT_FOUND = "not_found"
     PERMISSION_DENIED = "permission_denied"
     FAILED_PRECONDITION = "failed_precondition"
+    ABORTED = "aborted"
+    OUT_OF_RANGE = "out_of_range"
+    UNIMPLEMENTED = "unimplemented"
     DEADLINE_EXCEEDED = "deadline_exceeded"
     CANCELLED = "cancelled"
     INTERNAL = "internal"
@@ -92,10 +119,24 @@ _KIND_BY_CODE: Final[dict[grpc.StatusCode, ErrorKind]] = {
     grpc.StatusCode.NOT_FOUND: ErrorKind.NOT_FOUND,
     grpc.StatusCode.PERMISSION_DENIED: ErrorKind.PERMISSION_DENIED,
     grpc.StatusCode.FAILED_PRECONDITION: ErrorKind.FAILED_PRECONDITION,
+    grpc.StatusCode.ABORTED: ErrorKind.ABORTED,
+    grpc.StatusCode.OUT_OF_RANGE: ErrorKind.OUT_OF_RANGE,
+    grpc.StatusCode.UNIMPLEMENTED: ErrorKind.UNIMPLEMENTED,
     grpc.StatusCode.DEADLINE_EXCEEDED: ErrorKind.DEADLINE_EXCEEDED,
     grpc.StatusCode.CANCELLED: ErrorKind.CANCELLED,
     grpc.StatusCode.INTERNAL: ErrorKind.INTERNAL,
 }
+
+#: The kind of a canonical status number (google.rpc.Code), as Error events carry it.
+_KIND_BY_NUMBER: Final[dict[int, ErrorKind]] = {
+    code.value[0]: kind for code, kind in _KIND_BY_CODE.items()
+}
+
+
+def kind_of_code(code: int) -> ErrorKind:
+    """The ErrorKind of a canonical status number (e.g. 5 → NOT_FOUND; unknown → OTHER)."""
+    return _KIND_BY_NUMBER.get(code, ErrorKind.OTHER)
+
 
 #: Kinds after which a chat is worth reopening (the others are refusals).
 TRANSIENT_KINDS: Final = frozenset(
@@ -107,6 +148,9 @@ TRANSIENT_KINDS: Final = frozenset(
         ErrorKind.OTHER,
     }
 )
+
+#: Kinds that may succeed later unchanged when the server sends no retry flag.
+RETRYABLE_KINDS: Final = TRANSIENT_KINDS | {ErrorKind.RESOURCE_EXHAUSTED}
 
 
 @dataclass(frozen=True)
@@ -122,7 +166,9 @@ class HubbubError(Exception):
 
     `field_violations` lists bad request fields (from google.rpc.BadRequest details);
     `reason` is the server's stable machine-readable word (google.rpc.ErrorInfo), such as
-    "GROUP_NOT_FOUND" or "USER_NOT_FOUND", or "" if the server sent none.
+    "GROUP_NOT_FOUND" or "USER_NOT_FOUND", or "" if the server sent none. `retry` is the
+    server's ErrorInfo metadata["retry"] (True/False; None if it sent none) and
+    `retry_delay` the google.rpc.RetryInfo delay in seconds (None if none).
     """
 
     def __init__(
@@ -132,12 +178,27 @@ class HubbubError(Exception):
         field_violations: Iterable[FieldViolation] = (),
         *,
         reason: str = "",
+        retry: bool | None = None,
+        retry_delay: float | None = None,
     ) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.field_violations: tuple[FieldViolation, ...] = tuple(field_violations)
         self.reason = reason
+        self.retry = retry
+        self.retry_delay = retry_delay
+
+    @property
+    def retryable(self) -> bool:
+        """True if the same call may succeed later unchanged.
+
+        The server's flag decides when it sent one; otherwise the kind does
+        (UNAVAILABLE, RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED, ... yes; refusals no).
+        """
+        if self.retry is not None:
+            return self.retry
+        return self.kind in RETRYABLE_KINDS
 
     def fields(self) -> set[str]:
         """The names of the fields the server complained about."""
@@ -185,12 +246,40 @@ def _violations_from_metadata(metadata: Any) -> list[FieldViolation]:
 
 def _reason_from_metadata(metadata: Any) -> str:
     """The google.rpc.ErrorInfo reason in trailing metadata, or "" if there is none."""
+    return _error_info(metadata)[0]
+
+
+def _error_info(metadata: Any) -> tuple[str, bool | None, float | None]:
+    """(reason, retry flag, retry delay in seconds) from the status details.
+
+    The reason and `metadata["retry"]` ("true"/"false") come from google.rpc.ErrorInfo,
+    the delay from google.rpc.RetryInfo; each is ""/None when the server sent none.
+    """
+    reason, retry, delay = "", None, None
     for detail in _status_details(metadata):
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
-            return str(info.reason)
-    return ""
+            reason = str(info.reason)
+            flag = info.metadata.get("retry", "").strip().lower()
+            if flag in ("true", "false"):
+                retry = flag == "true"
+        elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            retry_info = error_details_pb2.RetryInfo()
+            detail.Unpack(retry_info)
+            delay = retry_info.retry_delay.ToTimedelta().total_seconds()
+    return reason, retry, delay
+
+
+def unreachable(where: str) -> str:
+    """The sentence for a server that cannot be reached; `where` is "host:port", or
+    "grpcs://host:port" for TLS (then a refused certificate is the other likely cause)."""
+    if where.startswith("grpcs://"):
+        return (
+            f"Cannot reach the Hubbub server at {where} (down, not speaking TLS, or its "
+            "certificate is not trusted)."
+        )
+    return f"Cannot reach the Hubbub server at {where}."
 
 
 def _error_from_rpc(exc: grpc.RpcError, address: str) -> HubbubError:
@@ -199,16 +288,19 @@ def _error_from_rpc(exc: grpc.RpcError, address: str) -> HubbubError:
     kind = _KIND_BY_CODE.get(code, ErrorKind.OTHER)
     details = exc.details() or ""
     if kind is ErrorKind.UNAVAILABLE:
-        details = f"Cannot reach the Hubbub server at {address}."
+        details = unreachable(address)
     try:
         metadata = exc.trailing_metadata()
     except Exception:
         metadata = None
+    reason, retry, delay = _error_info(metadata)
     return HubbubError(
         kind,
         details or "The server refused the request.",
         _violations_from_metadata(metadata),
-        reason=_reason_from_metadata(metadata),
+        reason=reason,
+        retry=retry,
+        retry_delay=delay,
     )
 
 
@@ -275,12 +367,21 @@ class GroupInfo:
 
 @dataclass(frozen=True)
 class Welcome:
-    """First event of a chat: who I am, who is online, my inbox positions."""
+    """First event of a chat: who I am, who is online, my inbox positions.
+
+    `history_id` names the history the sequences belong to ("" from servers that do not
+    send one); `resume_token` is the secret that lets the next stream of this client take
+    this one's place (metadata `hubbub-resume-token`); `session_expire_time` (UTC) is when
+    the session token stops being accepted (None if the server did not say).
+    """
 
     user: UserInfo
     online_users: tuple[UserInfo, ...]
     acked_sequence: int
     last_sequence: int
+    history_id: str = ""
+    resume_token: str = ""
+    session_expire_time: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -319,6 +420,15 @@ class HistoryPage:
     and `next_page_token` for the next, older page ("" on the last page)."""
 
     messages: tuple[IncomingMessage, ...]
+    next_page_token: str = ""
+
+
+@dataclass(frozen=True)
+class UserPage:
+    """One page of `Client.list_users_page`: `users` sorted by username, and the
+    `next_page_token` for the next page ("" on the last page)."""
+
+    users: tuple[UserInfo, ...]
     next_page_token: str = ""
 
 
@@ -370,8 +480,9 @@ class SendConfirmed:
 class EventRejected:
     """The server refused one event I sent (`client_id` set if it was a send).
 
-    `code` is the canonical status number (5 = NOT_FOUND), `reason` a stable
-    machine-readable word such as "USER_NOT_FOUND".
+    `code` is the canonical status number as sent (compare `kind` instead), `reason` a
+    stable machine-readable word such as "USER_NOT_FOUND", `retry` the server's flag:
+    True if sending the same event again later may succeed.
     """
 
     request_index: int
@@ -380,6 +491,12 @@ class EventRejected:
     reason: str
     message: str
     field_violations: tuple[FieldViolation, ...] = ()
+    retry: bool = False
+
+    @property
+    def kind(self) -> ErrorKind:
+        """The refusal as an ErrorKind (NOT_FOUND, PERMISSION_DENIED, ...)."""
+        return kind_of_code(self.code)
 
     def fields(self) -> set[str]:
         """The names of the fields the server complained about."""
@@ -463,20 +580,16 @@ def event_from_pb(resp: pb.ChatResponse) -> ChatEvent | None:
             online_users=tuple(UserInfo.from_pb(u) for u in w.online_users),
             acked_sequence=w.acked_sequence,
             last_sequence=w.last_sequence,
+            history_id=w.history_id,
+            resume_token=w.resume_token,
+            session_expire_time=(
+                _time(w.session_expire_time) if w.HasField("session_expire_time") else None
+            ),
         )
     if kind == "message":
         return IncomingMessage.from_pb(resp.message)
     if kind == "send_result":
-        r = resp.send_result
-        return SendConfirmed(
-            client_id=r.client_id,
-            message_id=r.message_id,
-            sequence=r.sequence,
-            send_time=_time(r.send_time),
-            duplicate=r.duplicate,
-            recipient_online=r.recipient_online,
-            recipient=r.recipient,
-        )
+        return _confirmed(resp.send_result)
     if kind == "delivery_receipt":
         d = resp.delivery_receipt
         return DeliveryReceipt(
@@ -507,6 +620,7 @@ def event_from_pb(resp: pb.ChatResponse) -> ChatEvent | None:
             field_violations=tuple(
                 FieldViolation(v.field, v.description) for v in e.field_violations
             ),
+            retry=e.retry,
         )
     if kind == "presence_change":
         return PresenceChanged(UserInfo.from_pb(resp.presence_change.user))
@@ -518,6 +632,18 @@ def event_from_pb(resp: pb.ChatResponse) -> ChatEvent | None:
     if kind == "synced":
         return Synced(resp.synced.last_sequence)
     return None
+
+
+def _confirmed(r: pb.SendResult) -> SendConfirmed:
+    return SendConfirmed(
+        client_id=r.client_id,
+        message_id=r.message_id,
+        sequence=r.sequence,
+        send_time=_time(r.send_time),
+        duplicate=r.duplicate,
+        recipient_online=r.recipient_online,
+        recipient=r.recipient,
+    )
 
 
 def new_client_id() -> str:
@@ -604,9 +730,7 @@ class Chat:
             item = await asyncio.wait_for(self._events.get(), within)
         except TimeoutError:
             self.cancel()
-            raise HubbubError(
-                ErrorKind.UNAVAILABLE, f"Cannot reach the Hubbub server at {self._address}."
-            ) from None
+            raise HubbubError(ErrorKind.UNAVAILABLE, unreachable(self._address)) from None
         if isinstance(item, _End):
             self._ended = item
             raise item.error or HubbubError(ErrorKind.OTHER, "The server closed the chat at once.")
@@ -620,9 +744,14 @@ class Chat:
         if not self._write_closed:
             self._outbox.put_nowait(request)
 
-    def resume(self, after_sequence: int | None = None) -> None:
-        """Start delivery after inbox sequence `after_sequence` (None: the server's cursor)."""
-        resume = pb.Resume()
+    def resume(self, after_sequence: int | None = None, history_id: str = "") -> None:
+        """Start delivery after inbox sequence `after_sequence` (None: the server's cursor).
+
+        `history_id` is the Welcome.history_id that `after_sequence` belongs to ("" if
+        unknown); a server with another history answers HISTORY_CHANGED and replays from
+        the acknowledged sequence.
+        """
+        resume = pb.Resume(history_id=history_id)
         if after_sequence is not None:
             resume.after_sequence = after_sequence
         self._put(pb.ChatRequest(resume=resume))
@@ -708,50 +837,129 @@ class Chat:
 # --- the client ---------------------------------------------------------------------------
 
 
+def _channel_credentials(target: ServerTarget) -> grpc.ChannelCredentials | None:
+    """TLS credentials for `target` (its CA file, or the system roots), None for plaintext.
+
+    Raises HubbubError(INVALID_ARGUMENT) if the CA file cannot be read.
+    """
+    if not target.tls:
+        return None
+    roots: bytes | None = None
+    if target.ca_file:
+        try:
+            with open(target.ca_file, "rb") as fh:
+                roots = fh.read()
+        except OSError as exc:
+            raise HubbubError(
+                ErrorKind.INVALID_ARGUMENT,
+                f"Cannot read the CA file {target.ca_file}: {exc.strerror or exc}.",
+            ) from None
+    return grpc.ssl_channel_credentials(root_certificates=roots)
+
+
 class Client:
-    """A connection to one Hubbub server ("host:port") and, after login, a session token.
+    """A connection to a Hubbub service and, after login, a session token.
+
+    `target` is a `ServerTarget` or an address text ("host:port", a comma list of the
+    nodes of one cluster, `grpcs://host:port` for TLS); `tls` and `ca_file` (a PEM file
+    of trusted roots; the system roots if "") switch TLS on for a text target. The
+    client talks to one address at a time (`address`); `reset_channel()` moves on to the
+    next one, so a `Conversation` fails over when a node dies.
 
     Every method raises HubbubError on failure (ErrorKind.UNAVAILABLE when the
-    server cannot be reached). Use `await Client.connect(address)` to fail early
-    when the server is down, and `async with` (or `close()`) to release the channel.
+    server cannot be reached). Use `await Client.connect(target)` to fail early when
+    the server is down, and `async with` (or `close()`) to release the channel. A CA
+    file that cannot be read raises HubbubError(INVALID_ARGUMENT) at construction.
     """
 
-    def __init__(self, address: str = DEFAULT_SERVER, *, token: str | None = None) -> None:
-        self.address = address
+    def __init__(
+        self,
+        target: str | ServerTarget = DEFAULT_SERVER,
+        *,
+        token: str | None = None,
+        tls: bool = False,
+        ca_file: str = "",
+    ) -> None:
+        if isinstance(target, ServerTarget):
+            self.target = target.with_tls(tls, ca_file)
+        else:
+            self.target = parse_target(target, tls=tls, ca_file=ca_file)
         self.token = token
         self.username: str | None = None
-        self._channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        self._index = 0
+        self._credentials = _channel_credentials(self.target)
+        self._channel = self._new_channel()
         self._stub = pb_grpc.MessengerServiceStub(self._channel)
+
+    @property
+    def address(self) -> str:
+        """The "host:port" this client talks to now."""
+        return self.target.addresses[self._index]
+
+    @property
+    def where(self) -> str:
+        """`address` as shown in messages: "grpcs://host:port" when TLS is on."""
+        return f"grpcs://{self.address}" if self.target.tls else self.address
+
+    def _new_channel(self) -> grpc.aio.Channel:
+        if self._credentials is None:
+            return grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        return grpc.aio.secure_channel(self.address, self._credentials, options=CHANNEL_OPTIONS)
 
     @classmethod
     async def connect(
-        cls, address: str = DEFAULT_SERVER, *, token: str | None = None, within: float = 5.0
+        cls,
+        target: str | ServerTarget = DEFAULT_SERVER,
+        *,
+        token: str | None = None,
+        within: float = 5.0,
+        tls: bool = False,
+        ca_file: str = "",
     ) -> Client:
-        """Create a client and wait up to `within` seconds for the server to answer.
+        """Create a client and wait up to `within` seconds per address for a server to answer.
 
-        Raises HubbubError(ErrorKind.UNAVAILABLE) if it cannot be reached.
+        The addresses are tried in turn; the client keeps the first that answers.
+        Raises HubbubError(ErrorKind.UNAVAILABLE) if none can be reached.
         """
-        client = cls(address, token=token)
+        client = cls(target, token=token, tls=tls, ca_file=ca_file)
         try:
-            await client.wait_ready(within)
+            for attempt in range(len(client.target.addresses)):
+                if attempt:
+                    await client.reset_channel()
+                last = attempt == len(client.target.addresses) - 1
+                try:
+                    await client.wait_ready(within, fail_fast=not last)
+                except HubbubError:
+                    if last:
+                        raise
+                    continue
+                break
         except BaseException:
             await client.close()
             raise
         return client
 
-    async def wait_ready(self, within: float = 5.0) -> None:
-        """Wait until the channel is connected; HubbubError(UNAVAILABLE) after `within` s."""
-        try:
-            await asyncio.wait_for(self._channel.channel_ready(), within)
-        except TimeoutError:
-            raise HubbubError(
-                ErrorKind.UNAVAILABLE, f"Cannot reach the Hubbub server at {self.address}."
-            ) from None
+    async def wait_ready(self, within: float = 5.0, *, fail_fast: bool = False) -> None:
+        """Wait until the channel is connected; HubbubError(UNAVAILABLE) after `within` s,
+        or as soon as a connection attempt fails if `fail_fast` (to try another address)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        state = self._channel.get_state(try_to_connect=True)
+        while state is not grpc.ChannelConnectivity.READY:
+            remaining = deadline - loop.time()
+            failed = fail_fast and state is grpc.ChannelConnectivity.TRANSIENT_FAILURE
+            if failed or remaining <= 0:
+                raise HubbubError(ErrorKind.UNAVAILABLE, unreachable(self.where))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._channel.wait_for_state_change(state), remaining)
+            state = self._channel.get_state(try_to_connect=True)
 
     async def reset_channel(self) -> None:
-        """Replace the channel with a fresh one (used before reconnecting)."""
+        """Replace the channel with a fresh one to the NEXT address (round robin; the
+        same one if there is only one). Used before reconnecting."""
         old = self._channel
-        self._channel = grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        self._index = (self._index + 1) % len(self.target.addresses)
+        self._channel = self._new_channel()
         self._stub = pb_grpc.MessengerServiceStub(self._channel)
         with contextlib.suppress(Exception):
             await old.close(None)
@@ -789,7 +997,7 @@ class Client:
         try:
             response = await self._stub.Register(request, timeout=30)
         except grpc.RpcError as exc:
-            raise _error_from_rpc(exc, self.address) from None
+            raise _error_from_rpc(exc, self.where) from None
         return UserInfo.from_pb(response.user)
 
     async def login(self, username: str, password: str) -> LoginResult:
@@ -803,7 +1011,7 @@ class Client:
                 pb.LoginRequest(username=username, password=password), timeout=30
             )
         except grpc.RpcError as exc:
-            raise _error_from_rpc(exc, self.address) from None
+            raise _error_from_rpc(exc, self.where) from None
         self.token = response.token
         user = UserInfo.from_pb(response.user)
         self.username = user.username or username
@@ -815,16 +1023,47 @@ class Client:
         try:
             await self._stub.Logout(pb.LogoutRequest(), metadata=metadata, timeout=10)
         except grpc.RpcError as exc:
-            raise _error_from_rpc(exc, self.address) from None
+            raise _error_from_rpc(exc, self.where) from None
         finally:
             self.token = None
 
-    async def list_users(self, online_only: bool = False) -> list[UserInfo]:
-        """Users sorted by username, all or only those online. Errors: UNAUTHENTICATED."""
-        response = await self._unary(
-            self._stub.ListUsers, pb.ListUsersRequest(online_only=online_only)
+    async def list_users_page(
+        self, online_only: bool = False, page_size: int = 0, page_token: str = ""
+    ) -> UserPage:
+        """One page of users sorted by username (AIP-158).
+
+        `page_size` is 1-1000 (0: the server's default of 100); pass the previous page's
+        `next_page_token` for the next page, with the same `online_only`.
+        Errors: UNAUTHENTICATED, INVALID_ARGUMENT (bad page size or token).
+        """
+        request = pb.ListUsersRequest(
+            online_only=online_only, page_size=page_size, page_token=page_token
         )
-        return [UserInfo.from_pb(u) for u in response.users]
+        response = await self._unary(self._stub.ListUsers, request)
+        return UserPage(
+            tuple(UserInfo.from_pb(u) for u in response.users), response.next_page_token
+        )
+
+    async def list_users(
+        self, online_only: bool = False, page_size: int = USERS_PAGE_SIZE
+    ) -> list[UserInfo]:
+        """Every user (or those online), sorted by username, paging until the last page.
+
+        Errors: UNAUTHENTICATED; INTERNAL if the server hands out the same page token twice
+        (a loop that would never end).
+        """
+        users: list[UserInfo] = []
+        token = ""
+        seen: set[str] = set()
+        while True:
+            page = await self.list_users_page(online_only, page_size, token)
+            users.extend(page.users)
+            token = page.next_page_token
+            if not token:
+                return users
+            if token in seen:
+                raise HubbubError(ErrorKind.INTERNAL, "The server repeated a page of users.")
+            seen.add(token)
 
     async def _unary(self, method: Any, request: Any, deadline: float = 10) -> Any:
         """Call one authenticated unary RPC (`deadline` seconds); errors become HubbubError."""
@@ -832,7 +1071,7 @@ class Client:
         try:
             return await method(request, metadata=metadata, timeout=deadline)
         except grpc.RpcError as exc:
-            raise _error_from_rpc(exc, self.address) from None
+            raise _error_from_rpc(exc, self.where) from None
 
     async def update_profile(
         self,
@@ -882,6 +1121,33 @@ class Client:
         """The groups I belong to, sorted by name, with their members."""
         response = await self._unary(self._stub.ListGroups, pb.ListGroupsRequest())
         return [GroupInfo.from_pb(g) for g in response.groups]
+
+    async def send_message(
+        self,
+        recipient: str,
+        body: str,
+        client_id: str | None = None,
+        *,
+        group: str = "",
+        random_recipient: bool = False,
+    ) -> SendConfirmed:
+        """Store one message with the unary SendMessage RPC (no Chat stream, so it works
+        while my chat is open elsewhere); returns the stored result.
+
+        Destination as in `Chat.send`. Errors: INVALID_ARGUMENT (bad body or client id,
+        see `field_violations`), NOT_FOUND (no such user or group), PERMISSION_DENIED (not
+        a member of the group), FAILED_PRECONDITION (nobody else online for a random send,
+        or the client id was used for another message), UNAUTHENTICATED.
+        """
+        request = pb.SendMessageRequest(client_id=client_id or new_client_id(), body=body)
+        if random_recipient:
+            request.random_recipient = True
+        elif group:
+            request.group = group
+        else:
+            request.recipient = recipient
+        response = await self._unary(self._stub.SendMessage, request, deadline=30)
+        return _confirmed(response.result)
 
     async def list_history(
         self,
@@ -934,17 +1200,21 @@ class Client:
                 break
         return newest_first[:count][::-1]
 
-    async def open_chat(self, within: float = 10.0) -> Chat:
+    async def open_chat(self, within: float = 10.0, *, resume_token: str = "") -> Chat:
         """Open the Chat stream and wait for its Welcome (in `chat.welcome`).
 
-        Nothing is delivered until the caller sends a first event (normally
+        `resume_token` (the Welcome.resume_token of this client's previous stream) is sent
+        as `hubbub-resume-token` metadata so that stream, if still registered, is taken
+        over at once. Nothing is delivered until the caller sends a first event (normally
         `chat.resume()`). Errors: UNAUTHENTICATED, ALREADY_EXISTS (already online
         elsewhere), RESOURCE_EXHAUSTED (server full), UNAVAILABLE.
         """
         metadata = self._metadata()
+        if resume_token:
+            metadata = (*metadata, (RESUME_TOKEN_KEY, resume_token))
         outbox: asyncio.Queue[pb.ChatRequest | None] = asyncio.Queue()
         call = self._stub.Chat(_Requests(outbox), metadata=metadata)
-        chat = Chat(call, outbox, self.address)
+        chat = Chat(call, outbox, self.where)
         await chat._first_event(within)
         return chat
 
@@ -962,17 +1232,33 @@ class _Pending:
 
 @dataclass
 class Conversation:
-    """A chat that reconnects by itself and shows every message exactly once.
+    """A chat that reconnects by itself and shows every message at least once, in order.
 
     Iterate it from ONE task. It yields the Chat events, filtered: inbox entries
     (messages, receipts, group updates) with a sequence at or below `last_shown` are
     dropped (call `ack(seq)` once one is shown or handled); SendConfirmed and
     EventRejected come only for sends still unconfirmed. When the stream drops it
-    yields ConnectionLost once, reconnects with `backoff` (logging in again with
-    `password` if the token is refused), resumes after `last_shown`, re-sends
-    unconfirmed messages under their original client ids and yields Reconnected.
-    It raises HubbubError only when reconnecting cannot succeed (token refused and
-    no password).
+    yields ConnectionLost once, reconnects with `backoff` to the client's next address
+    (logging in again with `password` if the token is refused, sending the last
+    Welcome's resume token so a stale stream of its own is taken over at once), resumes
+    after `last_shown`, re-sends unconfirmed messages under their original client ids
+    and yields Reconnected.
+
+    Position and history: `last_shown` only means something within `history_id` (the
+    Welcome's). If a new Welcome names another history, or its last sequence is below
+    `last_shown` (the server was restored from a backup), or the server refuses the
+    Resume with HISTORY_CHANGED / RESUME_BEYOND_END, the conversation forgets its
+    position and every "already shown" mark above the acknowledged sequence and takes
+    what follows as new: at worst a message is shown twice, never skipped.
+
+    Retries: the server's retry flag decides (google.rpc.ErrorInfo metadata["retry"]),
+    and RetryInfo / GoingAway delays are waited. Without a flag, UNAVAILABLE and other
+    transient failures and RESOURCE_EXHAUSTED are retried; UNAUTHENTICATED (when no
+    password can log in again), ABORTED (SESSION_TAKEN_OVER: a newer stream of this
+    client took over), PERMISSION_DENIED, INVALID_ARGUMENT, and ALREADY_EXISTS without a
+    resume token (another login of the same user is online) end the iteration with that
+    HubbubError; ALREADY_EXISTS despite a resume token is retried at most
+    MAX_TAKEOVER_REFUSALS times in a row.
     """
 
     client: Client
@@ -982,6 +1268,10 @@ class Conversation:
     pending: dict[str, _Pending] = field(default_factory=dict)
     chat: Chat | None = None
     welcome: Welcome | None = None
+    #: The Welcome.history_id that `last_shown` belongs to ("" if unknown).
+    history_id: str = ""
+    #: The resume token of the last Welcome, sent when reconnecting ("" if none).
+    resume_token: str = ""
     _closing: bool = False
     _announced: bool = False
     _away_delay: float = 0.0
@@ -990,21 +1280,53 @@ class Conversation:
     #: server that accepts and then drops every stream is not hammered.
     stable_after: float = 5.0
 
-    async def start(self, after_sequence: int | None = None) -> Welcome:
+    async def start(self, after_sequence: int | None = None, history_id: str = "") -> Welcome:
         """Open the first stream and resume (after `after_sequence`, default the server cursor).
 
+        `history_id` is the history `after_sequence` belongs to, if the caller kept one.
         Raises HubbubError on refusal (ALREADY_EXISTS, RESOURCE_EXHAUSTED,
         UNAUTHENTICATED, UNAVAILABLE).
         """
         chat = await self.client.open_chat()
+        self.history_id = history_id
+        self._adopt(chat, after_sequence)
         assert chat.welcome is not None
-        self.chat, self.welcome = chat, chat.welcome
-        self._up_since = time.monotonic()
-        self.last_shown = (
-            after_sequence if after_sequence is not None else chat.welcome.acked_sequence
-        )
-        chat.resume(after_sequence)
         return chat.welcome
+
+    def _adopt(self, chat: Chat, after_sequence: int | None) -> None:
+        """Make `chat` the live stream and send its Resume (resyncing if the position is
+        not valid in the new Welcome's history)."""
+        welcome = chat.welcome
+        assert welcome is not None
+        self.chat, self.welcome = chat, welcome
+        self._up_since = time.monotonic()
+        self.resume_token = welcome.resume_token
+        if after_sequence is not None and self._position_is_stale(welcome, after_sequence):
+            after_sequence = None
+        if after_sequence is None:
+            self.last_shown = welcome.acked_sequence
+            chat.resume()
+        else:
+            self.last_shown = after_sequence
+            if self.history_id:
+                chat.resume(after_sequence, history_id=self.history_id)
+            else:
+                chat.resume(after_sequence)
+            if after_sequence > welcome.acked_sequence:
+                chat.ack(after_sequence)
+        self.history_id = welcome.history_id
+
+    def _position_is_stale(self, welcome: Welcome, position: int) -> bool:
+        """True if `position` cannot belong to the history `welcome` describes."""
+        if self.history_id and welcome.history_id and welcome.history_id != self.history_id:
+            return True
+        return welcome.last_sequence < position
+
+    def _resync(self) -> None:
+        """Forget the position: the server replays from its acknowledged sequence."""
+        if self.welcome is not None:
+            self.last_shown = self.welcome.acked_sequence
+            self.history_id = self.welcome.history_id
 
     @property
     def connected(self) -> bool:
@@ -1053,6 +1375,19 @@ class Conversation:
         self._announced = True
         return ConnectionLost(message)
 
+    def _stream_end_is_final(self, exc: HubbubError) -> bool:
+        """True if a live stream that ended with `exc` must not be reopened."""
+        if exc.kind is ErrorKind.UNAUTHENTICATED:
+            # With a password, one new login decides (a changed password then fails).
+            return self.password is None
+        if exc.kind in (
+            ErrorKind.ABORTED,
+            ErrorKind.PERMISSION_DENIED,
+            ErrorKind.INVALID_ARGUMENT,
+        ):
+            return True
+        return exc.retry is False
+
     async def __anext__(self) -> ChatEvent:
         while True:
             if self._closing and (self.chat is None or self.chat.ended):
@@ -1070,8 +1405,14 @@ class Conversation:
             except HubbubError as exc:
                 if self._closing:
                     raise StopAsyncIteration from None
+                if self._stream_end_is_final(exc):
+                    self.chat = None
+                    self._closing = True
+                    raise
                 if exc.kind is ErrorKind.RESOURCE_EXHAUSTED:
                     self._away_delay = max(self._away_delay, 1.0)
+                if exc.retry_delay is not None:
+                    self._away_delay = max(self._away_delay, exc.retry_delay)
                 lost = self._lost(exc.message)
             else:
                 shown = self._filter(event)
@@ -1089,6 +1430,11 @@ class Conversation:
         if isinstance(event, EventRejected):
             if event.client_id:
                 return event if self.pending.pop(event.client_id, None) is not None else None
+            if event.reason in RESYNC_REASONS:
+                self._resync()
+                return None
+            if any(f.startswith("ack") for f in event.fields()):
+                return None  # an ack of a position from before a resync: nothing to show
             return event
         if isinstance(event, GoingAway):
             self._away_delay = event.reconnect_delay_ms / 1000
@@ -1100,7 +1446,20 @@ class Conversation:
             return ConnectionLost(event.message or "The server is going away.")
         return event
 
+    def _may_retry_open(self, exc: HubbubError, takeover_refusals: int) -> bool:
+        """Whether a refused reconnect is worth another attempt (see the class docstring)."""
+        if exc.kind is ErrorKind.UNAUTHENTICATED:
+            return False  # `_open` already logged in again if it could
+        if exc.kind is ErrorKind.ALREADY_EXISTS:
+            if exc.retry is not None:
+                return exc.retry
+            return bool(self.resume_token) and takeover_refusals < MAX_TAKEOVER_REFUSALS
+        if exc.kind in (ErrorKind.ABORTED, ErrorKind.PERMISSION_DENIED, ErrorKind.INVALID_ARGUMENT):
+            return False
+        return exc.retryable
+
     async def _reconnect(self) -> Welcome:
+        takeover_refusals = 0
         while True:
             delay = max(self.backoff.next_delay(), self._away_delay)
             self._away_delay = 0.0
@@ -1109,16 +1468,16 @@ class Conversation:
             try:
                 chat = await self._open()
             except HubbubError as exc:
-                if exc.kind is ErrorKind.UNAUTHENTICATED and self.password is None:
+                if not self._may_retry_open(exc, takeover_refusals):
+                    self._closing = True
                     raise
+                if exc.kind is ErrorKind.ALREADY_EXISTS:
+                    takeover_refusals += 1
+                if exc.retry_delay is not None:
+                    self._away_delay = exc.retry_delay
                 continue
             break
-        assert chat.welcome is not None
-        self.chat, self.welcome = chat, chat.welcome
-        self._up_since = time.monotonic()
-        chat.resume(self.last_shown)
-        if self.last_shown > chat.welcome.acked_sequence:
-            chat.ack(self.last_shown)
+        self._adopt(chat, self.last_shown)
         for cid, item in self.pending.items():
             chat.send(
                 item.recipient,
@@ -1127,11 +1486,17 @@ class Conversation:
                 group=item.group,
                 random_recipient=item.random_recipient,
             )
+        assert chat.welcome is not None
         return chat.welcome
+
+    async def _open_chat(self) -> Chat:
+        if self.resume_token:
+            return await self.client.open_chat(resume_token=self.resume_token)
+        return await self.client.open_chat()
 
     async def _open(self) -> Chat:
         try:
-            return await self.client.open_chat()
+            return await self._open_chat()
         except HubbubError as exc:
             if exc.kind is not ErrorKind.UNAUTHENTICATED or self.password is None:
                 raise
@@ -1139,4 +1504,4 @@ class Conversation:
             if username is None:
                 raise
         await self.client.login(username, self.password)
-        return await self.client.open_chat()
+        return await self._open_chat()

@@ -3,7 +3,13 @@
 and `profile` are one-shots for scripts.
 
 Exit status: 0 on success, 1 on a failure (one line on stderr), 2 on a usage
-error, 130 when interrupted by Ctrl-C outside a command that expects it.
+error (also: a password or token would go in plaintext to another machine without
+--insecure), 130 when interrupted by Ctrl-C outside a command that expects it.
+
+Where it connects: `--server` (repeatable, or a comma list of the nodes of one
+cluster; `grpcs://host:port` for TLS), else $HUBBUB_SERVER, else the saved login's
+server, else 127.0.0.1:50051. `--tls` / `--ca-file PEM` switch TLS on (system roots by
+default). A saved login is only ever sent to the server it came from.
 """
 
 from __future__ import annotations
@@ -44,12 +50,17 @@ from .session_store import (
     save_session,
     session_path,
 )
+from .target import ServerTarget, TargetError, parse_target
 
 ENV_SERVER = "HUBBUB_SERVER"
 
 
 class Failure(Exception):
     """A command failed; `str(exc)` is the one line for stderr."""
+
+
+class UsageFailure(Failure):
+    """A command cannot run as asked (exit status 2); `str(exc)` is the line for stderr."""
 
 
 # --- argument parsing ---------------------------------------------------------------------
@@ -105,6 +116,44 @@ valid. Example for a script:
 """
 
 
+class _ServerAction(argparse.Action):
+    """`--server` may be repeated: the values are joined into one comma list."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        before = getattr(namespace, self.dest, None)
+        setattr(namespace, self.dest, f"{before},{values}" if before else values)
+
+
+def _add_connection_flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """--server, --tls, --ca-file, --insecure (on the main parser and every command)."""
+    default: Any = None if top else argparse.SUPPRESS
+    parser.add_argument(
+        "--server", metavar="HOST:PORT", default=default, action=_ServerAction,
+        help=f"server address; repeat it or give a comma list for the nodes of a cluster; "
+        f"grpcs://HOST:PORT for TLS (default: ${ENV_SERVER}, the saved login's, or "
+        f"{DEFAULT_SERVER})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--tls", action="store_true", default=False if top else argparse.SUPPRESS,
+        help="use TLS, trusting the system's root certificates (or --ca-file)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--ca-file", metavar="PEM", default="" if top else argparse.SUPPRESS,
+        help="trust the certificates in this PEM file (implies --tls)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--insecure", action="store_true", default=False if top else argparse.SUPPRESS,
+        help="allow sending the password or token without TLS to a machine other than "
+        "this one",
+    )  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full `hubbub` argument parser (every command has --help)."""
     parser = _Parser(
@@ -112,19 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Hubbub messenger client. Without a command, starts the interactive chat.",
         epilog=f"The server defaults to ${ENV_SERVER} or {DEFAULT_SERVER}.",
     )
-    parser.add_argument(
-        "--server",
-        metavar="HOST:PORT",
-        default=None,
-        help=f"server address (default: ${ENV_SERVER} or {DEFAULT_SERVER})",
-    )
+    _add_connection_flags(parser, top=True)
     common = _Parser(add_help=False)
-    common.add_argument(
-        "--server",
-        metavar="HOST:PORT",
-        default=argparse.SUPPRESS,
-        help=f"server address (default: ${ENV_SERVER}, the saved login's, or {DEFAULT_SERVER})",
-    )
+    _add_connection_flags(common, top=False)
     pw = _Parser(add_help=False)
     pw.add_argument(
         "--password-stdin",
@@ -164,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Send TEXT to USER, to the group #GROUP, or with --random to one other online "
             "user the server picks, using the saved session; exits when the server stored it."
         ),
-        usage="hubbub send [-h] [--server HOST:PORT] [--client-id ID] "
+        usage="hubbub send [-h] [--server HOST:PORT] [--tls] [--ca-file PEM] [--insecure] "
+        "[--client-id ID] "
         "(USER|#GROUP TEXT... | --random TEXT...)",
     )  # fmt: skip
     p.add_argument(
@@ -259,16 +299,43 @@ def build_parser() -> argparse.ArgumentParser:
 # --- helpers ------------------------------------------------------------------------------
 
 
-def _server(args: argparse.Namespace, saved: SavedSession | None = None) -> str:
+def _explicit_server(args: argparse.Namespace) -> str | None:
+    """The server named by --server or $HUBBUB_SERVER, None if neither is set."""
     explicit: str | None = getattr(args, "server", None)
-    if explicit:
-        return explicit
-    env = os.environ.get(ENV_SERVER)
-    if env:
-        return env
-    if saved is not None:
-        return saved.server
-    return DEFAULT_SERVER
+    return explicit or os.environ.get(ENV_SERVER) or None
+
+
+def _target(args: argparse.Namespace, saved: SavedSession | None = None) -> ServerTarget:
+    """Where to connect, with the TLS flags applied; refuses plaintext credentials to
+    another machine (UsageFailure) unless --insecure.
+
+    With a `saved` login the target must be the one the token came from (the same
+    transport and a subset of its addresses); anything else is a Failure, and the token
+    is never sent.
+    """
+    tls, ca_file = bool(getattr(args, "tls", False)), getattr(args, "ca_file", "") or ""
+    named = _explicit_server(args)
+    try:
+        if named is not None:
+            target = parse_target(named, tls=tls, ca_file=ca_file)
+        elif saved is not None:
+            target = saved.target().with_tls(tls, ca_file)
+        else:
+            target = parse_target(DEFAULT_SERVER, tls=tls, ca_file=ca_file)
+    except TargetError as exc:
+        raise UsageFailure(f"hubbub: {exc}") from None
+    if saved is not None and not target.may_use_session_of(saved.target()):
+        raise Failure(
+            f"The saved login of {saved.username} is for {saved.target().key}, not "
+            f"{target.key}; run 'hubbub --server {target.key} login USER' to use that server."
+        )
+    if not target.tls and not target.is_loopback() and not getattr(args, "insecure", False):
+        raise UsageFailure(
+            f"hubbub: refusing to send a password or token in plaintext to {target.key}; "
+            "use --tls (or --ca-file PEM, or a grpcs:// address), or --insecure on a "
+            "trusted network."
+        )
+    return target
 
 
 def _read_password(args: argparse.Namespace, *, confirm: bool = False) -> str:
@@ -289,6 +356,7 @@ def _read_password(args: argparse.Namespace, *, confirm: bool = False) -> str:
 
 
 def _saved_session() -> SavedSession:
+    """The saved login, usable now; Failure (one line) if there is none or it expired."""
     try:
         saved = load_session()
     except SessionFileError as exc:
@@ -303,11 +371,11 @@ def _saved_session() -> SavedSession:
 def _explain(exc: HubbubError) -> str:
     if exc.kind is ErrorKind.UNAUTHENTICATED:
         return "The server refused the saved login; run 'hubbub login USER' again."
-    return render.sanitize(exc.message)
+    return render.shown(exc.message)
 
 
-async def _connect(address: str, token: str | None = None) -> Client:
-    return await Client.connect(address, token=token)
+async def _connect(target: str | ServerTarget, token: str | None = None) -> Client:
+    return await Client.connect(target, token=token)
 
 
 def user_json(user: UserInfo) -> dict[str, Any]:
@@ -378,39 +446,41 @@ def _iso(when: datetime | None) -> str | None:
 
 async def cmd_register(args: argparse.Namespace, password: str) -> int:
     """`hubbub register USER`: create the account."""
-    async with await _connect(_server(args)) as client:
+    async with await _connect(_target(args)) as client:
         try:
             user = await client.register(args.username, password, args.display_name)
         except HubbubError as exc:
             if exc.kind is ErrorKind.ALREADY_EXISTS:
                 raise Failure(
-                    f"Cannot register {render.sanitize(args.username)}: "
+                    f"Cannot register {render.shown(args.username)}: "
                     "that username is already in use."
                 ) from None
             detail = "; ".join(v.description for v in exc.field_violations) or exc.message
             raise Failure(
-                f"Cannot register {render.sanitize(args.username)}: {render.sanitize(detail)}"
+                f"Cannot register {render.shown(args.username)}: {render.shown(detail)}"
             ) from None
-    print(f"Registered {user.username or args.username}.")
+    print(f"Registered {render.shown(user.username or args.username)}.")
     return 0
 
 
 async def cmd_login(args: argparse.Namespace, password: str) -> int:
     """`hubbub login USER`: log in and save the session file."""
-    address = _server(args)
-    async with await _connect(address) as client:
+    target = _target(args)
+    async with await _connect(target) as client:
         try:
             result = await client.login(args.username, password)
         except HubbubError as exc:
             if exc.kind is ErrorKind.UNAUTHENTICATED:
                 raise Failure("Login failed: wrong username or password.") from None
-            raise Failure(f"Login failed: {render.sanitize(exc.message)}") from None
+            raise Failure(f"Login failed: {render.shown(exc.message)}") from None
     username = result.user.username or args.username
     try:
-        save_session(SavedSession(address, username, result.token, result.expire_time))
+        save_session(
+            SavedSession(target.key, username, result.token, result.expire_time, target.ca_file)
+        )
     except OSError as exc:
         raise Failure(f"Cannot save the login in {session_path()}: {exc.strerror}.") from None
-    print(f"Logged in as {username}.")
+    print(f"Logged in as {render.shown(username)}.")
     return 0
 
 
@@ -425,13 +495,14 @@ async def cmd_logout(args: argparse.Namespace) -> int:
     if saved is None:
         raise Failure("Not logged in.")
     try:
-        async with await _connect(_server(args, saved), saved.token) as client:
+        async with await _connect(_target(args, saved), saved.token) as client:
             await client.logout()
     except HubbubError as exc:
         if exc.kind is not ErrorKind.UNAUTHENTICATED:
             delete_session()
             raise Failure(
-                f"Forgot the saved login, but the server did not revoke it: {exc.message}"
+                "Forgot the saved login, but the server did not revoke it: "
+                f"{render.shown(exc.message)}"
             ) from None
     delete_session()
     print("Logged out.")
@@ -441,7 +512,7 @@ async def cmd_logout(args: argparse.Namespace) -> int:
 async def cmd_who(args: argparse.Namespace) -> int:
     """`hubbub who [--all] [--json]`: list users."""
     saved = _saved_session()
-    async with await _connect(_server(args, saved), saved.token) as client:
+    async with await _connect(_target(args, saved), saved.token) as client:
         try:
             users = await client.list_users(online_only=not args.all)
         except HubbubError as exc:
@@ -451,60 +522,82 @@ async def cmd_who(args: argparse.Namespace) -> int:
     elif args.all:
         print(f"There are {len(users)} users:")
         for u in users:
-            print(f"{render.sanitize(u.username)} ({'online' if u.online else 'offline'})")
+            print(f"{render.shown(u.username)} ({'online' if u.online else 'offline'})")
     else:
         print(render.who_header(len(users)))
         for u in users:
-            print(render.sanitize(u.username))
+            print(render.shown(u.username))
     return 0
 
 
 async def cmd_send(args: argparse.Namespace) -> int:
-    """`hubbub send USER|#GROUP TEXT` / `send --random TEXT`: send one message, wait until
-    it is stored."""
+    """`hubbub send USER|#GROUP TEXT` / `send --random TEXT`: send one message with the
+    unary SendMessage RPC (no Chat stream: it works while the user's chat is open and
+    does not flap their presence) and wait until it is stored."""
     saved = _saved_session()
     body = " ".join(args.text)
     recipient: str = args.recipient
     group = recipient[1:] if recipient.startswith("#") else ""
-    async with await _connect(_server(args, saved), saved.token) as client:
+    async with await _connect(_target(args, saved), saved.token) as client:
         try:
-            chat = await client.open_chat()
+            result = await client.send_message(
+                recipient, body, args.client_id, group=group, random_recipient=args.random
+            )
         except HubbubError as exc:
-            if exc.kind is ErrorKind.ALREADY_EXISTS:
-                raise Failure(
-                    f"Cannot send: {saved.username} is connected in another client; "
-                    "send from there."
-                ) from None
-            if exc.kind is ErrorKind.RESOURCE_EXHAUSTED:
-                raise Failure("Cannot send: the server is full.") from None
-            raise Failure(_explain(exc)) from None
-        cid = chat.send(recipient, body, args.client_id, group=group, random_recipient=args.random)
-        try:
-            outcome = await asyncio.wait_for(_send_outcome(chat, cid, group), 30)
-        except TimeoutError:
-            outcome = Failure("The server did not confirm the message in time.")
-        except HubbubError as exc:
-            outcome = Failure(_explain(exc))
-        finally:
-            await chat.aclose(2.0)
-    if isinstance(outcome, Failure):
-        raise outcome
-    print(render.message_sent_to(outcome.recipient) if args.random else render.MESSAGE_SENT)
+            if exc.kind is not ErrorKind.UNIMPLEMENTED:
+                raise _send_failure(exc, group) from None
+            result = await _send_over_chat(client, args, saved.username, body, group)
+    print(render.message_sent_to(result.recipient) if args.random else render.MESSAGE_SENT)
     return 0
 
 
-async def _send_outcome(chat: Any, cid: str, group: str = "") -> SendConfirmed | Failure:
-    async for event in chat:
-        if isinstance(event, SendConfirmed) and event.client_id == cid:
-            return event
-        if isinstance(event, EventRejected) and event.client_id in (cid, ""):
-            if "send.body" in event.fields():
-                return Failure("Cannot send: the message is empty or too long.")
-            line = render.rejection_text(event.reason, event.code, event.fields(), group)
-            if line in (render.HEADER_ERROR, render.BODY_ERROR):
-                return Failure(f"Cannot send: {render.sanitize(event.message)}")
-            return Failure(line)
-    return Failure("The server closed the connection before confirming the message.")
+async def _send_over_chat(
+    client: Client, args: argparse.Namespace, username: str, body: str, group: str
+) -> SendConfirmed:
+    """Send on a Chat stream, for servers older than the unary SendMessage RPC."""
+    try:
+        chat = await client.open_chat()
+    except HubbubError as exc:
+        if exc.kind is ErrorKind.ALREADY_EXISTS:
+            raise Failure(
+                f"Cannot send: {username} is connected in another client; send from there."
+            ) from None
+        raise _send_failure(exc, group) from None
+    cid = chat.send(args.recipient, body, args.client_id, group=group, random_recipient=args.random)
+    try:
+        async with asyncio.timeout(30):
+            async for event in chat:
+                if isinstance(event, SendConfirmed) and event.client_id == cid:
+                    return event
+                if isinstance(event, EventRejected) and event.client_id in (cid, ""):
+                    raise _send_failure(
+                        HubbubError(
+                            event.kind, event.message, event.field_violations, reason=event.reason
+                        ),
+                        group,
+                    )
+    except TimeoutError:
+        raise Failure("The server did not confirm the message in time.") from None
+    except HubbubError as exc:
+        raise Failure(_explain(exc)) from None
+    finally:
+        await chat.aclose(2.0)
+    raise Failure("The server closed the connection before confirming the message.")
+
+
+def _send_failure(exc: HubbubError, group: str = "") -> Failure:
+    """The one line for a refused one-shot send."""
+    if exc.kind in (ErrorKind.UNAVAILABLE, ErrorKind.UNAUTHENTICATED):
+        return Failure(_explain(exc))
+    if exc.kind is ErrorKind.RESOURCE_EXHAUSTED:
+        return Failure("Cannot send: the server is busy; try again in a moment.")
+    fields = exc.fields()
+    if "send.body" in fields or "body" in fields:
+        return Failure("Cannot send: the message is empty or too long.")
+    line = render.rejection_text(exc.reason, exc.kind.value, fields, group)
+    if line in (render.HEADER_ERROR, render.BODY_ERROR):
+        return Failure(f"Cannot send: {render.shown(exc.detail())}")
+    return Failure(line)
 
 
 async def cmd_listen(args: argparse.Namespace) -> int:
@@ -512,7 +605,7 @@ async def cmd_listen(args: argparse.Namespace) -> int:
     saved = _saved_session()
     if args.count is not None and args.count < 1:
         raise Failure("--count must be at least 1.")
-    async with await _connect(_server(args, saved), saved.token) as client:
+    async with await _connect(_target(args, saved), saved.token) as client:
         client.username = saved.username
         conversation = Conversation(client)
         try:
@@ -576,7 +669,7 @@ async def _with_client(
 ) -> Any:
     """Run `call(client)` with the saved login (HubbubError passes through)."""
     saved = _saved_session()
-    async with await _connect(_server(args, saved), saved.token) as client:
+    async with await _connect(_target(args, saved), saved.token) as client:
         client.username = saved.username
         return await call(client)
 
@@ -719,9 +812,9 @@ async def cmd_profile(args: argparse.Namespace, current: str, new: str) -> int:
         )
     except HubbubError as exc:
         if exc.reason == "AUTHENTICATION_FAILED":
-            raise Failure(render.sanitize(exc.message)) from None
+            raise Failure(render.shown(exc.message)) from None
         if exc.kind is ErrorKind.INVALID_ARGUMENT:
-            raise Failure(f"Cannot change the profile: {render.sanitize(exc.detail())}") from None
+            raise Failure(f"Cannot change the profile: {render.shown(exc.detail())}") from None
         raise Failure(_explain(exc)) from None
     if args.display_name is not None:
         print(render.display_name_changed(user.display_name or args.display_name))
@@ -743,7 +836,7 @@ def dispatch(args: argparse.Namespace) -> int:
     if command in (None, "chat"):
         from .interactive import run_interactive
 
-        return _run(run_interactive(_server(args)))
+        return _run(run_interactive(_target(args)))
     if command == "register":
         password = _read_password(args, confirm=True)
         return _run(cmd_register(args, password))
@@ -777,6 +870,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return dispatch(args)
+    except UsageFailure as exc:
+        _fail(str(exc))
+        return 2
     except Failure as exc:
         return _fail(str(exc))
     except HubbubError as exc:

@@ -40,6 +40,7 @@ from .api import (
     Reconnected,
     SendConfirmed,
 )
+from .target import ServerTarget
 
 CHAT_PROMPT = "> "
 LOGIN_PROMPT = "> "
@@ -236,9 +237,9 @@ class ChatApp:
         elif exc.kind is ErrorKind.ALREADY_EXISTS:
             _say(render.name_in_use(name))
         elif exc.kind is ErrorKind.UNAVAILABLE:
-            _say(exc.message)
+            _say(render.shown(exc.message))
         else:
-            _say(f"Cannot log in as {render.sanitize(name)}. {render.sanitize(exc.message)}")
+            _say(f"Cannot log in as {render.shown(name)}. {render.shown(exc.message)}")
 
     async def _offer_register(self, name: str) -> _Outcome | Conversation:
         answer = await self._ask(f"Create a new account '{name}'? [y/N] ")
@@ -261,7 +262,7 @@ class ChatApp:
                 and not any("username" in f for f in fields)
             ):
                 detail = "; ".join(v.description for v in exc.field_violations) or exc.message
-                _say(f"Cannot create account {name}. {render.sanitize(detail)}")
+                _say(f"Cannot create account {name}. {render.shown(detail)}")
             else:
                 self._login_failed(name, exc)
             return _Outcome.RETRY
@@ -369,7 +370,7 @@ class ChatApp:
         if exc.kind is ErrorKind.UNAVAILABLE:
             _say(render.SERVER_UNREACHABLE)
         else:
-            _say(f"* Cannot {what}: {render.sanitize(exc.detail())}")
+            _say(f"* Cannot {what}: {render.shown(exc.detail())}")
 
     @staticmethod
     def _group_failed(group: str, exc: HubbubError) -> None:
@@ -477,7 +478,7 @@ class ChatApp:
             await self.client.update_profile(new_password=new, current_password=current)
         except HubbubError as exc:
             if exc.kind is ErrorKind.UNAUTHENTICATED:
-                _say(render.sanitize(exc.message))
+                _say(render.shown(exc.message))
             else:
                 self._failed("change the password", exc)
             return
@@ -539,14 +540,14 @@ class ChatApp:
                         u.username for u in event.welcome.online_users if u.username != self.me
                     }
         except HubbubError as exc:
-            _say(f"* Cannot reconnect: {render.sanitize(exc.message)}")
+            _say(f"* Cannot reconnect: {render.shown(exc.message)}")
 
 
 def rejection_line(event: EventRejected, group: str = "") -> str:
     """The line for a refused send: unknown recipient or group, not a member, nobody
     online for a random send, bad body, or anything else. `group` is the group the
     refused message was addressed to, if any."""
-    return render.rejection_text(event.reason, event.code, event.fields(), group)
+    return render.rejection_text(event.reason, event.kind.value, event.fields(), group)
 
 
 def _quiet_exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
@@ -555,13 +556,13 @@ def _quiet_exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str,
         loop.default_exception_handler(context)
 
 
-async def run_interactive(address: str) -> int:
-    """Run the interactive client against `address`; returns the exit status."""
+async def run_interactive(target: str | ServerTarget) -> int:
+    """Run the interactive client against `target` (see `Client`); returns the exit status."""
     asyncio.get_running_loop().set_exception_handler(_quiet_exception_handler)
     try:
-        client = await Client.connect(address)
+        client = await Client.connect(target)
     except HubbubError as exc:
-        print(exc.message, file=sys.stderr, flush=True)
+        print(render.shown(exc.message), file=sys.stderr, flush=True)
         return 1
     async with client:
         if sys.stdin.isatty() and sys.stdout.isatty():

@@ -7,12 +7,13 @@ SPEC.md section 4 fixes lives here and nowhere else.
 
 from __future__ import annotations
 
-import random
 import re
 import unicodedata
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
+
+from .backoff import Backoff as Backoff  # re-exported for older callers
 
 # --- the fixed wording of SPEC.md section 4 ---------------------------------------------
 
@@ -78,7 +79,7 @@ def name_in_use(username: str) -> str:
 
 def name_disallowed(username: str) -> str:
     """The line printed when a name has characters outside letters, digits, `_ . -`."""
-    return f"Cannot log in as {sanitize(username)}. That username contains disallowed characters."
+    return f"Cannot log in as {shown(username)}. That username contains disallowed characters."
 
 
 def who_header(count: int) -> str:
@@ -89,11 +90,11 @@ def who_header(count: int) -> str:
 def user_label(username: str, display_name: str = "") -> str:
     """`alice (Alice Liddell)`, or just `alice` when the display name is empty or only
     differs from the username in case."""
-    name = sanitize(username)
-    shown = display_name.strip()
-    if not shown or shown.casefold() == username.casefold():
+    name = shown(username)
+    label = display_name.strip()
+    if not label or label.casefold() == username.casefold():
         return name
-    return f"{name} ({sanitize(shown)})"
+    return f"{name} ({shown(label)})"
 
 
 def presence_line(username: str, online: bool, display_name: str = "") -> str:
@@ -107,12 +108,12 @@ def incoming_line(
     """`[HH:MM] From <sender>: <body>` with HH:MM in `tz` (default: the local time zone).
 
     A group message reads `[HH:MM] From <sender> in #<group>: <body>`. `send_time`
-    must be timezone-aware (the server's timestamp, UTC); control characters in
-    `sender` and `body` are made visible instead of reaching the terminal.
+    must be timezone-aware (the server's timestamp, UTC); `sender` and `body` go
+    through `shown` (continuation lines of the body start with CONTINUATION).
     """
     local = send_time.astimezone(tz)
-    where = f" in #{sanitize(group)}" if group else ""
-    return f"[{local:%H:%M}] From {sanitize(sender)}{where}: {sanitize(body)}"
+    where = f" in #{shown(group)}" if group else ""
+    return f"[{local:%H:%M}] From {shown(sender)}{where}: {shown(body, multiline=True)}"
 
 
 def group_update_line(group: str, action: str, actor: str, members: Sequence[str]) -> str:
@@ -120,8 +121,8 @@ def group_update_line(group: str, action: str, actor: str, members: Sequence[str
 
     `action` is "created", "added" or "left" (anything else reads "changed").
     """
-    names = ", ".join(sanitize(m) for m in members)
-    g, who = sanitize(group), sanitize(actor)
+    names = ", ".join(shown(m) for m in members)
+    g, who = shown(group), shown(actor)
     if action == "created":
         return f"* {who} created #{g} ({names})"
     if action == "added":
@@ -144,31 +145,31 @@ def help_lines() -> list[str]:
 
 def message_sent_to(recipient: str) -> str:
     """`The message was sent to bob`: the answer to `!random` naming who got it."""
-    return f"{MESSAGE_SENT} to {sanitize(recipient)}"
+    return f"{MESSAGE_SENT} to {shown(recipient)}"
 
 
 def delivered_line(recipient: str) -> str:
     """`✓ delivered to bob`: the recipient's client has shown my direct message."""
-    return f"✓ delivered to {sanitize(recipient)}"
+    return f"✓ delivered to {shown(recipient)}"
 
 
 def _names(names: Sequence[str]) -> str:
-    return ", ".join(sanitize(n) for n in names)
+    return ", ".join(shown(n) for n in names)
 
 
 def group_created(group: str, members: Sequence[str]) -> str:
     """`Group #team created with alice, bob, carol.` (members include the creator)."""
-    return f"Group #{sanitize(group)} created with {_names(members)}."
+    return f"Group #{shown(group)} created with {_names(members)}."
 
 
 def members_added(group: str, members: Sequence[str]) -> str:
     """`Added bob, carol to #team.`"""
-    return f"Added {_names(members)} to #{sanitize(group)}."
+    return f"Added {_names(members)} to #{shown(group)}."
 
 
 def group_left(group: str) -> str:
     """`You left #team.`"""
-    return f"You left #{sanitize(group)}."
+    return f"You left #{shown(group)}."
 
 
 def groups_header(count: int) -> str:
@@ -180,27 +181,27 @@ def groups_header(count: int) -> str:
 
 def group_listing(group: str, members: Sequence[str]) -> str:
     """`#team: alice, bob, carol`: one line of the `!groups` answer."""
-    return f"#{sanitize(group)}: {_names(members)}"
+    return f"#{shown(group)}: {_names(members)}"
 
 
 def group_name_taken(group: str) -> str:
     """The line for a group name that exists already."""
-    return f"The group name #{sanitize(group)} is already taken."
+    return f"The group name #{shown(group)} is already taken."
 
 
 def group_not_found(group: str) -> str:
     """The line for a group that does not exist."""
-    return f"The group #{sanitize(group)} does not exist."
+    return f"The group #{shown(group)} does not exist."
 
 
 def not_a_member(group: str) -> str:
     """The line for acting on a group one does not belong to."""
-    return f"You are not a member of #{sanitize(group)}."
+    return f"You are not a member of #{shown(group)}."
 
 
 def user_not_found(username: str) -> str:
     """The line for a conversation partner that does not exist (`!history @ghost`)."""
-    return f"The user '{sanitize(username)}' does not exist."
+    return f"The user '{shown(username)}' does not exist."
 
 
 def group_error_line(reason: str, kind: str, group: str, message: str) -> str:
@@ -221,26 +222,33 @@ def group_error_line(reason: str, kind: str, group: str, message: str) -> str:
     ):
         return group_not_found(name)
     if kind == "invalid_argument":
-        return f"Cannot use #{sanitize(name)} as a group name: {sanitize(message)}"
-    return sanitize(message)
+        return f"Cannot use #{shown(name)} as a group name: {shown(message)}"
+    return shown(message)
 
 
-def rejection_text(reason: str, code: int, fields: Collection[str], group: str = "") -> str:
-    """The line for a refused send, from the Error event's `reason`, status `code`, bad
-    `fields` and the `group` the message was addressed to ("" for a direct message).
+#: ErrorKind values of the status numbers `rejection_text` still accepts (google.rpc.Code).
+_KIND_OF_NUMBER = {5: "not_found", 7: "permission_denied", 3: "invalid_argument"}
+
+
+def rejection_text(reason: str, kind: str | int, fields: Collection[str], group: str = "") -> str:
+    """The line for a refused send, from the refusal's `reason`, `kind` (the ErrorKind
+    value: "not_found", "permission_denied", ...; a status number is still understood),
+    bad `fields` and the `group` the message was addressed to ("" for a direct message).
 
     Unknown group or not a member (group sends), nobody online (random sends), unknown
     recipient, bad body, and anything else (the header line of SPEC.md section 4).
     """
+    if isinstance(kind, int):
+        kind = _KIND_OF_NUMBER.get(kind, "")
     if reason == "NOBODY_ONLINE":
         return NOBODY_ONLINE
-    if group and (reason == "NOT_A_MEMBER" or (not reason and code == 7)):
+    if group and (reason == "NOT_A_MEMBER" or (not reason and kind == "permission_denied")):
         return not_a_member(group)
-    if group and (reason == "GROUP_NOT_FOUND" or (not reason and code == 5)):
+    if group and (reason == "GROUP_NOT_FOUND" or (not reason and kind == "not_found")):
         return group_not_found(group)
-    if reason == "USER_NOT_FOUND" or code == 5:
+    if reason == "USER_NOT_FOUND" or kind == "not_found":
         return USER_NOT_FOUND
-    if "send.body" in fields:
+    if "send.body" in fields or "body" in fields:
         return BODY_ERROR
     return HEADER_ERROR
 
@@ -259,24 +267,58 @@ def canonical_members(typed: Iterable[str], members: Iterable[str]) -> list[str]
 def history_header(username: str = "", group: str = "") -> str:
     """`History with bob (newest last):` or `History of #team (newest last):`."""
     if group:
-        return f"History of #{sanitize(group)} (newest last):"
-    return f"History with {sanitize(username)} (newest last):"
+        return f"History of #{shown(group)} (newest last):"
+    return f"History with {shown(username)} (newest last):"
 
 
 def history_line(sender: str, body: str, send_time: datetime, tz: tzinfo | None = None) -> str:
     """`[YYYY-MM-DD HH:MM] alice: text`, the time in `tz` (default: the local time zone)."""
     local = send_time.astimezone(tz)
-    return f"[{local:%Y-%m-%d %H:%M}] {sanitize(sender)}: {sanitize(body)}"
+    return f"[{local:%Y-%m-%d %H:%M}] {shown(sender)}: {shown(body, multiline=True)}"
 
 
 def display_name_changed(display_name: str) -> str:
     """The answer to `!name`."""
-    return f"Your display name is now {sanitize(display_name)}."
+    return f"Your display name is now {shown(display_name)}."
 
 
 def valid_username(name: str) -> bool:
     """True if `name` is 3-32 letters, digits, `_`, `.` or `-` (the local pre-check)."""
     return _USERNAME_RE.fullmatch(name) is not None
+
+
+#: What continuation lines of a multi-line body start with, so that no received text can
+#: make a line that looks like a Hubbub notice ("[12:01] From admin: ...", "* ...").
+CONTINUATION = "  │ "
+
+#: Line and paragraph separators (Zl, Zp): line breaks that are not control characters.
+#: (The bidirectional controls of UAX #9, U+200E/F, U+061C, U+202A-E and U+2066-9, are
+#: format characters, Cf, which `sanitize` escapes; VT, FF and NEL are C0/C1 controls.)
+_SEPARATORS = frozenset({"\u2028", "\u2029"})
+
+
+def shown(text: str, *, multiline: bool = False) -> str:
+    """Received text (bodies, names, group names, server sentences) as it may be printed.
+
+    THE one function every piece of text from the network goes through before it
+    reaches the screen, so that a sender cannot forge a line of the client's own:
+    control characters (C0, DEL, C1, ESC) are shown in caret/escape form (`^[`,
+    `\\x85`), format characters such as the bidi controls as `<U+202E>`, line and
+    paragraph separators as `<U+2028>`. A newline (or CR LF) is a line break only when
+    `multiline` (message bodies): each continuation line then starts with
+    CONTINUATION ("  │ "); otherwise it is shown as `^J`. Returns a str with no control
+    character other than tab (and, when `multiline`, newline followed by CONTINUATION).
+    """
+    text = text.replace("\r\n", "\n")
+    out: list[str] = []
+    for ch in text:
+        if ch == "\n":
+            out.append("\n" + CONTINUATION if multiline else "^J")
+        elif ch in _SEPARATORS:
+            out.append(f"<U+{ord(ch):04X}>")
+        else:
+            out.append(sanitize(ch))
+    return "".join(out)
 
 
 def sanitize(text: str) -> str:
@@ -427,7 +469,7 @@ def parse_line(line: str) -> ParsedLine:
             what = "<username>" if sigil == "@" else "<group>"
             return Invalid(f"Type {sigil}{what} <message> to send a message.")
         if not body.strip():
-            return Invalid(f"Type a message after {sigil}{sanitize(name)} to send it.")
+            return Invalid(f"Type a message after {sigil}{shown(name)} to send it.")
         if sigil == "#":
             return GroupMessage(name, body.lstrip(" "))
         return DirectMessage(name, body.lstrip(" "))
@@ -480,38 +522,4 @@ def _parse_command(stripped: str) -> ParsedLine:
         return RandomMessage(rest) if rest else _usage(name)
     if name == "!name":
         return SetDisplayName(rest) if rest else _usage(name)
-    return Invalid(f"Unknown command {sanitize(word)}. Type !help for the list.")
-
-
-# --- reconnect backoff --------------------------------------------------------------------
-
-
-@dataclass
-class Backoff:
-    """Exponential backoff with jitter for reconnect attempts.
-
-    Attempt n (0-based) waits between half and all of `min(cap, base * factor**n)`
-    seconds ("equal jitter"), so delays grow quickly but never exceed `cap` and
-    clients that lost the same server do not all come back at the same instant.
-    """
-
-    base: float = 0.25
-    factor: float = 2.0
-    cap: float = 4.0
-    attempt: int = 0
-    rng: random.Random | None = None
-
-    def ceiling(self, attempt: int) -> float:
-        """The largest delay (seconds) attempt number `attempt` may wait."""
-        return min(self.cap, self.base * self.factor ** min(attempt, 64))
-
-    def next_delay(self) -> float:
-        """Return the delay (seconds) before the next attempt and count the attempt."""
-        top = self.ceiling(self.attempt)
-        self.attempt += 1
-        rng = self.rng or random
-        return top / 2 + rng.uniform(0, top / 2)
-
-    def reset(self) -> None:
-        """Start again from the shortest delay (call after a successful connect)."""
-        self.attempt = 0
+    return Invalid(f"Unknown command {shown(word)}. Type !help for the list.")

@@ -2,8 +2,11 @@
 
 The file is `platformdirs.user_config_dir("hubbub")/session.json` (on Linux
 `$XDG_CONFIG_HOME/hubbub/session.json`) and holds
-`{"server", "username", "token", "expire_time"}` with `expire_time` in ISO 8601.
-It is always created with mode 0600 (never widened by the umask or by an older file).
+`{"server", "username", "token", "expire_time"}` with `expire_time` in ISO 8601, plus
+`"ca_file"` when the login used one. `server` is the normalised target the token came
+from (`ServerTarget.key`: `[grpcs://]host:port[,host:port…]`); the CLI never sends the
+token to any other target. It is always created with mode 0600 (never widened by the
+umask or by an older file).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from pathlib import Path
 
 import platformdirs
 
+from .target import ServerTarget, parse_target
+
 FILE_NAME = "session.json"
 
 
@@ -28,14 +33,21 @@ class SessionFileError(Exception):
 class SavedSession:
     """A login kept between one-shot commands.
 
-    `server` is "host:port"; `token` the bearer token; `expire_time` a timezone-aware
-    datetime after which the server refuses the token.
+    `server` is the target text the token was issued by ("host:port", a comma list,
+    `grpcs://…` for TLS); `token` the bearer token; `expire_time` a timezone-aware
+    datetime after which the server refuses the token; `ca_file` the PEM file of trusted
+    roots the login used ("" for the system roots or plaintext).
     """
 
     server: str
     username: str
     token: str
     expire_time: datetime
+    ca_file: str = ""
+
+    def target(self) -> ServerTarget:
+        """The normalised target the token belongs to; TargetError if `server` is bad."""
+        return parse_target(self.server, ca_file=self.ca_file)
 
     def expired(self, now: datetime | None = None) -> bool:
         """True if `now` (default: the current UTC time) is past `expire_time`."""
@@ -43,15 +55,15 @@ class SavedSession:
 
     def to_json(self) -> str:
         """The file content: one JSON object."""
-        return json.dumps(
-            {
-                "server": self.server,
-                "username": self.username,
-                "token": self.token,
-                "expire_time": self.expire_time.isoformat(),
-            },
-            indent=2,
-        )
+        data = {
+            "server": self.server,
+            "username": self.username,
+            "token": self.token,
+            "expire_time": self.expire_time.isoformat(),
+        }
+        if self.ca_file:
+            data["ca_file"] = self.ca_file
+        return json.dumps(data, indent=2)
 
     @classmethod
     def from_json(cls, text: str) -> SavedSession:
@@ -66,8 +78,10 @@ class SavedSession:
                 username=str(data["username"]),
                 token=str(data["token"]),
                 expire_time=expire,
+                ca_file=str(data.get("ca_file") or ""),
             )
-        except (ValueError, KeyError, TypeError) as exc:
+            session.target()
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise SessionFileError("the saved session file is damaged") from exc
         return session
 

@@ -187,9 +187,9 @@ def test_rejection_lines() -> None:
 # --- Conversation against fakes -----------------------------------------------------------
 
 
-def _welcome(acked: int = 0) -> Welcome:
+def _welcome(acked: int = 0, last: int | None = None) -> Welcome:
     me = UserInfo("bob", online=True)
-    return Welcome(me, (me,), acked, acked)
+    return Welcome(me, (me,), acked, acked if last is None else last)
 
 
 def _msg(seq: int, body: str = "") -> IncomingMessage:
@@ -312,7 +312,7 @@ async def test_replayed_receipts_are_filtered_like_messages() -> None:
 async def test_reconnect_resumes_after_last_shown_and_resends_unconfirmed() -> None:
     """After a drop: one ConnectionLost, then Resume(last shown), the same client ids again
     in the same order, Reconnected, and no message shown twice."""
-    first, second = FakeChat(_welcome(0)), FakeChat(_welcome(0))
+    first, second = FakeChat(_welcome(0)), FakeChat(_welcome(0, last=1))
     client = FakeClient(first, second)
     conv = _conversation(client)
     await conv.start()
