@@ -52,15 +52,12 @@ LOST, BACK, DELIVERING = "lost", "back", "delivering"
 
 
 def failover_target(addresses: Sequence[str]) -> str:
-    """The client target that tries ``addresses`` ("host:port") in this order.
+    """The client target for ``addresses`` ("host:port"), tried in this order.
 
-    One address is used as is; several become the gRPC name ``ipv4:a,b,…``, whose
-    default pick_first policy connects to the first that answers and moves on when it
-    dies (loopback IPv4 addresses only).
+    The comma list that ``hubbub --server`` and :class:`hubbub.client.Client` take: the
+    client connects to the first address and moves on to the next when its node fails.
     """
-    if len(addresses) == 1:
-        return addresses[0]
-    return "ipv4:" + ",".join(addresses)
+    return ",".join(addresses)
 
 
 def rotated(addresses: Sequence[str], offset: int) -> list[str]:
