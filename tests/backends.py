@@ -15,6 +15,10 @@ for ``synchronous_commit = on`` as in production.
 Missing binaries make the fixture FAIL with the install command, never skip.
 Test modules import the fixtures they use (``from tests.backends import …``);
 each session-wide server is started once however many modules import it.
+
+Scripts (``make torture ARGS=--cluster``) use the same servers without pytest:
+:func:`start_postgres` / :func:`stop_postgres`, :func:`start_redis` /
+:func:`stop_redis`, which raise :class:`BackendUnavailable` instead of failing a test.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +43,20 @@ INSTALL_HINT = (
     "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql redis-server"
 )
 PG_USER = "postgres"
+
+
+class BackendUnavailable(RuntimeError):
+    """A throw-away PostgreSQL or Redis could not be started or used; the message says why
+    (and, for missing binaries, the apt-get line that installs them)."""
+
+
+@contextmanager
+def _fail_test() -> Iterator[None]:
+    """Turn BackendUnavailable into a test failure (never a skip)."""
+    try:
+        yield
+    except BackendUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 def free_port() -> int:
@@ -59,7 +78,7 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes] | None, what: str, log: 
         except OSError:
             time.sleep(0.05)
     text = log.read_text(errors="replace") if log.exists() else ""
-    pytest.fail(f"{what} did not start on port {port}:\n{text[-3000:]}", pytrace=False)
+    raise BackendUnavailable(f"{what} did not start on port {port}:\n{text[-3000:]}")
 
 
 # -- one instance per session, however many test modules import the fixture ---------
@@ -101,7 +120,7 @@ class PostgresServer:
         return f"postgresql://{PG_USER}@127.0.0.1:{self.port}/{database}"
 
     def psql(self, sql: str) -> None:
-        """Run one SQL command as the superuser (fails the test on error)."""
+        """Run one SQL command as the superuser; raises BackendUnavailable on error."""
         done = subprocess.run(
             [
                 str(self.bin_dir / "psql"),
@@ -119,7 +138,7 @@ class PostgresServer:
             check=False,
         )
         if done.returncode != 0:
-            pytest.fail(f"psql {sql!r} failed:\n{done.stdout}{done.stderr}", pytrace=False)
+            raise BackendUnavailable(f"psql {sql!r} failed:\n{done.stdout}{done.stderr}")
 
 
 def _as_postgres(cmd: list[str]) -> list[str]:
@@ -136,35 +155,37 @@ def _postgres_bin() -> Path:
     found = shutil.which("initdb")
     if found:
         return Path(found).resolve().parent
-    pytest.fail(
-        f"PostgreSQL tests need initdb/pg_ctl (Debian package postgresql). Install: {INSTALL_HINT}",
-        pytrace=False,
+    raise BackendUnavailable(
+        f"PostgreSQL tests need initdb/pg_ctl (Debian package postgresql). Install: {INSTALL_HINT}"
     )
 
 
 def _run(cmd: list[str], what: str) -> None:
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
     if done.returncode != 0:
-        pytest.fail(
-            f"{what} failed ({done.returncode}):\n{done.stdout}{done.stderr}", pytrace=False
-        )
+        raise BackendUnavailable(f"{what} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
 
 
-def _start_postgres() -> PostgresServer:
+def start_postgres() -> PostgresServer:
+    """Start a throw-away PostgreSQL cluster on a free port (see the module docstring).
+
+    Raises:
+        BackendUnavailable: the binaries or the ``postgres`` OS user (as root) are missing,
+            or the cluster did not start.
+    """
     bin_dir = _postgres_bin()
     missing = [n for n in ("initdb", "pg_ctl", "psql") if not (bin_dir / n).exists()]
     if missing:
-        pytest.fail(f"missing {', '.join(missing)}; install: {INSTALL_HINT}", pytrace=False)
+        raise BackendUnavailable(f"missing {', '.join(missing)}; install: {INSTALL_HINT}")
     if os.geteuid() == 0:
         try:
             import pwd
 
             pw = pwd.getpwnam(PG_USER)
         except KeyError:
-            pytest.fail(
-                f"running as root needs the '{PG_USER}' OS user; install: {INSTALL_HINT}",
-                pytrace=False,
-            )
+            raise BackendUnavailable(
+                f"running as root needs the '{PG_USER}' OS user; install: {INSTALL_HINT}"
+            ) from None
     root = Path(tempfile.mkdtemp(prefix="hubbub-pg-"))
     data = root / "data"
     if os.geteuid() == 0:
@@ -208,7 +229,8 @@ def _start_postgres() -> PostgresServer:
     return server
 
 
-def _stop_postgres(server: PostgresServer) -> None:
+def stop_postgres(server: PostgresServer) -> None:
+    """Stop the cluster (``pg_ctl stop -m immediate``) and delete its directory."""
     subprocess.run(
         _as_postgres(
             [
@@ -231,18 +253,21 @@ def _stop_postgres(server: PostgresServer) -> None:
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """A throw-away PostgreSQL cluster for the whole test session."""
-    server = _acquire("postgres", _start_postgres)
+    with _fail_test():
+        server = _acquire("postgres", start_postgres)
     yield server
-    _release("postgres", _stop_postgres)
+    _release("postgres", stop_postgres)
 
 
 @pytest.fixture
 def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
     """The URL of a new, empty database (dropped after the test)."""
     name = f"hubbub_{uuid.uuid4().hex[:12]}"
-    postgres_server.psql(f'CREATE DATABASE "{name}"')
+    with _fail_test():
+        postgres_server.psql(f'CREATE DATABASE "{name}"')
     yield postgres_server.url(name)
-    postgres_server.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with _fail_test():
+        postgres_server.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # -- Redis ---------------------------------------------------------------------------
@@ -262,10 +287,15 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
 
-def _start_redis() -> RedisServer:
+def start_redis() -> RedisServer:
+    """Start a throw-away ``redis-server`` on a free port, without persistence.
+
+    Raises:
+        BackendUnavailable: ``redis-server`` is missing or did not start.
+    """
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     if not os.access(binary, os.X_OK):
-        pytest.fail(f"Redis tests need redis-server; install: {INSTALL_HINT}", pytrace=False)
+        raise BackendUnavailable(f"Redis tests need redis-server; install: {INSTALL_HINT}")
     root = Path(tempfile.mkdtemp(prefix="hubbub-redis-"))
     port = free_port()
     log = root / "redis.log"
@@ -293,7 +323,8 @@ def _start_redis() -> RedisServer:
     return RedisServer(port, proc, root)
 
 
-def _stop_redis(server: RedisServer) -> None:
+def stop_redis(server: RedisServer) -> None:
+    """Stop the server (SIGTERM, then SIGKILL after 10 s) and delete its directory."""
     server.proc.terminate()
     try:
         server.proc.wait(10)
@@ -306,9 +337,10 @@ def _stop_redis(server: RedisServer) -> None:
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """A throw-away redis-server for the whole test session."""
-    server = _acquire("redis", _start_redis)
+    with _fail_test():
+        server = _acquire("redis", start_redis)
     yield server
-    _release("redis", _stop_redis)
+    _release("redis", stop_redis)
 
 
 @pytest.fixture
