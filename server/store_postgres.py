@@ -45,6 +45,8 @@ from .store_sql import SqlStore
 __all__ = ["SCHEMA_VERSION", "PostgresStore", "run_op"]
 
 log = logging.getLogger(__name__)
+#: A node frozen inside a transaction longer than this (ms) loses it and its row locks.
+IDLE_IN_TRANSACTION_MS = 5000
 T = TypeVar("T")
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -131,7 +133,15 @@ class PostgresStore(SqlStore):
                 self.url,
                 min_size=1,
                 max_size=self._max_connections,
-                server_settings={"synchronous_commit": "on", "application_name": "hubbub"},
+                server_settings={
+                    "synchronous_commit": "on",
+                    "application_name": "hubbub",
+                    # A frozen node (SIGSTOP, a VM pause) must not keep row locks that block
+                    # every other node's writes for its users: PostgreSQL ends a session
+                    # idle inside a transaction for longer than this (our transactions are
+                    # milliseconds long).
+                    "idle_in_transaction_session_timeout": str(IDLE_IN_TRANSACTION_MS),
+                },
             )
             async with self._pool.acquire() as conn:
                 await self._migrate(conn)
