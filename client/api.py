@@ -73,11 +73,11 @@ MAX_TAKEOVER_REFUSALS: Final = 10
 #: Channel options: keepalive so a dead peer is noticed in well under a minute, and a
 #: short reconnect backoff inside grpc (our own backoff sits on top of it).
 CHANNEL_OPTIONS: Final[list[tuple[str, int]]] = [
-    ("grpc.keepalive_time_ms", 20_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 4_000),
     # gRPC core only drops a connection whose keepalive ping went unanswered after its
     # HTTP/2 ping timeout (default 60 s), so the two must be set together.
-    ("grpc.http2.ping_timeout_ms", 10_000),
+    ("grpc.http2.ping_timeout_ms", 4_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.initial_reconnect_backoff_ms", 250),
