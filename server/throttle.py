@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
+import urllib.parse
 from dataclasses import dataclass
 
 import limits
@@ -77,12 +78,15 @@ UNKNOWN_ADDRESS = "unknown"
 def client_address(peer: str) -> str:
     """The throttling key of a gRPC peer string (``grpc.aio.ServicerContext.peer()``).
 
+    The peer is a gRPC URI (gRPC naming doc); grpcio (1.85) percent-encodes the
+    brackets of an IPv6 host (RFC 3986 §2.1), so it is decoded first:
     ``"ipv4:203.0.113.9:5555"`` → ``"203.0.113.9"``;
-    ``"ipv6:[2001:db8:1:2:3:4:5:6]:5555"`` → ``"2001:db8:1:2::/64"`` (the /64 network);
-    ``"ipv6:[::ffff:10.0.0.1]:5555"`` → ``"10.0.0.1"``; ``"unix:/run/h.sock"`` → ``"unix"``;
+    ``"ipv6:%5B2001:db8:1:2:3:4:5:6%5D:5555"`` → ``"2001:db8:1:2::/64"`` (the /64 network);
+    ``"ipv6:%5B::ffff:10.0.0.1%5D:5555"`` → ``"10.0.0.1"``; a zone (``%25eth0``) is dropped;
+    ``"unix:/run/h.sock"`` → ``"unix"``;
     anything else (empty, unparsable) → ``"unknown"`` (one shared bucket).
     """
-    kind, _, rest = peer.partition(":")
+    kind, _, rest = urllib.parse.unquote(peer).partition(":")
     if kind in ("unix", "unix-abstract"):
         return "unix"
     if kind == "ipv4":

@@ -166,3 +166,23 @@ async def test_one_address_spraying_many_names_is_throttled(node_factory: Any) -
     ]
     assert codes[:12] == [grpc.StatusCode.UNAUTHENTICATED] * 12
     assert codes[12:] == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 2
+
+
+@pytest.mark.timeout(60)
+async def test_ipv6_client_is_keyed_by_its_slash_64(node_factory: Any) -> None:
+    """A client over IPv6 ([::1]) is throttled under its /64, not the shared "unknown" key."""
+    node = await node_factory(host="[::1]")
+    throttle = node.server.auth.throttle
+    keys: list[str] = []
+    original = throttle.login_attempt
+
+    async def recording(username: str, address: str) -> None:
+        keys.append(address)
+        await original(username, address)
+
+    throttle.login_attempt = recording  # type: ignore[method-assign]
+    async with grpc.aio.insecure_channel(f"[::1]:{node.server.port}") as channel:
+        stub = pb_grpc.MessengerServiceStub(channel)
+        code = await outcome(stub.Login(pb.LoginRequest(username="alice", password=PASSWORD)))
+    assert code == grpc.StatusCode.UNAUTHENTICATED
+    assert keys == ["::/64"]

@@ -18,12 +18,15 @@ from hubbub.server.throttle import Throttle, ThrottlePolicy, client_address
 
 
 def test_client_address_is_the_host_and_an_ipv6_slash_64() -> None:
-    """gRPC peers become throttling keys: IPv4 host, IPv6 /64, mapped IPv4, unix, unknown."""
+    """gRPC peers (IPv6 percent-encoded as grpcio reports them) become IPv4 host, IPv6 /64, etc."""
     assert client_address("ipv4:203.0.113.9:5555") == "203.0.113.9"
+    assert client_address("ipv6:%5B2001:db8:1:2:3:4:5:6%5D:443") == "2001:db8:1:2::/64"
+    assert client_address("ipv6:%5B2001:db8:1:2:ffff::1%5D:443") == "2001:db8:1:2::/64"
+    assert client_address("ipv6:%5B2001:db8:1::5%5D:40000") == "2001:db8:1::/64"
+    assert client_address("ipv6:%5B::ffff:10.0.0.1%5D:1") == "10.0.0.1"
+    assert client_address("ipv6:%5B::1%5D:48204") == "::/64"
+    assert client_address("ipv6:%5Bfe80::1%25eth0%5D:48204") == "fe80::/64"
     assert client_address("ipv6:[2001:db8:1:2:3:4:5:6]:443") == "2001:db8:1:2::/64"
-    assert client_address("ipv6:[2001:db8:1:2:ffff::1]:443") == "2001:db8:1:2::/64"
-    assert client_address("ipv6:[::ffff:10.0.0.1]:1") == "10.0.0.1"
-    assert client_address("ipv6:[::1]:50051") == "::/64"
     assert client_address("unix:/run/hubbub.sock") == "unix"
     assert client_address("") == client_address("ipv4:garbage") == "unknown"
 
