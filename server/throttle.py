@@ -26,8 +26,9 @@ Login (the policy, with the defaults of :class:`ThrottlePolicy`):
    lock the owner out; prefer throttling) with the trusted-client idea of the
    OWASP "Slow Down Online Guessing Attacks with Device Cookies" guidance,
    using the address of an earlier successful login instead of a cookie. The
-   "known" mark is itself a window of the same storage ("1 per 30 days", hit
-   on each success; a spent window means known), so it is cluster-wide too.
+   "known" mark is itself a window of the same storage ("1 per 30 days",
+   cleared and hit again on each success, so it lasts 30 days from the *last*
+   success; a spent window means known), so it is cluster-wide too.
 
 So an attacker who hammers a name from other addresses never blocks the
 owner's known address, and the owner's address has its own budget 1. Unknown
@@ -116,7 +117,8 @@ class ThrottlePolicy:
         login_per_user: ceiling per username over all addresses; past it, unknown
             addresses share ``login_past_ceiling`` and known ones are not limited by it.
         login_past_ceiling: the shared trickle for unknown addresses past the ceiling.
-        known_address_for: how long a successful login makes its address "known".
+        known_address_for: how long the last successful login keeps its address "known"
+            (only the window's length matters: the mark is one entry, renewed on success).
         password_check_per_account: ``UpdateProfile`` current-password checks per account.
         register_per_address: ``Register`` calls per client address.
     """
@@ -214,11 +216,16 @@ class Throttle:
     async def login_succeeded(self, username: str, address: str) -> None:
         """After a correct password: clear the (username, address) budget, remember the address.
 
+        The "known" mark is cleared and hit again, so it lasts ``known_address_for``
+        from this (the latest) success: a hit on a full moving window would be
+        refused and the mark would expire that long after the *first* success.
+
         Raises:
             ThrottleUnavailable: the storage cannot be reached.
         """
         try:
             await self._limiter.clear(self._user_address, "login-user-address", username, address)
+            await self._limiter.clear(self._known, "login-known", username, address)
             await self._limiter.hit(self._known, "login-known", username, address)
         except StorageError as exc:
             raise ThrottleUnavailable() from exc

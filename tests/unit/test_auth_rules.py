@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -86,6 +87,29 @@ async def test_ceiling_slows_unknown_addresses_but_never_the_owners_known_addres
     assert await attempts(throttle, "alice", "198.51.100.7", 1) == [False]  # a new address
     assert await attempts(throttle, "alice", "192.0.2.1", 6) == [True] * 5 + [False]
     assert await attempts(throttle, "bob", "10.0.0.1", 1) == [True]
+
+
+@pytest.mark.timeout(10)
+async def test_known_address_is_remembered_from_the_last_success_not_the_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A success refreshes the known mark: it lasts a whole window after the LAST success."""
+    now = [1_000_000.0]
+    monkeypatch.setattr(time, "time", lambda: now[0])  # the clock of limits' MemoryStorage
+    policy = ThrottlePolicy(
+        login_per_user="1 per hour", login_past_ceiling="1 per hour", known_address_for="1 per day"
+    )
+    throttle = Throttle(policy)
+    await throttle.login_succeeded("alice", "192.0.2.1")  # first success
+    now[0] += 20 * 3600
+    await throttle.login_succeeded("alice", "192.0.2.1")  # last success, 20 h later
+    now[0] += 10 * 3600  # 30 h after the first, 10 h after the last
+    assert await attempts(throttle, "alice", "10.0.0.1", 2) == [True, True]  # ceiling + trickle
+    assert await attempts(throttle, "alice", "10.0.0.2", 1) == [False]  # unknown: slowed
+    assert await attempts(throttle, "alice", "192.0.2.1", 1) == [True]  # still known
+    now[0] += 15 * 3600  # 25 h after the last success: forgotten
+    assert await attempts(throttle, "alice", "10.0.0.3", 2) == [True, True]
+    assert await attempts(throttle, "alice", "192.0.2.1", 1) == [False]
 
 
 @pytest.mark.timeout(10)
