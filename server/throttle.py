@@ -35,8 +35,13 @@ owner's known address, and the owner's address has its own budget 1. Unknown
 usernames are throttled exactly like known ones (no enumeration).
 
 ``UpdateProfile`` with a new password checks the current one against
-**account**: 5 checks per 15 minutes, cleared by a correct one (a stolen token
-must not become an unlimited password oracle).
+**session**: 5 checks per 15 minutes per session token, cleared by a correct
+one (a stolen token must not become an unlimited password oracle). The budget
+is the session's, not the account's: a thief's wrong guesses on a stolen token
+spend only that token's budget, so the owner's own session can still change the
+password with the correct one, which revokes every other session (the thief's).
+A thief cannot open more sessions without the password, so there is no
+account-wide budget that the thief could spend to lock the owner out.
 
 ``Register``: **client address**: ``--register-limit`` (default 10 per hour).
 
@@ -119,7 +124,7 @@ class ThrottlePolicy:
         login_past_ceiling: the shared trickle for unknown addresses past the ceiling.
         known_address_for: how long the last successful login keeps its address "known"
             (only the window's length matters: the mark is one entry, renewed on success).
-        password_check_per_account: ``UpdateProfile`` current-password checks per account.
+        password_check_per_session: ``UpdateProfile`` current-password checks per session.
         register_per_address: ``Register`` calls per client address.
     """
 
@@ -128,7 +133,7 @@ class ThrottlePolicy:
     login_per_user: str = "20 per 15 minutes"
     login_past_ceiling: str = "1 per 30 seconds"
     known_address_for: str = "1 per 30 days"
-    password_check_per_account: str = "5 per 15 minutes"
+    password_check_per_session: str = "5 per 15 minutes"
     register_per_address: str = "10 per hour"
 
     def validate(self) -> None:
@@ -176,7 +181,7 @@ class Throttle:
         self._user = limits.parse(p.login_per_user)
         self._past_ceiling = limits.parse(p.login_past_ceiling)
         self._known = limits.parse(p.known_address_for)
-        self._password_check = limits.parse(p.password_check_per_account)
+        self._password_check = limits.parse(p.password_check_per_session)
         self._register = limits.parse(p.register_per_address)
 
     async def close(self) -> None:
@@ -236,21 +241,29 @@ class Throttle:
         except StorageError as exc:
             raise ThrottleUnavailable() from exc
 
-    async def password_check(self, username: str) -> None:
-        """Reserve one current-password check for the account ``username``.
+    async def password_check(self, session: str) -> None:
+        """Reserve one current-password check for ``session`` (the hex of the token's hash).
+
+        Keyed by session, not account: a stolen token's guesses cannot spend the
+        budget of the owner's own session (OWASP Authentication Cheat Sheet,
+        "Account Lockout": an attacker must not be able to lock the owner out).
 
         Raises:
             CurrentPasswordThrottled: the budget is spent.
             ThrottleUnavailable: the storage cannot be reached.
         """
-        wait = await self._hit(self._password_check, "password-check", username)
+        wait = await self._hit(self._password_check, "password-check", session)
         if wait is not None:
             raise CurrentPasswordThrottled(wait)
 
-    async def password_check_succeeded(self, username: str) -> None:
-        """After a correct current password: clear the account's budget."""
+    async def password_check_succeeded(self, session: str) -> None:
+        """After a correct current password: clear ``session``'s budget.
+
+        Raises:
+            ThrottleUnavailable: the storage cannot be reached.
+        """
         try:
-            await self._limiter.clear(self._password_check, "password-check", username)
+            await self._limiter.clear(self._password_check, "password-check", session)
         except StorageError as exc:
             raise ThrottleUnavailable() from exc
 

@@ -19,7 +19,7 @@ from hubbub.v1 import messenger_pb2_grpc as pb_grpc
 from tests.integration.conftest import PASSWORD, Node, auth, register_login
 
 StubFrom = Callable[[Node, str], Awaitable[pb_grpc.MessengerServiceStub]]
-BUDGET = 5  # ThrottlePolicy.login_per_user_address / password_check_per_account
+BUDGET = 5  # ThrottlePolicy.login_per_user_address / password_check_per_session
 
 
 class VerifyCounter:
@@ -166,6 +166,27 @@ async def test_one_address_spraying_many_names_is_throttled(node_factory: Any) -
     ]
     assert codes[:12] == [grpc.StatusCode.UNAUTHENTICATED] * 12
     assert codes[12:] == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 2
+
+
+@pytest.mark.timeout(120)
+async def test_thief_guesses_cannot_stop_the_owner_changing_the_password(node: Node) -> None:
+    """5 wrong current passwords on a stolen session leave the owner's session its own budget."""
+    thief_token = await register_login(node, "alice")
+    owner = await node.stub.Login(pb.LoginRequest(username="alice", password=PASSWORD))
+
+    def change(token: str, current: str) -> Awaitable[Any]:
+        request = pb.UpdateProfileRequest(current_password=current, new_password="new password 1")
+        return node.stub.UpdateProfile(request, metadata=auth(token))
+
+    codes = [await outcome(change(thief_token, f"guess-{i}")) for i in range(BUDGET + 1)]
+    assert codes == [grpc.StatusCode.UNAUTHENTICATED] * BUDGET + [
+        grpc.StatusCode.RESOURCE_EXHAUSTED
+    ]
+    await change(owner.token, PASSWORD)  # the owner's own budget is untouched
+    err = await refused(change(thief_token, "new password 1"))
+    assert err.code() == grpc.StatusCode.UNAUTHENTICATED  # the change revoked the thief
+    reply = await node.stub.Login(pb.LoginRequest(username="alice", password="new password 1"))
+    assert reply.user.username == "alice"
 
 
 @pytest.mark.timeout(60)

@@ -113,16 +113,17 @@ async def test_known_address_is_remembered_from_the_last_success_not_the_first(
 
 
 @pytest.mark.timeout(10)
-async def test_current_password_checks_are_limited_per_account() -> None:
-    """Five current-password checks per account; a correct one clears the budget."""
+async def test_current_password_checks_are_limited_per_session() -> None:
+    """Five current-password checks per session; other sessions keep theirs; success clears."""
     throttle = Throttle()
     for _ in range(5):
-        await throttle.password_check("alice")
+        await throttle.password_check("thief-session")
     with pytest.raises(CurrentPasswordThrottled):
-        await throttle.password_check("alice")
-    await throttle.password_check("bob")
-    await throttle.password_check_succeeded("alice")
-    await throttle.password_check("alice")
+        await throttle.password_check("thief-session")
+    for _ in range(5):
+        await throttle.password_check("owner-session")  # same account, another session
+    await throttle.password_check_succeeded("thief-session")
+    await throttle.password_check("thief-session")
 
 
 @pytest.mark.timeout(10)
