@@ -247,23 +247,26 @@ class AuthService:
 
         A new password needs the current one and revokes every other session
         (OWASP Session Management: renew sessions after a credential change).
-        Each current-password check is reserved against the account's budget
-        before it is verified (:meth:`~hubbub.server.throttle.Throttle.password_check`),
-        so a stolen token is not an unlimited password oracle.
+        Each current-password check is reserved against the budget of this
+        session (the token's hash) before it is verified
+        (:meth:`~hubbub.server.throttle.Throttle.password_check`), so a stolen token
+        is not an unlimited password oracle, and its guesses cannot lock the owner's
+        own session out of changing the password (which then revokes the thief's).
 
         Raises:
             InvalidArgument, InvalidPassword: bad fields.
-            CurrentPasswordThrottled: too many current-password checks for the account.
+            CurrentPasswordThrottled: too many current-password checks in this session.
             AuthenticationFailed: wrong current password.
         """
         shown = check_display_name(display_name) if display_name is not None else None
         encoded = None
         if new_password:
             passwords.check_policy(new_password)
-            await self.throttle.password_check(account.username)
+            session = token_hash(token).hex()
+            await self.throttle.password_check(session)
             if not await self.hashing.verify(account.password_hash, current_password):
                 raise AuthenticationFailed("The current password is wrong.")
-            await self.throttle.password_check_succeeded(account.username)
+            await self.throttle.password_check_succeeded(session)
             encoded = await self.hashing.hash(new_password)
         if shown is not None and not shown:
             shown = account.username

@@ -160,7 +160,7 @@ class LoginThrottled(HubbubError):
 
 
 class CurrentPasswordThrottled(HubbubError):
-    """Too many current-password checks for this account (``UpdateProfile``).
+    """Too many current-password checks in this session (``UpdateProfile``).
 
     ``retry_after_s`` says when one check is possible again.
     """
@@ -172,7 +172,7 @@ class CurrentPasswordThrottled(HubbubError):
 
     def __init__(self, retry_after_s: float) -> None:
         super().__init__(
-            "Too many current-password attempts for this account; "
+            "Too many current-password attempts in this session; "
             f"try again in {max(1, round(retry_after_s))} s."
         )
         self.retry_after_s = retry_after_s

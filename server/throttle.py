@@ -26,16 +26,22 @@ Login (the policy, with the defaults of :class:`ThrottlePolicy`):
    lock the owner out; prefer throttling) with the trusted-client idea of the
    OWASP "Slow Down Online Guessing Attacks with Device Cookies" guidance,
    using the address of an earlier successful login instead of a cookie. The
-   "known" mark is itself a window of the same storage ("1 per 30 days", hit
-   on each success; a spent window means known), so it is cluster-wide too.
+   "known" mark is itself a window of the same storage ("1 per 30 days",
+   cleared and hit again on each success, so it lasts 30 days from the *last*
+   success; a spent window means known), so it is cluster-wide too.
 
 So an attacker who hammers a name from other addresses never blocks the
 owner's known address, and the owner's address has its own budget 1. Unknown
 usernames are throttled exactly like known ones (no enumeration).
 
 ``UpdateProfile`` with a new password checks the current one against
-**account**: 5 checks per 15 minutes, cleared by a correct one (a stolen token
-must not become an unlimited password oracle).
+**session**: 5 checks per 15 minutes per session token, cleared by a correct
+one (a stolen token must not become an unlimited password oracle). The budget
+is the session's, not the account's: a thief's wrong guesses on a stolen token
+spend only that token's budget, so the owner's own session can still change the
+password with the correct one, which revokes every other session (the thief's).
+A thief cannot open more sessions without the password, so there is no
+account-wide budget that the thief could spend to lock the owner out.
 
 ``Register``: **client address**: ``--register-limit`` (default 10 per hour).
 
@@ -56,6 +62,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
+import urllib.parse
 from dataclasses import dataclass
 
 import limits
@@ -77,12 +84,15 @@ UNKNOWN_ADDRESS = "unknown"
 def client_address(peer: str) -> str:
     """The throttling key of a gRPC peer string (``grpc.aio.ServicerContext.peer()``).
 
+    The peer is a gRPC URI (gRPC naming doc); grpcio (1.85) percent-encodes the
+    brackets of an IPv6 host (RFC 3986 §2.1), so it is decoded first:
     ``"ipv4:203.0.113.9:5555"`` → ``"203.0.113.9"``;
-    ``"ipv6:[2001:db8:1:2:3:4:5:6]:5555"`` → ``"2001:db8:1:2::/64"`` (the /64 network);
-    ``"ipv6:[::ffff:10.0.0.1]:5555"`` → ``"10.0.0.1"``; ``"unix:/run/h.sock"`` → ``"unix"``;
+    ``"ipv6:%5B2001:db8:1:2:3:4:5:6%5D:5555"`` → ``"2001:db8:1:2::/64"`` (the /64 network);
+    ``"ipv6:%5B::ffff:10.0.0.1%5D:5555"`` → ``"10.0.0.1"``; a zone (``%25eth0``) is dropped;
+    ``"unix:/run/h.sock"`` → ``"unix"``;
     anything else (empty, unparsable) → ``"unknown"`` (one shared bucket).
     """
-    kind, _, rest = peer.partition(":")
+    kind, _, rest = urllib.parse.unquote(peer).partition(":")
     if kind in ("unix", "unix-abstract"):
         return "unix"
     if kind == "ipv4":
@@ -112,8 +122,9 @@ class ThrottlePolicy:
         login_per_user: ceiling per username over all addresses; past it, unknown
             addresses share ``login_past_ceiling`` and known ones are not limited by it.
         login_past_ceiling: the shared trickle for unknown addresses past the ceiling.
-        known_address_for: how long a successful login makes its address "known".
-        password_check_per_account: ``UpdateProfile`` current-password checks per account.
+        known_address_for: how long the last successful login keeps its address "known"
+            (only the window's length matters: the mark is one entry, renewed on success).
+        password_check_per_session: ``UpdateProfile`` current-password checks per session.
         register_per_address: ``Register`` calls per client address.
     """
 
@@ -122,7 +133,7 @@ class ThrottlePolicy:
     login_per_user: str = "20 per 15 minutes"
     login_past_ceiling: str = "1 per 30 seconds"
     known_address_for: str = "1 per 30 days"
-    password_check_per_account: str = "5 per 15 minutes"
+    password_check_per_session: str = "5 per 15 minutes"
     register_per_address: str = "10 per hour"
 
     def validate(self) -> None:
@@ -170,7 +181,7 @@ class Throttle:
         self._user = limits.parse(p.login_per_user)
         self._past_ceiling = limits.parse(p.login_past_ceiling)
         self._known = limits.parse(p.known_address_for)
-        self._password_check = limits.parse(p.password_check_per_account)
+        self._password_check = limits.parse(p.password_check_per_session)
         self._register = limits.parse(p.register_per_address)
 
     async def close(self) -> None:
@@ -210,11 +221,16 @@ class Throttle:
     async def login_succeeded(self, username: str, address: str) -> None:
         """After a correct password: clear the (username, address) budget, remember the address.
 
+        The "known" mark is cleared and hit again, so it lasts ``known_address_for``
+        from this (the latest) success: a hit on a full moving window would be
+        refused and the mark would expire that long after the *first* success.
+
         Raises:
             ThrottleUnavailable: the storage cannot be reached.
         """
         try:
             await self._limiter.clear(self._user_address, "login-user-address", username, address)
+            await self._limiter.clear(self._known, "login-known", username, address)
             await self._limiter.hit(self._known, "login-known", username, address)
         except StorageError as exc:
             raise ThrottleUnavailable() from exc
@@ -225,21 +241,29 @@ class Throttle:
         except StorageError as exc:
             raise ThrottleUnavailable() from exc
 
-    async def password_check(self, username: str) -> None:
-        """Reserve one current-password check for the account ``username``.
+    async def password_check(self, session: str) -> None:
+        """Reserve one current-password check for ``session`` (the hex of the token's hash).
+
+        Keyed by session, not account: a stolen token's guesses cannot spend the
+        budget of the owner's own session (OWASP Authentication Cheat Sheet,
+        "Account Lockout": an attacker must not be able to lock the owner out).
 
         Raises:
             CurrentPasswordThrottled: the budget is spent.
             ThrottleUnavailable: the storage cannot be reached.
         """
-        wait = await self._hit(self._password_check, "password-check", username)
+        wait = await self._hit(self._password_check, "password-check", session)
         if wait is not None:
             raise CurrentPasswordThrottled(wait)
 
-    async def password_check_succeeded(self, username: str) -> None:
-        """After a correct current password: clear the account's budget."""
+    async def password_check_succeeded(self, session: str) -> None:
+        """After a correct current password: clear ``session``'s budget.
+
+        Raises:
+            ThrottleUnavailable: the storage cannot be reached.
+        """
         try:
-            await self._limiter.clear(self._password_check, "password-check", username)
+            await self._limiter.clear(self._password_check, "password-check", session)
         except StorageError as exc:
             raise ThrottleUnavailable() from exc
 

@@ -19,7 +19,7 @@ from hubbub.v1 import messenger_pb2_grpc as pb_grpc
 from tests.integration.conftest import PASSWORD, Node, auth, register_login
 
 StubFrom = Callable[[Node, str], Awaitable[pb_grpc.MessengerServiceStub]]
-BUDGET = 5  # ThrottlePolicy.login_per_user_address / password_check_per_account
+BUDGET = 5  # ThrottlePolicy.login_per_user_address / password_check_per_session
 
 
 class VerifyCounter:
@@ -166,3 +166,44 @@ async def test_one_address_spraying_many_names_is_throttled(node_factory: Any) -
     ]
     assert codes[:12] == [grpc.StatusCode.UNAUTHENTICATED] * 12
     assert codes[12:] == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 2
+
+
+@pytest.mark.timeout(120)
+async def test_thief_guesses_cannot_stop_the_owner_changing_the_password(node: Node) -> None:
+    """5 wrong current passwords on a stolen session leave the owner's session its own budget."""
+    thief_token = await register_login(node, "alice")
+    owner = await node.stub.Login(pb.LoginRequest(username="alice", password=PASSWORD))
+
+    def change(token: str, current: str) -> Awaitable[Any]:
+        request = pb.UpdateProfileRequest(current_password=current, new_password="new password 1")
+        return node.stub.UpdateProfile(request, metadata=auth(token))
+
+    codes = [await outcome(change(thief_token, f"guess-{i}")) for i in range(BUDGET + 1)]
+    assert codes == [grpc.StatusCode.UNAUTHENTICATED] * BUDGET + [
+        grpc.StatusCode.RESOURCE_EXHAUSTED
+    ]
+    await change(owner.token, PASSWORD)  # the owner's own budget is untouched
+    err = await refused(change(thief_token, "new password 1"))
+    assert err.code() == grpc.StatusCode.UNAUTHENTICATED  # the change revoked the thief
+    reply = await node.stub.Login(pb.LoginRequest(username="alice", password="new password 1"))
+    assert reply.user.username == "alice"
+
+
+@pytest.mark.timeout(60)
+async def test_ipv6_client_is_keyed_by_its_slash_64(node_factory: Any) -> None:
+    """A client over IPv6 ([::1]) is throttled under its /64, not the shared "unknown" key."""
+    node = await node_factory(host="[::1]")
+    throttle = node.server.auth.throttle
+    keys: list[str] = []
+    original = throttle.login_attempt
+
+    async def recording(username: str, address: str) -> None:
+        keys.append(address)
+        await original(username, address)
+
+    throttle.login_attempt = recording  # type: ignore[method-assign]
+    async with grpc.aio.insecure_channel(f"[::1]:{node.server.port}") as channel:
+        stub = pb_grpc.MessengerServiceStub(channel)
+        code = await outcome(stub.Login(pb.LoginRequest(username="alice", password=PASSWORD)))
+    assert code == grpc.StatusCode.UNAUTHENTICATED
+    assert keys == ["::/64"]

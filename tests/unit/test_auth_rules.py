@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -18,12 +19,15 @@ from hubbub.server.throttle import Throttle, ThrottlePolicy, client_address
 
 
 def test_client_address_is_the_host_and_an_ipv6_slash_64() -> None:
-    """gRPC peers become throttling keys: IPv4 host, IPv6 /64, mapped IPv4, unix, unknown."""
+    """gRPC peers (IPv6 percent-encoded as grpcio reports them) become IPv4 host, IPv6 /64, etc."""
     assert client_address("ipv4:203.0.113.9:5555") == "203.0.113.9"
+    assert client_address("ipv6:%5B2001:db8:1:2:3:4:5:6%5D:443") == "2001:db8:1:2::/64"
+    assert client_address("ipv6:%5B2001:db8:1:2:ffff::1%5D:443") == "2001:db8:1:2::/64"
+    assert client_address("ipv6:%5B2001:db8:1::5%5D:40000") == "2001:db8:1::/64"
+    assert client_address("ipv6:%5B::ffff:10.0.0.1%5D:1") == "10.0.0.1"
+    assert client_address("ipv6:%5B::1%5D:48204") == "::/64"
+    assert client_address("ipv6:%5Bfe80::1%25eth0%5D:48204") == "fe80::/64"
     assert client_address("ipv6:[2001:db8:1:2:3:4:5:6]:443") == "2001:db8:1:2::/64"
-    assert client_address("ipv6:[2001:db8:1:2:ffff::1]:443") == "2001:db8:1:2::/64"
-    assert client_address("ipv6:[::ffff:10.0.0.1]:1") == "10.0.0.1"
-    assert client_address("ipv6:[::1]:50051") == "::/64"
     assert client_address("unix:/run/hubbub.sock") == "unix"
     assert client_address("") == client_address("ipv4:garbage") == "unknown"
 
@@ -86,16 +90,40 @@ async def test_ceiling_slows_unknown_addresses_but_never_the_owners_known_addres
 
 
 @pytest.mark.timeout(10)
-async def test_current_password_checks_are_limited_per_account() -> None:
-    """Five current-password checks per account; a correct one clears the budget."""
+async def test_known_address_is_remembered_from_the_last_success_not_the_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A success refreshes the known mark: it lasts a whole window after the LAST success."""
+    now = [1_000_000.0]
+    monkeypatch.setattr(time, "time", lambda: now[0])  # the clock of limits' MemoryStorage
+    policy = ThrottlePolicy(
+        login_per_user="1 per hour", login_past_ceiling="1 per hour", known_address_for="1 per day"
+    )
+    throttle = Throttle(policy)
+    await throttle.login_succeeded("alice", "192.0.2.1")  # first success
+    now[0] += 20 * 3600
+    await throttle.login_succeeded("alice", "192.0.2.1")  # last success, 20 h later
+    now[0] += 10 * 3600  # 30 h after the first, 10 h after the last
+    assert await attempts(throttle, "alice", "10.0.0.1", 2) == [True, True]  # ceiling + trickle
+    assert await attempts(throttle, "alice", "10.0.0.2", 1) == [False]  # unknown: slowed
+    assert await attempts(throttle, "alice", "192.0.2.1", 1) == [True]  # still known
+    now[0] += 15 * 3600  # 25 h after the last success: forgotten
+    assert await attempts(throttle, "alice", "10.0.0.3", 2) == [True, True]
+    assert await attempts(throttle, "alice", "192.0.2.1", 1) == [False]
+
+
+@pytest.mark.timeout(10)
+async def test_current_password_checks_are_limited_per_session() -> None:
+    """Five current-password checks per session; other sessions keep theirs; success clears."""
     throttle = Throttle()
     for _ in range(5):
-        await throttle.password_check("alice")
+        await throttle.password_check("thief-session")
     with pytest.raises(CurrentPasswordThrottled):
-        await throttle.password_check("alice")
-    await throttle.password_check("bob")
-    await throttle.password_check_succeeded("alice")
-    await throttle.password_check("alice")
+        await throttle.password_check("thief-session")
+    for _ in range(5):
+        await throttle.password_check("owner-session")  # same account, another session
+    await throttle.password_check_succeeded("thief-session")
+    await throttle.password_check("thief-session")
 
 
 @pytest.mark.timeout(10)
