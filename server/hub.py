@@ -37,7 +37,7 @@ import secrets
 from collections.abc import Awaitable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from . import paging, usernames
 from .broker import Broker
@@ -98,6 +98,8 @@ from .presence import PresenceRegistry
 from .store import Store
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 ECHOBOT = "echobot"
 CLIENT_ID_MAX = 128
@@ -371,7 +373,7 @@ class Hub:
         self._bot_task: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._send_tasks: set[asyncio.Task[None]] = set()
-        self._background: set[asyncio.Task[None]] = set()  # closes, session rechecks
+        self._background: set[asyncio.Task[Any]] = set()  # closes, session rechecks
         self._opening = 0
         self.shutting_down = False
         self.history_id = ""  # the store's history id, read at start
@@ -467,20 +469,69 @@ class Hub:
         A new password hash means the store revoked the user's other sessions: the
         revocation is published (:meth:`revoke`) so their streams end on every node.
         """
+        if self._refresh_account(account):
+            self._spawn(self.revoke(account.username), f"revoke-{account.username}")
+
+    def _refresh_account(self, account: Account) -> bool:
+        """Cache ``account`` and set it on its live session; True if its password hash
+        changed (the store then revoked the user's other sessions)."""
         previous = self._accounts.get(account.username)
         self._accounts[account.username] = account
         session = self.sessions.get(account.username)
         if session is not None:
             session.account = account
-        if previous is None or previous.password_hash != account.password_hash:
-            self._spawn(self.revoke(account.username), f"revoke-{account.username}")
+        return previous is None or previous.password_hash != account.password_hash
 
-    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+    def _spawn(self, work: Coroutine[Any, Any, T], name: str) -> asyncio.Task[T]:
         """Run ``work`` in a task the hub keeps a reference to until it ends."""
         task = asyncio.create_task(work, name=name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return task
+
+    async def _committed(self, work: Coroutine[Any, Any, T], name: str) -> T:
+        """Run ``work`` (a store write and what must follow it) to the end in its own task,
+        even if the caller is cancelled meanwhile (client deadline, disconnect); its result.
+
+        Raises:
+            whatever ``work`` raises, to a caller that is still waiting; if the caller
+            was cancelled, the failure is logged.
+        """
+        task = self._spawn(work, name)
+        task.add_done_callback(_log_failure)
+        return await asyncio.shield(task)
+
+    async def logout(self, username: str, delete_session: Coroutine[Any, Any, None]) -> None:
+        """Run ``delete_session`` (the store write of a logout of ``username``) and publish
+        the revocation (:meth:`revoke`) as one task a cancellation cannot split: once the
+        session is gone from the store, its streams end on every node.
+
+        Raises:
+            whatever the store write raises (the revocation is then not published).
+        """
+
+        async def work() -> None:
+            await delete_session
+            await self.revoke(username)
+
+        await self._committed(work(), f"logout-{username}")
+
+    async def update_account(self, update: Coroutine[Any, Any, Account]) -> Account:
+        """Run ``update`` (the store write of a profile change, returning the new account)
+        and apply it (:meth:`account_changed`: a new password revokes the user's other
+        sessions on every node) as one task a cancellation cannot split; the new account.
+
+        Raises:
+            whatever ``update`` raises (nothing is applied then).
+        """
+
+        async def work() -> Account:
+            account = await update
+            if self._refresh_account(account):
+                await self.revoke(account.username)
+            return account
+
+        return await self._committed(work(), "update-account")
 
     async def revoke(self, username: str) -> None:
         """Sessions of ``username`` were revoked in the store (logout, password change):
@@ -1040,3 +1091,9 @@ class Hub:
 
 async def _discard(work: Awaitable[Any]) -> None:
     await work
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    """Done callback: log the failure of a task whose caller may have stopped waiting."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("%s failed", task.get_name(), exc_info=task.exception())
