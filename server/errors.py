@@ -306,6 +306,18 @@ class SessionRevoked(TokenInvalid):
     reason = "SESSION_REVOKED"
 
 
+class SessionUncheckable(HubbubError):
+    """The stream's session could not be rechecked in the store after a possible
+    revocation; the stream ends (fail closed) and the client may reconnect at once."""
+
+    category = Category.UNAVAILABLE
+    reason = "SESSION_UNCHECKABLE"
+    retry = True
+
+    def __init__(self) -> None:
+        super().__init__("The server could not recheck this session; reconnect.")
+
+
 class SessionExpired(TokenInvalid):
     """The stream's session token expired while the stream was open."""
 

@@ -55,6 +55,7 @@ from .errors import (
     SessionExpired,
     SessionRevoked,
     SessionTakenOver,
+    SessionUncheckable,
     ShuttingDown,
     SlowConsumer,
     UsernameTaken,
@@ -108,6 +109,7 @@ CONTROL_EVENT_SIZE = 128  # bytes counted for non-message events
 MAX_SENDS_IN_FLIGHT = 256  # per stream, awaiting their commit
 BOTS_IDLE_WAIT_S = 2.0  # longest wait for the bots' answers when a stream half-closes
 RESUME_TOKEN_BYTES = 24
+RECHECK_ATTEMPTS = 6  # tries to recheck a session in the store (backoff up to 2 s)
 RELEASE_ATTEMPTS = 20  # tries to release a presence claim (backoff up to 5 s) when closing
 
 
@@ -1054,16 +1056,40 @@ class Hub:
         elif session.auth is not None:
             self._spawn(self._recheck(session, session.auth), f"recheck-{event.username}")
 
+    def on_resubscribed(self) -> None:
+        """Broker callback: the subscription was re-established; revocations published
+        while it was down were missed, so every local stream's session is rechecked."""
+        for session in list(self.sessions.values()):
+            if session.auth is not None:
+                self._spawn(self._recheck(session, session.auth), f"recheck-{session.username}")
+
     async def _recheck(self, session: ChatSession, auth: AuthSession) -> None:
-        try:
-            if await self.store.get_session(auth.token_hash, utc_now()) is None:
+        """End ``session`` (SESSION_REVOKED) if its session is gone from the store.
+
+        A store error is retried RECHECK_ATTEMPTS times with backoff; if the store still
+        cannot answer, the stream ends with a retryable error rather than outliving a
+        possible revocation (OWASP Session Management: fail closed).
+        """
+        for attempt in range(RECHECK_ATTEMPTS):
+            try:
+                alive = await self.store.get_session(auth.token_hash, utc_now()) is not None
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "could not recheck the session of %s (%s); retrying", session.username, exc
+                )
+                await asyncio.sleep(min(2.0, 0.1 * 2**attempt))
+                continue
+            if not alive:
                 session.fail(
                     SessionRevoked(
                         "This session was logged out or revoked (password changed); log in again."
                     )
                 )
-        except Exception:
-            log.exception("could not recheck the session of %s", session.username)
+            return
+        log.error("could not recheck the session of %s; ending its stream", session.username)
+        session.fail(SessionUncheckable())
 
     # -- bots --------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 import pytest
+import redis.asyncio as aioredis
 
 from hubbub.v1 import messenger_pb2 as pb
 
@@ -45,6 +46,7 @@ NodeFactory = Callable[..., Awaitable[Node]]
 END_WITHIN_S = 2.0  # the revoked stream ends within ~1-2 s of the stored revocation
 SLOW_WRITE_S = 1.0  # the store acknowledges its (already committed) write this late
 DEADLINE_S = 0.3  # the client gives up long before that
+RESUBSCRIBED_END_S = 5.0  # a revocation missed while resubscribing ends the stream
 
 
 def slow_after_commit(store: Any, method: str, monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
@@ -100,5 +102,52 @@ async def test_password_change_cancelled_after_the_store_write_still_ends_the_st
     with pytest.raises(asyncio.CancelledError):
         await call
     error, _ = await ended_with(thief, END_WITHIN_S)
+    assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert reason_of(error) == "SESSION_REVOKED"
+
+
+@pytest.fixture
+async def cluster_node(postgres_url: str, redis_url: str, node_factory: NodeFactory) -> Node:
+    """A node on PostgreSQL and Redis (broker and presence in Redis); stopped before the
+    database is dropped."""
+    return await node_factory(postgres_url=postgres_url, redis_url=redis_url, presence_ttl_s=1.0)
+
+
+async def test_revocation_published_while_the_subscription_reconnects_ends_the_stream(
+    cluster_node: Node, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A logout published while the node's Redis subscription is down (connection killed,
+    resubscribe held back) still ends the stream once the node has subscribed again."""
+    node = cluster_node
+    token = await register_login(node, "alice")
+    stream = await open_chat(node, token)
+    await stream.next("synced")
+    broker = node.server.hub.broker
+    subscriber = broker._subscriber  # type: ignore[attr-defined]
+    make_pubsub = subscriber.pubsub
+    resubscribing, gate = asyncio.Event(), asyncio.Event()
+
+    def held_back_pubsub(**kwargs: Any) -> Any:
+        pubsub = make_pubsub(**kwargs)
+        subscribe = pubsub.subscribe
+
+        async def held_back(*channels: Any) -> Any:
+            resubscribing.set()
+            await gate.wait()
+            return await subscribe(*channels)
+
+        pubsub.subscribe = held_back
+        return pubsub
+
+    monkeypatch.setattr(subscriber, "pubsub", held_back_pubsub)
+    admin = aioredis.from_url(redis_url)
+    try:
+        await admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+    finally:
+        await admin.aclose()
+    await asyncio.wait_for(resubscribing.wait(), 10)
+    await node.stub.Logout(pb.LogoutRequest(), metadata=auth(token))  # published, not received
+    gate.set()
+    error, _ = await ended_with(stream, RESUBSCRIBED_END_S)
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED
     assert reason_of(error) == "SESSION_REVOKED"
