@@ -396,6 +396,7 @@ class Hub:
         self._bots[ECHOBOT] = echobot
         self._accounts[ECHOBOT] = echobot
         self.history_id = await self.store.history_id()
+        self.presence.on_claim_lost(self.on_claim_lost)
         await self.broker.start(self)
         self._bot_task = asyncio.create_task(self._run_bots(), name="bots")
         interval = self.presence.sweep_interval_s
@@ -1050,11 +1051,18 @@ class Hub:
         if session is None:
             return
         if event.kind is SessionEventKind.TAKEN_OVER:
-            if session.holder == event.holder:
-                del self.sessions[event.username]  # the new stream registers under the name
-                session.fail(SessionTakenOver("This session was taken over by a newer connection."))
+            self.on_claim_lost(event.username, event.holder)
         elif session.auth is not None:
             self._spawn(self._recheck(session, session.auth), f"recheck-{event.username}")
+
+    def on_claim_lost(self, username: str, holder: str) -> None:
+        """Presence/broker callback: the claim of ``username`` held by ``holder`` belongs to
+        another stream now; this node's stream with that holder id ends at once (ABORTED
+        SESSION_TAKEN_OVER)."""
+        session = self.sessions.get(username)
+        if session is not None and session.holder == holder:
+            del self.sessions[username]  # the new stream registers under the name
+            session.fail(SessionTakenOver("This session was taken over by a newer connection."))
 
     def on_resubscribed(self) -> None:
         """Broker callback: the subscription was re-established; revocations published

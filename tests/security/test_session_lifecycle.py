@@ -151,3 +151,24 @@ async def test_revocation_published_while_the_subscription_reconnects_ends_the_s
     error, _ = await ended_with(stream, RESUBSCRIBED_END_S)
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED
     assert reason_of(error) == "SESSION_REVOKED"
+
+
+async def test_a_claim_taken_while_the_node_stalled_ends_the_local_stream(
+    cluster_node: Node, redis_url: str
+) -> None:
+    """A node whose heartbeat lapsed and whose user's claim was taken meanwhile by another
+    stream ends its own stream (ABORTED SESSION_TAKEN_OVER) when it re-asserts its claims."""
+    node = cluster_node
+    token = await register_login(node, "alice")
+    stream = await open_chat(node, token)
+    await stream.next("synced")
+    presence = node.server.hub.presence
+    admin = aioredis.from_url(redis_url)
+    try:  # as if this node had stalled past the TTL and another node took the user over
+        await admin.set(presence._key("alice"), "other-node 1 other-holder")  # type: ignore[attr-defined]
+        await admin.delete(presence.node_key)  # type: ignore[attr-defined]
+    finally:
+        await admin.aclose()
+    error, _ = await ended_with(stream, RESUBSCRIBED_END_S)
+    assert error.code() == grpc.StatusCode.ABORTED
+    assert reason_of(error) == "SESSION_TAKEN_OVER"
