@@ -172,3 +172,22 @@ async def test_a_claim_taken_while_the_node_stalled_ends_the_local_stream(
     error, _ = await ended_with(stream, RESUBSCRIBED_END_S)
     assert error.code() == grpc.StatusCode.ABORTED
     assert reason_of(error) == "SESSION_TAKEN_OVER"
+
+
+async def test_a_recheck_the_store_cannot_answer_ends_the_stream(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session recheck whose store reads keep failing ends the stream (UNAVAILABLE
+    SESSION_UNCHECKABLE, retryable) instead of leaving it open unchecked."""
+    token = await register_login(node, "alice")
+    stream = await open_chat(node, token)
+    await stream.next("synced")
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise OSError("store unreachable")
+
+    monkeypatch.setattr(node.server.store, "get_session", broken)
+    node.server.hub.on_resubscribed()
+    error, _ = await ended_with(stream, 10)
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert reason_of(error) == "SESSION_UNCHECKABLE"
