@@ -314,9 +314,6 @@ class SessionUncheckable(HubbubError):
     reason = "SESSION_UNCHECKABLE"
     retry = True
 
-    def __init__(self) -> None:
-        super().__init__("The server could not recheck this session; reconnect.")
-
 
 class SessionExpired(TokenInvalid):
     """The stream's session token expired while the stream was open."""

@@ -1097,7 +1097,7 @@ class Hub:
                 )
             return
         log.error("could not recheck the session of %s; ending its stream", session.username)
-        session.fail(SessionUncheckable())
+        session.fail(SessionUncheckable("The server could not recheck this session; reconnect."))
 
     # -- bots --------------------------------------------------------------------------
 
