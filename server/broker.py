@@ -24,6 +24,10 @@ class BrokerHandler(Protocol):
     def on_session_event(self, event: SessionEvent) -> None:
         """A user's sessions were revoked or one of its streams was taken over."""
 
+    def on_resubscribed(self) -> None:
+        """The node subscribed again after a lost connection: events published meanwhile
+        (revocations included) may have been missed."""
+
 
 class Broker(Protocol):
     """Publish/subscribe between hub instances."""

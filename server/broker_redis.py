@@ -250,6 +250,8 @@ class RedisBroker:
                 if lost:
                     self.reconnects += 1
                     log.warning("redis broker: subscribed again to %s", self.channel)
+                    if self._handler is not None:
+                        self._handler.on_resubscribed()
                 lost = False
                 backoff = 0.1
                 self._subscribed.set()

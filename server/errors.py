@@ -306,6 +306,15 @@ class SessionRevoked(TokenInvalid):
     reason = "SESSION_REVOKED"
 
 
+class SessionUncheckable(HubbubError):
+    """The stream's session could not be rechecked in the store after a possible
+    revocation; the stream ends (fail closed) and the client may reconnect at once."""
+
+    category = Category.UNAVAILABLE
+    reason = "SESSION_UNCHECKABLE"
+    retry = True
+
+
 class SessionExpired(TokenInvalid):
     """The stream's session token expired while the stream was open."""
 

@@ -82,8 +82,7 @@ class MessengerServicer(pb_grpc.MessengerServiceServicer):
 
     async def Logout(self, request: pb.LogoutRequest, context: Context) -> pb.LogoutResponse:
         """Revoke the caller's token; its Chat stream ends on every node."""
-        await self.auth.logout(current_token.get())
-        await self.hub.revoke(current_account.get().username)
+        await self.hub.logout(current_account.get().username, self.auth.logout(current_token.get()))
         return pb.LogoutResponse()
 
     async def ListUsers(
@@ -99,14 +98,15 @@ class MessengerServicer(pb_grpc.MessengerServiceServicer):
         self, request: pb.UpdateProfileRequest, context: Context
     ) -> pb.UpdateProfileResponse:
         """Change display name and/or password."""
-        account = await self.auth.update_profile(
-            current_account.get(),
-            current_token.get(),
-            display_name=request.display_name if request.HasField("display_name") else None,
-            new_password=request.new_password,
-            current_password=request.current_password,
+        account = await self.hub.update_account(
+            self.auth.update_profile(
+                current_account.get(),
+                current_token.get(),
+                display_name=request.display_name if request.HasField("display_name") else None,
+                new_password=request.new_password,
+                current_password=request.current_password,
+            )
         )
-        self.hub.account_changed(account)
         return pb.UpdateProfileResponse(user=convert.user(await self.hub.user_view(account)))
 
     async def CreateGroup(

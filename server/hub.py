@@ -37,7 +37,7 @@ import secrets
 from collections.abc import Awaitable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from . import paging, usernames
 from .broker import Broker
@@ -55,6 +55,7 @@ from .errors import (
     SessionExpired,
     SessionRevoked,
     SessionTakenOver,
+    SessionUncheckable,
     ShuttingDown,
     SlowConsumer,
     UsernameTaken,
@@ -99,6 +100,8 @@ from .store import Store
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 ECHOBOT = "echobot"
 CLIENT_ID_MAX = 128
 FILL_BATCH = 256
@@ -106,6 +109,7 @@ CONTROL_EVENT_SIZE = 128  # bytes counted for non-message events
 MAX_SENDS_IN_FLIGHT = 256  # per stream, awaiting their commit
 BOTS_IDLE_WAIT_S = 2.0  # longest wait for the bots' answers when a stream half-closes
 RESUME_TOKEN_BYTES = 24
+RECHECK_ATTEMPTS = 6  # tries to recheck a session in the store (backoff up to 2 s)
 RELEASE_ATTEMPTS = 20  # tries to release a presence claim (backoff up to 5 s) when closing
 
 
@@ -371,7 +375,7 @@ class Hub:
         self._bot_task: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._send_tasks: set[asyncio.Task[None]] = set()
-        self._background: set[asyncio.Task[None]] = set()  # closes, session rechecks
+        self._background: set[asyncio.Task[Any]] = set()  # closes, session rechecks
         self._opening = 0
         self.shutting_down = False
         self.history_id = ""  # the store's history id, read at start
@@ -392,6 +396,7 @@ class Hub:
         self._bots[ECHOBOT] = echobot
         self._accounts[ECHOBOT] = echobot
         self.history_id = await self.store.history_id()
+        self.presence.on_claim_lost(self.on_claim_lost)
         await self.broker.start(self)
         self._bot_task = asyncio.create_task(self._run_bots(), name="bots")
         interval = self.presence.sweep_interval_s
@@ -467,20 +472,69 @@ class Hub:
         A new password hash means the store revoked the user's other sessions: the
         revocation is published (:meth:`revoke`) so their streams end on every node.
         """
+        if self._refresh_account(account):
+            self._spawn(self.revoke(account.username), f"revoke-{account.username}")
+
+    def _refresh_account(self, account: Account) -> bool:
+        """Cache ``account`` and set it on its live session; True if its password hash
+        changed (the store then revoked the user's other sessions)."""
         previous = self._accounts.get(account.username)
         self._accounts[account.username] = account
         session = self.sessions.get(account.username)
         if session is not None:
             session.account = account
-        if previous is None or previous.password_hash != account.password_hash:
-            self._spawn(self.revoke(account.username), f"revoke-{account.username}")
+        return previous is None or previous.password_hash != account.password_hash
 
-    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+    def _spawn(self, work: Coroutine[Any, Any, T], name: str) -> asyncio.Task[T]:
         """Run ``work`` in a task the hub keeps a reference to until it ends."""
         task = asyncio.create_task(work, name=name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return task
+
+    async def _committed(self, work: Coroutine[Any, Any, T], name: str) -> T:
+        """Run ``work`` (a store write and what must follow it) to the end in its own task,
+        even if the caller is cancelled meanwhile (client deadline, disconnect); its result.
+
+        Raises:
+            whatever ``work`` raises, to a caller that is still waiting; if the caller
+            was cancelled, the failure is logged.
+        """
+        task = self._spawn(work, name)
+        task.add_done_callback(_log_failure)
+        return await asyncio.shield(task)
+
+    async def logout(self, username: str, delete_session: Coroutine[Any, Any, None]) -> None:
+        """Run ``delete_session`` (the store write of a logout of ``username``) and publish
+        the revocation (:meth:`revoke`) as one task a cancellation cannot split: once the
+        session is gone from the store, its streams end on every node.
+
+        Raises:
+            whatever the store write raises (the revocation is then not published).
+        """
+
+        async def work() -> None:
+            await delete_session
+            await self.revoke(username)
+
+        await self._committed(work(), f"logout-{username}")
+
+    async def update_account(self, update: Coroutine[Any, Any, Account]) -> Account:
+        """Run ``update`` (the store write of a profile change, returning the new account)
+        and apply it (:meth:`account_changed`: a new password revokes the user's other
+        sessions on every node) as one task a cancellation cannot split; the new account.
+
+        Raises:
+            whatever ``update`` raises (nothing is applied then).
+        """
+
+        async def work() -> Account:
+            account = await update
+            if self._refresh_account(account):
+                await self.revoke(account.username)
+            return account
+
+        return await self._committed(work(), "update-account")
 
     async def revoke(self, username: str) -> None:
         """Sessions of ``username`` were revoked in the store (logout, password change):
@@ -997,22 +1051,53 @@ class Hub:
         if session is None:
             return
         if event.kind is SessionEventKind.TAKEN_OVER:
-            if session.holder == event.holder:
-                del self.sessions[event.username]  # the new stream registers under the name
-                session.fail(SessionTakenOver("This session was taken over by a newer connection."))
+            self.on_claim_lost(event.username, event.holder)
         elif session.auth is not None:
             self._spawn(self._recheck(session, session.auth), f"recheck-{event.username}")
 
+    def on_claim_lost(self, username: str, holder: str) -> None:
+        """Presence/broker callback: the claim of ``username`` held by ``holder`` belongs to
+        another stream now; this node's stream with that holder id ends at once (ABORTED
+        SESSION_TAKEN_OVER)."""
+        session = self.sessions.get(username)
+        if session is not None and session.holder == holder:
+            del self.sessions[username]  # the new stream registers under the name
+            session.fail(SessionTakenOver("This session was taken over by a newer connection."))
+
+    def on_resubscribed(self) -> None:
+        """Broker callback: the subscription was re-established; revocations published
+        while it was down were missed, so every local stream's session is rechecked."""
+        for session in list(self.sessions.values()):
+            if session.auth is not None:
+                self._spawn(self._recheck(session, session.auth), f"recheck-{session.username}")
+
     async def _recheck(self, session: ChatSession, auth: AuthSession) -> None:
-        try:
-            if await self.store.get_session(auth.token_hash, utc_now()) is None:
+        """End ``session`` (SESSION_REVOKED) if its session is gone from the store.
+
+        A store error is retried RECHECK_ATTEMPTS times with backoff; if the store still
+        cannot answer, the stream ends with a retryable error rather than outliving a
+        possible revocation (OWASP Session Management: fail closed).
+        """
+        for attempt in range(RECHECK_ATTEMPTS):
+            try:
+                alive = await self.store.get_session(auth.token_hash, utc_now()) is not None
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "could not recheck the session of %s (%s); retrying", session.username, exc
+                )
+                await asyncio.sleep(min(2.0, 0.1 * 2**attempt))
+                continue
+            if not alive:
                 session.fail(
                     SessionRevoked(
                         "This session was logged out or revoked (password changed); log in again."
                     )
                 )
-        except Exception:
-            log.exception("could not recheck the session of %s", session.username)
+            return
+        log.error("could not recheck the session of %s; ending its stream", session.username)
+        session.fail(SessionUncheckable("The server could not recheck this session; reconnect."))
 
     # -- bots --------------------------------------------------------------------------
 
@@ -1040,3 +1125,9 @@ class Hub:
 
 async def _discard(work: Awaitable[Any]) -> None:
     await work
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    """Done callback: log the failure of a task whose caller may have stopped waiting."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("%s failed", task.get_name(), exc_info=task.exception())

@@ -8,6 +8,7 @@ stream), or when the node holding it is dead; otherwise a second claim is refuse
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -29,8 +30,17 @@ class Claim:
     replaced_local: bool = False
 
 
+LostClaimHandler = Callable[[str, str], None]
+"""Called with (username, holder id) when a claim this node held was taken by another
+stream while the node was counted dead; that holder's stream must end (taken over)."""
+
+
 class PresenceRegistry(Protocol):
     """Online users across the deployment (memory for one node, Redis for many)."""
+
+    def on_claim_lost(self, handler: LostClaimHandler) -> None:
+        """Call ``handler`` for every claim of this node found taken by another stream."""
+        ...
 
     async def claim(self, username: str, at: datetime, holder: str, takeover: str = "") -> Claim:
         """Mark ``username`` online, held by ``holder``.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from .presence import Claim
+from .presence import Claim, LostClaimHandler
 
 
 class MemoryPresence:
@@ -46,6 +46,9 @@ class MemoryPresence:
     async def sweep(self) -> list[tuple[str, datetime]]:
         """Nothing outlives its node in one process: every release is explicit."""
         return []
+
+    def on_claim_lost(self, handler: LostClaimHandler) -> None:
+        """Never called: one process never loses a claim it holds."""
 
     @property
     def sweep_interval_s(self) -> float | None:

@@ -16,7 +16,8 @@
   second) deletes those claims and reports each user to exactly one caller, which
   announces them offline. ``last_change()`` is the hash ``{prefix}:changed``.
 * If a node's own key had expired (the node was paused longer than ``ttl``), its
-  heartbeat re-asserts the claims it still holds and logs the ones taken meanwhile.
+  heartbeat re-asserts the claims it still holds and reports the ones taken meanwhile
+  (:meth:`RedisPresence.on_claim_lost`), whose streams the hub ends.
 
 Needs Redis 6.2 or later (``SET ... GET``). See
 https://redis.io/docs/latest/commands/set/ and
@@ -36,7 +37,7 @@ from redis.exceptions import RedisError
 
 from .config import redact_url
 from .models import from_ms, to_ms, utc_now
-from .presence import Claim
+from .presence import Claim, LostClaimHandler
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +175,7 @@ class RedisPresence:
             url, socket_connect_timeout=5, socket_timeout=10, health_check_interval=15
         )
         self._claims: dict[str, str] = {}  # username → value of this node's claim
+        self._lost_handler: LostClaimHandler | None = None
         self._claim = self._redis.register_script(_CLAIM)
         self._release = self._redis.register_script(_RELEASE)
         self._is_online = self._redis.register_script(_IS_ONLINE)
@@ -242,6 +244,11 @@ class RedisPresence:
     async def is_online(self, username: str) -> bool:
         """True if a live node holds a claim for ``username``."""
         return bool(await self._is_online(keys=[self._key(username)], args=[self._node_prefix]))
+
+    def on_claim_lost(self, handler: LostClaimHandler) -> None:
+        """Call ``handler(username, holder)`` when re-asserting finds a claim of this node
+        held by another stream (the node was counted dead meanwhile)."""
+        self._lost_handler = handler
 
     @property
     def sweep_interval_s(self) -> float:
@@ -318,3 +325,6 @@ class RedisPresence:
             result = await self._reassert(keys=[self._key(name), self._index], args=[value, name])
             if result == 0 and self._claims.get(name) == value:
                 log.warning("presence claim of %s is held by another stream now", name)
+                del self._claims[name]
+                if self._lost_handler is not None:
+                    self._lost_handler(name, value.rpartition(" ")[2])
