@@ -544,7 +544,9 @@ class ChatScreen(Screen[None]):
             group = self._group_sends.pop(event.client_id, "")
             self._random_bodies.pop(event.client_id, None)
             key = self.state.rejected(event)
-            self.note(render.rejection_text(event.reason, event.code, event.fields(), group), key)
+            self.note(
+                render.rejection_text(event.reason, event.kind.value, event.fields(), group), key
+            )
         elif isinstance(event, PresenceChanged):
             self.state.set_presence(event.user)
             self.redraw(pane=False)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Final
 
 from ..api import Client, Conversation, HistoryPage, HubbubError, LoginResult, UserInfo
-from ..render import Backoff
+from ..backoff import Backoff
 from ..session_store import SavedSession, SessionFileError, load_session, save_session
 from .model import ChatState, ConversationKey
 
@@ -35,7 +35,7 @@ PROBE_CONCURRENCY: Final = 4
 
 @dataclass
 class ObservedBackoff(Backoff):
-    """`render.Backoff` that reports each delay (seconds) it hands out to `on_delay`, so
+    """`Backoff` that reports each delay (seconds) it hands out to `on_delay`, so
     the status bar can say when the next reconnect attempt is."""
 
     on_delay: Callable[[float], None] | None = None
