@@ -112,16 +112,30 @@ class HubbubServer:
         """Graceful shutdown: NOT_SERVING, going-away to every stream, drain, close the store."""
         grace = self.config.grace_s if grace_s is None else grace_s
         await self.health.enter_graceful_shutdown()  # Watch calls see NOT_SERVING
-        await self.hub.shutdown()
+        await _bounded("hub shutdown", self.hub.shutdown())
         await self.server.stop(grace)
         await self.hub.wait_closed()  # stream cleanups outlive their cancelled handlers
         await self.hub.metrics.stop()
-        await self.store.close()
+        await _bounded("store close", self.store.close())
         self.hashing.close()
         if self.db_lock is not None:
             self.db_lock.release()
         for close in self.closers:
-            await close()
+            await _bounded("broker/presence close", close())
+
+
+#: Longest wait for one shutdown step (seconds) before stop() goes on without it.
+STOP_STEP_TIMEOUT_S = 5.0
+
+
+async def _bounded(what: str, step: Awaitable[None]) -> None:
+    """Await one shutdown step for at most STOP_STEP_TIMEOUT_S seconds: a step stuck on a
+    peer (Redis, PostgreSQL) must not keep the process from exiting; logged if cut short."""
+    try:
+        async with asyncio.timeout(STOP_STEP_TIMEOUT_S):
+            await step
+    except TimeoutError:
+        log.warning("%s did not finish within %.0f s; going on", what, STOP_STEP_TIMEOUT_S)
 
 
 def storage_description(config: ServerConfig) -> str:
