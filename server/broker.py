@@ -2,14 +2,20 @@
 
 One delivery path whatever the backend: the hub stores a message, then
 publishes it; the broker hands it to every node's :class:`BrokerHandler`
-(``broker_memory`` for one process). Handlers never await.
+(``broker_memory`` for one process) through :func:`deliver`. Handlers never await.
+A handler that raises is logged; the publisher never sees the error and the
+events after it are still delivered (tests/integration/test_broker_contract.py
+pins the contract on every backend).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Protocol
 
 from .models import PresenceChange, SessionEvent, StoredMessage
+
+log = logging.getLogger(__name__)
 
 
 class BrokerHandler(Protocol):
@@ -46,3 +52,26 @@ class Broker(Protocol):
 
     async def close(self) -> None:
         """Stop delivering."""
+
+
+def deliver(handler: BrokerHandler, event: StoredMessage | PresenceChange | SessionEvent) -> None:
+    """Hand ``event`` to the matching callback of ``handler``; an exception it raises is
+    logged with its traceback and not propagated (the next event is still delivered)."""
+    try:
+        if isinstance(event, StoredMessage):
+            handler.on_message(event)
+        elif isinstance(event, SessionEvent):
+            handler.on_session_event(event)
+        else:
+            handler.on_presence(event)
+    except Exception:
+        log.exception("broker: the %s handler failed", type(event).__name__)
+
+
+def resubscribed(handler: BrokerHandler) -> None:
+    """Call ``handler.on_resubscribed()``; an exception it raises is logged, not propagated
+    (the subscription stays up)."""
+    try:
+        handler.on_resubscribed()
+    except Exception:
+        log.exception("broker: the resubscribe handler failed")

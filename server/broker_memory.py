@@ -1,8 +1,8 @@
-"""In-process broker: one node, direct hand-off to the local hub."""
+"""In-process broker: one node, direct hand-off to the local hub (before publish returns)."""
 
 from __future__ import annotations
 
-from .broker import BrokerHandler
+from .broker import BrokerHandler, deliver
 from .models import PresenceChange, SessionEvent, StoredMessage
 
 
@@ -19,17 +19,17 @@ class MemoryBroker:
     async def publish_message(self, message: StoredMessage) -> None:
         """Hand the message to the local hub."""
         if self._handler is not None:
-            self._handler.on_message(message)
+            deliver(self._handler, message)
 
     async def publish_presence(self, change: PresenceChange) -> None:
         """Hand the presence change to the local hub."""
         if self._handler is not None:
-            self._handler.on_presence(change)
+            deliver(self._handler, change)
 
     async def publish_session_event(self, event: SessionEvent) -> None:
         """Hand the session event to the local hub."""
         if self._handler is not None:
-            self._handler.on_session_event(event)
+            deliver(self._handler, event)
 
     async def close(self) -> None:
         """Stop delivering."""

@@ -29,7 +29,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from .broker import BrokerHandler
+from .broker import BrokerHandler, deliver, resubscribed
 from .config import redact_url
 from .models import (
     EntryKind,
@@ -251,7 +251,7 @@ class RedisBroker:
                     self.reconnects += 1
                     log.warning("redis broker: subscribed again to %s", self.channel)
                     if self._handler is not None:
-                        self._handler.on_resubscribed()
+                        resubscribed(self._handler)
                 lost = False
                 backoff = 0.1
                 self._subscribed.set()
@@ -282,12 +282,4 @@ class RedisBroker:
         except (ValueError, KeyError, TypeError):
             log.warning("redis broker: ignored a malformed event on %s", self.channel)
             return
-        try:
-            if isinstance(event, StoredMessage):
-                handler.on_message(event)
-            elif isinstance(event, SessionEvent):
-                handler.on_session_event(event)
-            else:
-                handler.on_presence(event)
-        except Exception:
-            log.exception("redis broker: handler failed")
+        deliver(handler, event)
