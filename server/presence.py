@@ -32,7 +32,8 @@ class Claim:
 
 LostClaimHandler = Callable[[str, str], None]
 """Called with (username, holder id) when a claim this node held was taken by another
-stream while the node was counted dead; that holder's stream must end (taken over)."""
+stream while the node was counted dead; that holder's stream must end (taken over).
+An exception it raises is logged and does not stop the registry (its heartbeat)."""
 
 
 class PresenceRegistry(Protocol):

@@ -327,4 +327,7 @@ class RedisPresence:
                 log.warning("presence claim of %s is held by another stream now", name)
                 del self._claims[name]
                 if self._lost_handler is not None:
-                    self._lost_handler(name, value.rpartition(" ")[2])
+                    try:
+                        self._lost_handler(name, value.rpartition(" ")[2])
+                    except Exception:  # the handler's failure must not stop the heartbeat
+                        log.exception("presence: the claim-lost handler failed for %s", name)
