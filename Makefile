@@ -124,7 +124,7 @@ bench: $(STAMP)
 
 # Long fault-injection run (100 kill -9 cycles by default): make torture ARGS="--mix --cycles 200"
 torture: $(STAMP)
-	$(PY) scripts/torture.py $(ARGS)
+	$(PY) -m scripts.torture $(ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache

@@ -1,4 +1,5 @@
-"""``make torture``: a long fault-injection run; prints the figures and fails on any loss.
+"""``make torture`` (``python -m scripts.torture`` from the repository root): a long
+fault-injection run; prints the figures and fails on any loss.
 
 Starts a real ``hubbub-server`` subprocess on a temp database, drives K
 sender/receiver pairs through the client library via a fault proxy, and injects
@@ -26,8 +27,6 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from tests.backends import (
     BackendUnavailable,
     start_postgres,
@@ -35,8 +34,8 @@ from tests.backends import (
     stop_postgres,
     stop_redis,
 )
-from tests.conftest import ServerProcess
 from tests.harness.cluster import NODE_FAULTS, Cluster, ClusterReport, cluster_torture
+from tests.harness.server_process import ServerProcess
 from tests.harness.torture import FAULTS, torture
 
 

@@ -24,7 +24,7 @@ from .config import Config
 from .peer import Peer
 from .procstat import descendants, process_cpu_s
 from .seed import open_postgres, seed_database
-from .servers import ServerProcess, hubbub_command, start_server_process
+from .servers import ServerProcess, start_server_process
 from .system import SystemResult, pair_names, run_load_phases, stop_reporting
 from .tracker import Tracker
 
@@ -97,7 +97,7 @@ async def bench_cluster(
             for i in range(2):
                 nodes.append(
                     await start_server_process(
-                        f"node{i}", hubbub_command(postgres_url=url, redis_url=redis.url), tmp
+                        f"node{i}", tmp, postgres_url=url, redis_url=redis.url
                     )
                 )
             # pair i: sender on node i % 2, receiver on the other node

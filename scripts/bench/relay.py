@@ -6,7 +6,7 @@ straight into the recipient's stream through an in-memory
 ``send_result``. No storage, no auth (the bearer token *is* the username), no
 limits, no presence. It builds the same protobuf events as Hubbub, so the wire
 traffic is the same size. Run as its own process:
-``python -m scripts.bench.relay [--port P]`` prints ``listening on H:P``.
+``python -m scripts.bench.relay [--host H] [--port P]`` prints ``listening on H:P``.
 """
 
 from __future__ import annotations
@@ -143,13 +143,13 @@ def _bearer(metadata: Any) -> str | None:
     return None
 
 
-async def serve_baseline(port: int) -> None:
-    """Run the relay on 127.0.0.1:``port`` until SIGTERM/SIGINT; prints ``listening on``."""
+async def serve_baseline(port: int, host: str = HOST) -> None:
+    """Run the relay on ``host``:``port`` until SIGTERM/SIGINT; prints ``listening on``."""
     server = grpc.aio.server()
     pb_grpc.add_MessengerServiceServicer_to_server(RelayServicer(), server)
-    bound = server.add_insecure_port(f"{HOST}:{port}")
+    bound = server.add_insecure_port(f"{host}:{port}")
     await server.start()
-    print(f"listening on {HOST}:{bound}", flush=True)
+    print(f"listening on {host}:{bound}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -159,12 +159,14 @@ async def serve_baseline(port: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m scripts.bench.relay [--port P]``: serve until SIGTERM; exit status 0."""
+    """``python -m scripts.bench.relay [--host H] [--port P]``: serve until SIGTERM; exit
+    status 0."""
     parser = argparse.ArgumentParser(description="bench baseline relay")
+    parser.add_argument("--host", default=HOST, help=f"address to bind ({HOST})")
     parser.add_argument("--port", type=int, default=0, help="TCP port, 0 = any")
     args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
-        run_loop(serve_baseline(args.port))
+        run_loop(serve_baseline(args.port, args.host))
     return 0
 
 

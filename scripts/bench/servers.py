@@ -1,88 +1,40 @@
-"""Server subprocesses: the relay and hubbub-server, started on a free port and stopped."""
+"""Server subprocesses: the relay and hubbub-server, started on a free port and stopped
+(through the ServerProcess the tests use, tests/harness/server_process.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
 
 import grpc
 
 from hubbub.v1 import messenger_pb2 as pb
 from hubbub.v1 import messenger_pb2_grpc as pb_grpc
+from tests.harness.server_process import ServerProcess, hubbub_server_program
 
 from .config import HOST, PASSWORD, RPC_TIMEOUT_S, START_TIMEOUT_S, STOP_TIMEOUT_S
 from .procstat import REPO_ROOT
 
-
-@dataclass
-class ServerProcess:
-    """A server subprocess with its address (``host:port``) and stderr log."""
-
-    name: str
-    proc: asyncio.subprocess.Process
-    address: str
-    log_path: Path
-    log_file: TextIO
-
-    @property
-    def pid(self) -> int:
-        """The server's process id."""
-        return self.proc.pid
-
-    async def stop(self) -> int | None:
-        """SIGTERM, wait up to STOP_TIMEOUT_S seconds, then SIGKILL; returns the exit code."""
-        if self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.proc.wait(), STOP_TIMEOUT_S)
-            except TimeoutError:
-                self.proc.kill()
-                await asyncio.wait_for(self.proc.wait(), STOP_TIMEOUT_S)
-        self.log_file.close()
-        return self.proc.returncode
-
-    def log_tail(self, lines: int = 20) -> str:
-        """The last ``lines`` lines of the server's stderr."""
-        self.log_file.flush()
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        return ""
+__all__ = ["ServerProcess", "hubbub_args", "register_all", "start_server_process"]
 
 
-def _open_log(path: Path) -> TextIO:
-    """Open a server's stderr log (sync: kept out of the event loop's coroutines)."""
-    return path.open("w")
-
-
-def relay_command() -> list[str]:
-    """The argv of the baseline relay (``python -m scripts.bench.relay``, cwd = repo root)."""
+def relay_program() -> list[str]:
+    """The argv prefix of the baseline relay (``python -m scripts.bench.relay``, cwd = repo
+    root)."""
     return [sys.executable, "-m", "scripts.bench.relay"]
 
 
-def hubbub_command(
-    *, database: Path | None = None, postgres_url: str = "", redis_url: str = ""
-) -> list[str]:
-    """The argv of ``hubbub-server`` on a free port: SQLite ``database`` or PostgreSQL
-    (+ Redis for several nodes)."""
-    exe = Path(sys.executable).parent / "hubbub-server"
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "hubbub.server.cli"]
+def hubbub_args(*, postgres_url: str = "", redis_url: str = "") -> list[str]:
+    """``hubbub-server`` flags for the bench: PostgreSQL (+ Redis for several nodes) if
+    ``postgres_url`` is set, quiet logs, a short grace period, and throttles wide open."""
     storage = (
         ["--postgres-url", postgres_url] + (["--redis-url", redis_url] if redis_url else [])
         if postgres_url
-        else ["--database", str(database)]
+        else []
     )
     return [
-        *cmd,
-        "--host",
-        HOST,
-        "--port",
-        "0",
         *storage,
         "--log-level",
         "WARNING",
@@ -96,40 +48,44 @@ def hubbub_command(
     ]
 
 
-async def start_server_process(name: str, argv: list[str], log_dir: Path) -> ServerProcess:
-    """Start ``argv`` and wait (≤ START_TIMEOUT_S s) for its ``listening on H:P`` line.
+async def start_server_process(
+    name: str,
+    log_dir: Path,
+    *,
+    relay: bool = False,
+    database: Path | None = None,
+    postgres_url: str = "",
+    redis_url: str = "",
+) -> ServerProcess:
+    """Start the relay (``relay=True``) or ``hubbub-server`` on a free port (SQLite
+    ``database``, or ``postgres_url`` + ``redis_url``) and wait (≤ START_TIMEOUT_S s) until
+    it listens; its output goes to ``log_dir/<name>-server.log``.
 
     Raises:
         RuntimeError: the server exited or did not print its address in time.
     """
-    log_path = log_dir / f"{name}-server.log"
-    log_file = _open_log(log_path)
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=log_file,
-        stdin=asyncio.subprocess.DEVNULL,
+    server = ServerProcess(
+        database=None if relay else database,
+        args=[] if relay else hubbub_args(postgres_url=postgres_url, redis_url=redis_url),
+        program=relay_program() if relay else hubbub_server_program(),
+        host=HOST,
+        name=name,
+        log_path=log_dir / f"{name}-server.log",
         cwd=REPO_ROOT,
     )
-    server = ServerProcess(name, proc, "", log_path, log_file)
-    assert proc.stdout is not None
-    deadline = time.monotonic() + START_TIMEOUT_S
     try:
-        while time.monotonic() < deadline:
-            line = await asyncio.wait_for(
-                proc.stdout.readline(), max(0.1, deadline - time.monotonic())
-            )
-            if not line:
-                break
-            text = line.decode(errors="replace").strip()
-            if text.startswith("listening on "):
-                _, port = text.removeprefix("listening on ").rsplit(":", 1)
-                server.address = f"{HOST}:{int(port)}"
-                return server
-    except TimeoutError:
-        pass
-    await server.stop()
-    raise RuntimeError(f"{name} server did not start:\n{server.log_tail()}")
+        await server.start_async(START_TIMEOUT_S)
+    except RuntimeError:
+        server.close_log()
+        raise
+    return server
+
+
+async def stop_server_process(server: ServerProcess) -> int | None:
+    """SIGTERM, wait up to STOP_TIMEOUT_S seconds, then SIGKILL; returns the exit code."""
+    code = await server.stop_async(signal.SIGTERM, STOP_TIMEOUT_S)
+    server.close_log()
+    return code
 
 
 async def register_all(address: str, names: list[str]) -> dict[str, str]:

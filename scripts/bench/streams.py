@@ -40,7 +40,7 @@ from .phases import open_streams, settle
 from .procstat import process_cpu_s, process_rss_bytes, raise_nofile
 from .report import fmt
 from .seed import open_sqlite, seed_database
-from .servers import hubbub_command, relay_command, start_server_process
+from .servers import start_server_process
 from .stats import latency_summary
 from .system import stop_reporting
 from .tracker import Tracker
@@ -142,7 +142,7 @@ async def relay_streams(
     progress: TextIO,
 ) -> None:
     """The same N streams on the bare relay (no storage, no presence): RSS per stream."""
-    server = await start_server_process("streams-relay", relay_command(), workdir)
+    server = await start_server_process("streams-relay", workdir, relay=True)
     channels = [
         grpc.aio.insecure_channel(server.address, options=[("grpc.use_local_subchannel_pool", 1)])
         for _ in range(result.channels)
@@ -185,7 +185,7 @@ async def run_streams(
     database = workdir / "streams.db"
     tokens = await seed_database(open_sqlite(database), names, group=GROUP, group_members=n)
     result.seed_s = time.perf_counter() - t0
-    server = await start_server_process("streams", hubbub_command(database=database), workdir)
+    server = await start_server_process("streams", workdir, database=database)
     tracker = Tracker()
     arrivals: dict[str, int] = {}
     everyone = asyncio.Event()

@@ -16,7 +16,7 @@ from .phases import IdleStreams, LightLoad, run_idle, run_open_loop, run_pingpon
 from .procstat import process_cpu_s
 from .profiling import recording
 from .seed import open_sqlite, seed_database
-from .servers import ServerProcess, hubbub_command, relay_command, start_server_process
+from .servers import ServerProcess, start_server_process, stop_server_process
 from .stats import latency_summary
 from .tracker import Integrity, Tracker
 
@@ -156,10 +156,10 @@ async def bench_system(
         print(f"[{kind}] seeding {len(names) + len(idle)} users…", file=progress)
         database = tmpdir / "bench.db"
         tokens = await seed_database(open_sqlite(database), names + idle)
-        server = await start_server_process(kind, hubbub_command(database=database), tmpdir)
+        server = await start_server_process(kind, tmpdir, database=database)
     else:
         tokens = {n: n for n in names + idle}
-        server = await start_server_process(kind, relay_command(), tmpdir)
+        server = await start_server_process(kind, tmpdir, relay=True)
     peers: list[Peer] = []
     idle_peers: list[Peer] = []
     try:
@@ -184,6 +184,6 @@ async def bench_system(
 
 async def stop_reporting(server: ServerProcess, progress: TextIO) -> None:
     """Stop ``server``; print its log tail if it did not exit cleanly."""
-    code = await server.stop()
+    code = await stop_server_process(server)
     if code not in (0, -signal.SIGTERM):
         print(f"[{server.name}] server exited with {code}:\n{server.log_tail()}", file=progress)

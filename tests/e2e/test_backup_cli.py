@@ -14,7 +14,7 @@ import pytest
 from hubbub.v1 import messenger_pb2 as pb
 from hubbub.v1 import messenger_pb2_grpc as pb_grpc
 
-from ..conftest import VENV_BIN, ServerProcess
+from ..harness.server_process import VENV_BIN, ServerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 HUBBUB_SERVER = str(VENV_BIN / "hubbub-server")

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from ..conftest import LISTEN_LINE, VENV_BIN
+from ..harness.server_process import LISTEN_LINE, VENV_BIN
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import VENV_BIN, ServerProcess
+from ..harness.server_process import VENV_BIN, ServerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(360)]
 

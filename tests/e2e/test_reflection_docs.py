@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import ServerProcess
+from ..harness.server_process import ServerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 GRPCURL = str(Path(sys.executable).parent / "grpcurl")

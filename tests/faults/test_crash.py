@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from ..conftest import ServerProcess
+from ..harness.server_process import ServerProcess
 from ..harness.torture import torture
 
 

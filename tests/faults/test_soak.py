@@ -19,7 +19,7 @@ import pytest
 from hubbub.v1 import messenger_pb2 as pb
 from hubbub.v1 import messenger_pb2_grpc as pb_grpc
 
-from ..conftest import ServerProcess
+from ..harness.server_process import ServerProcess
 
 PASSWORD = "correct horse battery"
 USERS = 40

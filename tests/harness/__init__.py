@@ -1,1 +1,2 @@
-"""Fault-injection harness shared by tests/faults and scripts/torture.py."""
+"""Harness shared by the tests and scripts/ (``python -m scripts.…``): the server subprocess
+(server_process.py), the load driver, the TCP fault proxy and the kill schedules."""

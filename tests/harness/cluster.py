@@ -17,7 +17,7 @@ cycle of :func:`cluster_torture`:
 
 A cycle's *failover time* per client is the time from the signal until that
 client's first delivery after its reconnect. Used by ``tests/faults/test_cluster.py``
-(short, in CI) and ``scripts/torture.py --cluster`` (``make torture``, long).
+(short, in CI) and ``python -m scripts.torture --cluster`` (``make torture``, long).
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..conftest import ServerProcess
 from .load import BACK, DELIVERING, LOST, LoadDriver, Verdict
+from .server_process import ServerProcess
 from .torture import GRACE_S
 
 NODE_FAULTS = ("kill9", "sigterm", "sigstop")

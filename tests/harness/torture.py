@@ -1,6 +1,6 @@
 """Fault schedules for torture runs: kill -9 and restart, SIGSTOP/SIGCONT, proxy faults.
 
-Used by ``tests/faults/test_crash.py`` (short, in CI) and ``scripts/torture.py``
+Used by ``tests/faults/test_crash.py`` (short, in CI) and ``python -m scripts.torture``
 (``make torture``, long). The server is a real ``hubbub-server`` subprocess on a
 fixed port and database; clients reach it through a :class:`FaultProxy`.
 """
@@ -13,9 +13,9 @@ import signal
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ..conftest import ServerProcess
 from .load import LoadDriver, Verdict
 from .proxy import FaultProxy
+from .server_process import ServerProcess
 
 FAULTS = ("kill9", "sigterm", "sigstop", "cut", "reset", "delay")
 GRACE_S = 10.0  # hubbub-server's default --grace

@@ -22,7 +22,7 @@ from hubbub.client.backoff import Backoff
 from hubbub.server.config import ServerConfig
 
 from ..backends import postgres_server, postgres_url, redis_server, redis_url
-from ..conftest import ServerProcess
+from ..harness.server_process import ServerProcess
 from .conftest import PASSWORD, close_node, open_node
 
 __all__ = ["postgres_server", "postgres_url", "redis_server", "redis_url"]  # fixtures by name

@@ -14,7 +14,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from ..conftest import ServerProcess
+from ..harness.server_process import ServerProcess
 from .conftest import Node
 
 pytestmark = pytest.mark.timeout(60)

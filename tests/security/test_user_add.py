@@ -15,7 +15,7 @@ import pytest
 
 from hubbub.v1 import messenger_pb2 as pb
 from hubbub.v1 import messenger_pb2_grpc as pb_grpc
-from tests.conftest import VENV_BIN, ServerProcess
+from tests.harness.server_process import VENV_BIN, ServerProcess
 from tests.integration.conftest import PASSWORD
 from tests.security.test_login_throttle import reason, refused
 
