@@ -70,7 +70,7 @@ async def measure(flood: int, samples: int) -> tuple[list[float], list[float]]:
             print(f"registrations completed during the run: {done}", file=sys.stderr)
             return idle, loaded
         finally:
-            await channel.close()
+            await channel.close(None)
             await server.stop(grace_s=1.0)
 
 

@@ -62,9 +62,9 @@ class Peer:
         if self.channel is None:
             self.channel = grpc.aio.insecure_channel(self.address)
         stub = pb_grpc.MessengerServiceStub(self.channel)
-        self.call = stub.Chat(metadata=(("authorization", f"Bearer {self.token}"),))
+        self.call = stub.Chat(None, metadata=(("authorization", f"Bearer {self.token}"),))
         first = await asyncio.wait_for(self.call.read(), EVENT_TIMEOUT_S)
-        if first is grpc.aio.EOF or first.WhichOneof("event") != "welcome":
+        if not isinstance(first, pb.ChatResponse) or first.WhichOneof("event") != "welcome":
             raise RuntimeError(f"{self.name}: expected welcome, got {first!r}")
         self.last_sequence = self.acked_sequence = first.welcome.acked_sequence
         await self.write(pb.ChatRequest(resume=pb.Resume()))
@@ -102,7 +102,7 @@ class Peer:
         while True:
             event = await self.call.read()
             now = time.perf_counter_ns()
-            if event is grpc.aio.EOF:
+            if not isinstance(event, pb.ChatResponse):  # grpc.aio.EOF: the stream ended
                 return
             kind = event.WhichOneof("event")
             if kind in INBOX_KINDS:  # an inbox entry: check its sequence, ack cumulatively
@@ -148,7 +148,7 @@ class Peer:
         if self.call is not None:
             self.call.cancel()
         if self.channel is not None and self.shared_channel is None:
-            await self.channel.close()
+            await self.channel.close(None)
 
 
 def make_body(client_id: str, size: int) -> str:

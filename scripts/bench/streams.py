@@ -167,7 +167,7 @@ async def relay_streams(
     finally:
         await asyncio.gather(*(p.close() for p in connected))
         for channel in channels:
-            await channel.close()
+            await channel.close(None)
         await stop_reporting(server, progress)
 
 
@@ -241,7 +241,7 @@ async def run_streams(
         print("[streams] closing…", file=progress)
         await asyncio.gather(*(p.close() for p in connected))
         for channel in channels:
-            await channel.close()
+            await channel.close(None)
         await stop_reporting(server, progress)
     result.broken_streams = tracker.integrity.broken_streams
     await relay_streams(result, names, per_channel, cfg, workdir, progress)
