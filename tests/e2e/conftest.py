@@ -130,7 +130,7 @@ class Terminal:
         """Wait for the process to end; returns its exit status."""
         self.child.expect(pexpect.EOF, timeout=timeout)
         self.child.close()
-        status = self.child.exitstatus
+        status: int | None = self.child.exitstatus
         assert status is not None, f"killed by signal {self.child.signalstatus}"
         return status
 

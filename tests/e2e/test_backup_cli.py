@@ -75,7 +75,7 @@ def can_log_in(server: ServerProcess, name: str) -> bool:
         try:
             api.Login(pb.LoginRequest(username=name, password=PASSWORD), timeout=20)
         except grpc.RpcError as error:
-            assert error.code() == grpc.StatusCode.UNAUTHENTICATED  # type: ignore[attr-defined]
+            assert error.code() == grpc.StatusCode.UNAUTHENTICATED
             return False
     return True
 
@@ -98,6 +98,7 @@ def test_backup_live_then_restore_over_a_crashed_database(
     and after a crash (SIGKILL, WAL left behind) replaces the database without the old WAL."""
     server = server_factory()
     db = server.database
+    assert db is not None
     register(server, "alice", "bob")
     backup = tmp_path / "backups" / "hubbub.bak"
     line = succeeded(run("backup", str(backup), "--database", str(db)), f"backup of {db} written")
@@ -149,6 +150,7 @@ def test_export_live_then_import_into_a_new_database(
     a non-empty database and malformed JSON, and a new database serves the old accounts."""
     server = server_factory()
     db = server.database
+    assert db is not None
     register(server, "alice", "bob", "carol")
     exported = tmp_path / "hubbub.json"
     line = succeeded(run("export", str(exported), "--database", str(db)), f"exported {db} to")

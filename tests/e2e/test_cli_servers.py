@@ -47,7 +47,7 @@ class PagingServer(pb_grpc.MessengerServiceServicer):
 @pytest.fixture
 def paging_server() -> Iterator[tuple[str, PagingServer]]:
     """A fake Hubbub server with 2,345 accounts; yields (address, servicer)."""
-    servicer = PagingServer(2_345)
+    servicer = PagingServer(2_345)  # type: ignore[abstract]  # a fake: ListUsers only
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     pb_grpc.add_MessengerServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")

@@ -71,7 +71,7 @@ async def test_stalled_reader_is_closed_and_others_keep_flowing(
         f"{sorted(latencies_ms)[len(latencies_ms) // 2]:.1f}/{max(latencies_ms):.1f} ms"
     )
     proxy.resume()
-    await bob_channel.close()
+    await bob_channel.close(None)
     b2 = await open_chat(node, bob, after=0)  # reconnect: everything is still stored
     got = await b2.messages(to_bob, wait_s=10)
     assert [m.client_id for m in got] == [f"b{i}" for i in range(to_bob)]
@@ -94,7 +94,7 @@ async def test_vanished_peer_goes_offline_within_60_s(node: Node, proxy: FaultPr
     assert (offline.username, offline.presence) == ("bob", pb.PRESENCE_OFFLINE)
     print(f"vanished peer detected after {time.monotonic() - started:.1f} s")
     b.call.cancel()
-    await bob_channel.close()
+    await bob_channel.close(None)
 
 
 async def _receive_all(chat: Chat, expected: int, seen: list[int]) -> None:
@@ -131,7 +131,7 @@ async def test_resets_mid_frame_lose_nothing_and_show_nothing_twice(
         await asyncio.wait({receiving}, timeout=10)
         receiving.cancel()
         chat.call.cancel()
-        await channel.close()
+        await channel.close(None)
     assert seen == list(range(1, total + 1)), f"after {resets} resets"
     print(f"{resets} mid-frame resets, {total} messages, lost 0, duplicated 0")
 

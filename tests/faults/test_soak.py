@@ -43,9 +43,9 @@ def scrape(server: ServerProcess) -> dict[str, float]:
     return values
 
 
-async def cycle(stub: pb_grpc.MessengerServiceStub, token: str, style: int) -> bool:
+async def cycle(stub: pb_grpc.MessengerServiceAsyncStub, token: str, style: int) -> bool:
     """One connect → chat → cancel; returns False if the user was still connected."""
-    call = stub.Chat(metadata=(("authorization", f"Bearer {token}"),))
+    call = stub.Chat(None, metadata=(("authorization", f"Bearer {token}"),))
     try:
         await call.read()  # welcome
         if style == 0:
@@ -53,8 +53,11 @@ async def cycle(stub: pb_grpc.MessengerServiceStub, token: str, style: int) -> b
         await call.write(pb.ChatRequest(resume=pb.Resume()))
         await call.write(pb.ChatRequest(ping=pb.Ping(nonce=style)))
         if style == 1:
-            while (await call.read()).WhichOneof("event") != "pong":
-                pass
+            while True:
+                event = await call.read()
+                assert isinstance(event, pb.ChatResponse), "the stream ended"  # not EOF
+                if event.WhichOneof("event") == "pong":
+                    break
         elif style == 2:
             await call.write(
                 pb.ChatRequest(

@@ -25,7 +25,7 @@ class Node:
 
     server: HubbubServer
     channel: grpc.aio.Channel
-    stub: pb_grpc.MessengerServiceStub
+    stub: pb_grpc.MessengerServiceAsyncStub
     config: ServerConfig
 
     @property
@@ -43,7 +43,7 @@ async def open_node(config: ServerConfig) -> Node:
 
 async def close_node(node: Node) -> None:
     """Close the channel and stop the server."""
-    await node.channel.close()
+    await node.channel.close(None)
     await node.server.stop(grace_s=1.0)
 
 
@@ -119,7 +119,7 @@ class Chat:
         """Next event (of ``kind``, skipping others), or fail after ``wait_s`` seconds."""
         while True:
             event = await asyncio.wait_for(self.call.read(), wait_s)
-            assert event is not grpc.aio.EOF, "stream ended"
+            assert isinstance(event, pb.ChatResponse), "stream ended"  # not grpc.aio.EOF
             self.seen.append(event)
             if kind is None or event.WhichOneof("event") == kind:
                 return event
@@ -135,7 +135,7 @@ class Chat:
 
 async def open_chat(node: Node, token: str, after: int | None = None, resume: bool = True) -> Chat:
     """Open Chat, read Welcome, optionally Resume (after ``after``) and read Synced."""
-    call = node.stub.Chat(metadata=auth(token))
+    call = node.stub.Chat(None, metadata=auth(token))
     chat = Chat(call)
     welcome = await chat.next()
     assert welcome.WhichOneof("event") == "welcome"

@@ -14,6 +14,7 @@ from grpc_status import rpc_status
 
 from hubbub.server.auth import token_hash
 from hubbub.server.models import utc_now
+from hubbub.server.store_sqlite import SqliteStore
 from hubbub.v1 import messenger_pb2 as pb
 
 from .conftest import PASSWORD, Node, auth, close_node, open_chat, open_node, register_login
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.timeout(30)
 
 def bad_request_fields(error: grpc.aio.AioRpcError) -> list[str]:
     """Field names of the google.rpc.BadRequest detail of a failed call."""
-    status = rpc_status.from_call(error)
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]  # an AioRpcError is a grpc.Call
     assert status is not None, "no rich status details"
     fields = []
     for detail in status.details:
@@ -192,7 +193,9 @@ async def test_expired_token_is_refused(node: Node) -> None:
 async def test_tokens_are_stored_only_as_hashes(node: Node) -> None:
     """The database holds the token's SHA-256, never the token."""
     token = await register_login(node, "alice")
-    raw = node.server.store.path.read_bytes()
+    store = node.server.store
+    assert isinstance(store, SqliteStore)
+    raw = store.path.read_bytes()
     assert token.encode() not in raw
     assert await node.server.store.get_session(token_hash(token), utc_now()) is not None
 

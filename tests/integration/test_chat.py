@@ -46,9 +46,9 @@ async def test_welcome_lists_online_users_first(node: Node) -> None:
     alice = await register_login(node, "alice")
     bob = await register_login(node, "bob")
     b = await open_chat(node, bob)
-    call = node.stub.Chat(metadata=auth(alice))
+    call = node.stub.Chat(None, metadata=auth(alice))
     first = await asyncio.wait_for(call.read(), 5)
-    assert first.WhichOneof("event") == "welcome"
+    assert isinstance(first, pb.ChatResponse) and first.WhichOneof("event") == "welcome"
     assert [u.username for u in first.welcome.online_users] == ["alice", "bob", "echobot"]
     assert first.welcome.user.username == "alice"
     call.cancel()
@@ -161,7 +161,7 @@ async def test_half_close_answers_everything_and_ends_ok(node: Node) -> None:
     b = await open_chat(node, bob)
     await b.send("alice", "stored for alice", "s1")
     await b.next("send_result")
-    call = node.stub.Chat(metadata=auth(alice))
+    call = node.stub.Chat(None, metadata=auth(alice))
     await call.write(pb.ChatRequest(send=pb.SendMessage(client_id="x", recipient="bob", body="y")))
     await call.write(
         pb.ChatRequest(send=pb.SendMessage(client_id="z", recipient="echobot", body="e"))
@@ -223,7 +223,7 @@ async def test_second_stream_is_refused(node: Node) -> None:
     """A second live stream for the same user gets ALREADY_EXISTS."""
     alice = await register_login(node, "alice")
     a = await open_chat(node, alice)
-    call = node.stub.Chat(metadata=auth(alice))
+    call = node.stub.Chat(None, metadata=auth(alice))
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await call.read()
     assert info.value.code() == grpc.StatusCode.ALREADY_EXISTS
@@ -238,7 +238,7 @@ async def test_server_full(node_factory: Callable[..., Awaitable[Node]]) -> None
     alice = await register_login(node, "alice")
     bob = await register_login(node, "bob")
     a = await open_chat(node, alice)
-    call = node.stub.Chat(metadata=auth(bob))
+    call = node.stub.Chat(None, metadata=auth(bob))
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await call.read()
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -252,7 +252,7 @@ async def test_server_full(node_factory: Callable[..., Awaitable[Node]]) -> None
 async def test_chat_needs_a_token(node: Node) -> None:
     """Chat without or with a bad token is refused with UNAUTHENTICATED."""
     for metadata in [(), auth("not-a-token"), (("authorization", "Basic abc"),)]:
-        call = node.stub.Chat(metadata=metadata)
+        call = node.stub.Chat(None, metadata=metadata)
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await call.read()
         assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED

@@ -59,7 +59,7 @@ async def _fill_backlogs(node: Node, names: list[str]) -> None:
 
 async def _one_cycle(node: Node, token: str, rng: random.Random) -> None:
     """Open a Chat, do one of the risky things, then cancel after a random delay."""
-    call = node.stub.Chat(metadata=auth(token))
+    call = node.stub.Chat(None, metadata=auth(token))
     scenario = rng.randrange(4)
     delay = rng.uniform(0, 0.02)
     try:
@@ -115,7 +115,7 @@ async def test_cancelled_streams_leave_no_ghost_session(node_factory: NodeFactor
     tokens = [await register_login(node, name) for name in names]
     await _fill_backlogs(node, names)
     hub = node.server.hub
-    warm = node.stub.Chat(metadata=auth(tokens[0]))  # the channel's own tasks start here
+    warm = node.stub.Chat(None, metadata=auth(tokens[0]))  # the channel's own tasks start here
     await asyncio.wait_for(warm.read(), 5)
     warm.cancel()
     await _wait_until(lambda: not hub.sessions, "the warm-up stream stayed")
@@ -129,9 +129,9 @@ async def test_cancelled_streams_leave_no_ghost_session(node_factory: NodeFactor
         )
         await asyncio.sleep(0.05)
     for token in tokens:  # nobody is locked out: a new Chat is welcomed
-        call = node.stub.Chat(metadata=auth(token))
+        call = node.stub.Chat(None, metadata=auth(token))
         first = await asyncio.wait_for(call.read(), 5)
-        assert first.WhichOneof("event") == "welcome"
+        assert isinstance(first, pb.ChatResponse) and first.WhichOneof("event") == "welcome"
         call.cancel()
     deadline = time.monotonic() + 10
     while True:

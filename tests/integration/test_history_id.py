@@ -43,7 +43,7 @@ async def _bob_with_messages(node: Node, n: int, acked: int) -> str:
 
 
 async def _chat_with_resume(node: Node, token: str, resume: pb.Resume) -> tuple[Chat, pb.Welcome]:
-    chat = Chat(node.stub.Chat(metadata=auth(token)))
+    chat = Chat(node.stub.Chat(None, metadata=auth(token)))
     welcome = (await chat.next("welcome")).welcome
     await chat.write(pb.ChatRequest(resume=resume))
     return chat, welcome
@@ -56,14 +56,14 @@ async def test_welcome_carries_the_history_id_and_a_resume_token(node: Node) -> 
     assert welcome1.history_id == await node.server.store.history_id()
     assert len(welcome1.history_id) == 32
     await first.close()
-    second = Chat(node.stub.Chat(metadata=auth(token)))
+    second = Chat(node.stub.Chat(None, metadata=auth(token)))
     for _ in range(50):
         try:
             welcome2 = (await second.next("welcome")).welcome
             break
         except grpc.aio.AioRpcError:  # ALREADY_EXISTS while the first stream closes
             await asyncio.sleep(0.05)
-            second = Chat(node.stub.Chat(metadata=auth(token)))
+            second = Chat(node.stub.Chat(None, metadata=auth(token)))
     assert welcome2.history_id == welcome1.history_id
     assert welcome1.resume_token and welcome2.resume_token
     assert welcome1.resume_token != welcome2.resume_token

@@ -46,7 +46,7 @@ async def login_fails(node: Node, username: str, password: str) -> tuple[grpc.St
     """Call Login expecting an error; return its status code and ErrorInfo reason."""
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await login(node, username, password)
-    status = rpc_status.from_call(info.value)
+    status = rpc_status.from_call(info.value)  # type: ignore[arg-type]  # an AioRpcError is a grpc.Call
     reason = ""
     for detail in status.details if status else ():
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):

@@ -114,7 +114,7 @@ async def test_second_stream_on_the_other_node_is_refused(nodes: tuple[Node, Nod
     alice = await register_login(node_a, "alice")
     a = await open_chat(node_a, alice)
     await a.next("synced")
-    call = node_b.stub.Chat(metadata=auth(alice))
+    call = node_b.stub.Chat(None, metadata=auth(alice))
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await call.read()
     assert info.value.code() == grpc.StatusCode.ALREADY_EXISTS
@@ -224,7 +224,7 @@ async def test_broker_resubscribes_after_losing_redis(
     await b.next("synced")
     client = aioredis.from_url(redis_url)
     try:
-        killed = await client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+        killed = await client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")  # type: ignore[no-untyped-call]
         assert killed >= 2
     finally:
         await client.aclose()
@@ -301,7 +301,7 @@ async def test_a_stream_on_node_b_takes_over_alices_stream_on_node_a(
     await old.next("synced")
     resume_token = old.seen[0].welcome.resume_token
     started = time.monotonic()
-    call = node_b.stub.Chat(metadata=(*auth(alice), ("hubbub-resume-token", resume_token)))
+    call = node_b.stub.Chat(None, metadata=(*auth(alice), ("hubbub-resume-token", resume_token)))
     new = Chat(call)
     await new.next("welcome")
     with pytest.raises(grpc.aio.AioRpcError) as info:
@@ -371,9 +371,9 @@ async def test_the_resume_token_takes_over_on_another_node_when_a_node_dies(
     kill_heartbeat(node_a)
     started = time.monotonic()
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await Chat(node_b.stub.Chat(metadata=auth(other_login))).next()
+        await Chat(node_b.stub.Chat(None, metadata=auth(other_login))).next()
     assert info.value.code() == grpc.StatusCode.ALREADY_EXISTS
-    call = node_b.stub.Chat(metadata=(*auth(alice), ("hubbub-resume-token", resume_token)))
+    call = node_b.stub.Chat(None, metadata=(*auth(alice), ("hubbub-resume-token", resume_token)))
     new = Chat(call)
     await new.next("welcome")
     took = time.monotonic() - started

@@ -44,7 +44,7 @@ async def test_send_message_while_the_sender_chats_elsewhere(node: Node) -> None
         (second,) = await bob_chat.messages(1)
         assert (second.body, second.sequence) == ("from the chat", 2)
     finally:
-        await script.close()
+        await script.close(None)
         await alice_chat.close()
         await bob_chat.close()
 

@@ -46,7 +46,7 @@ async def stream_error(chat: Chat, wait_s: float = 5.0) -> grpc.aio.AioRpcError:
     with pytest.raises(grpc.aio.AioRpcError) as info:
         while True:
             event = await asyncio.wait_for(chat.call.read(), wait_s)
-            assert event is not grpc.aio.EOF, "the stream ended with OK"
+            assert isinstance(event, pb.ChatResponse), "the stream ended with OK"  # not EOF
             chat.seen.append(event)
     return info.value
 
@@ -56,7 +56,7 @@ def chat_with(node: Node, token: str, resume_token: str = "") -> Chat:
     metadata = auth(token)
     if resume_token:
         metadata += (("hubbub-resume-token", resume_token),)
-    return Chat(node.stub.Chat(metadata=metadata))
+    return Chat(node.stub.Chat(None, metadata=metadata))
 
 
 async def test_the_resume_token_takes_over_the_stale_stream_at_once(node: Node) -> None:
@@ -150,7 +150,7 @@ async def test_shutdown_ends_streams_with_a_retryable_status(db_path: Path) -> N
         error = await stream_error(chat)
         await stopping
     finally:
-        await node.channel.close()
+        await node.channel.close(None)
     assert any(e.WhichOneof("event") == "going_away" for e in chat.seen)
     assert error.code() == grpc.StatusCode.UNAVAILABLE
     reason, retry, delay = details(error)

@@ -127,6 +127,6 @@ async def stub_from() -> AsyncIterator[
 
     yield make
     for channel in channels:
-        await channel.close()
+        await channel.close(None)
     for relay in relays:
         await relay.close()

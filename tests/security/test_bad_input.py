@@ -33,7 +33,8 @@ def reason_of(error: grpc.aio.AioRpcError) -> str:
     for detail in status.details:
         info = error_details_pb2.ErrorInfo()
         if detail.Unpack(info):
-            return info.reason
+            found: str = info.reason
+            return found
     return ""
 
 
@@ -62,7 +63,7 @@ async def test_undecodable_chat_frame_ends_call_with_invalid_argument(
     await register_login(node, "bob")
     call: Any = node.channel.stream_stream(
         CHAT, request_serializer=identity, response_deserializer=pb.ChatResponse.FromString
-    )(metadata=auth(token))
+    )(None, metadata=auth(token))
     welcome = await asyncio.wait_for(call.read(), 5.0)
     assert welcome.WhichOneof("event") == "welcome"
     await call.write(frame)

@@ -36,7 +36,7 @@ NOTICE_STARTS = (
 )
 
 #: Every code point, surrogates excluded (protobuf strings are valid UTF-8).
-ANY_TEXT = st.text(st.characters(exclude_categories=("Cs",)))
+ANY_TEXT = st.text(st.characters(exclude_categories=["Cs"]))
 #: Text rich in the characters an attacker would use.
 NASTY = st.lists(
     st.sampled_from(

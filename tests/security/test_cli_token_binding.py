@@ -25,7 +25,7 @@ pytestmark = pytest.mark.timeout(60)
 TOKEN = "secret-token-of-alice"
 
 
-class _Recorder(grpc.GenericRpcHandler):
+class _Recorder(grpc.GenericRpcHandler):  # type: ignore[type-arg]  # not generic at run time
     """Answers nothing (UNIMPLEMENTED) but records (method, metadata) of every call."""
 
     def __init__(self) -> None:

@@ -142,7 +142,7 @@ async def test_fuzzed_chat_frames_are_answered_and_others_keep_being_served(
     node = target.node
     call: Any = node.channel.stream_stream(
         CHAT, request_serializer=identity, response_deserializer=pb.ChatResponse.FromString
-    )(metadata=auth(target.token))
+    )(None, metadata=auth(target.token))
     decoded: list[pb.ChatRequest] = []
     undecodable = False
     try:
@@ -163,7 +163,7 @@ async def test_fuzzed_chat_frames_are_answered_and_others_keep_being_served(
         events: list[pb.ChatResponse] = []
         async with asyncio.timeout(15.0):
             with contextlib.suppress(grpc.aio.AioRpcError):  # a non-OK end, checked below
-                while (event := await call.read()) is not grpc.aio.EOF:
+                while isinstance(event := await call.read(), pb.ChatResponse):  # until EOF
                     events.append(event)
         code = await call.code()
     except BaseException:

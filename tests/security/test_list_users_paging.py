@@ -92,7 +92,7 @@ async def test_online_only_pages_keep_their_filter(node: Node) -> None:
     """online_only pages list only online users (bots included); its token is refused for
     the unfiltered list."""
     tokens = [await register_login(node, f"member{i}") for i in range(5)]
-    chats = [node.stub.Chat(metadata=auth(t)) for t in tokens[:3]]
+    chats = [node.stub.Chat(None, metadata=auth(t)) for t in tokens[:3]]
     for chat in chats:
         await chat.read()  # Welcome: online now
     seen: list[str] = []

@@ -7,8 +7,8 @@ verifications are counted by wrapping the server's hashing object.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, cast
 
 import grpc
 import pytest
@@ -18,7 +18,8 @@ from hubbub.v1 import messenger_pb2 as pb
 from hubbub.v1 import messenger_pb2_grpc as pb_grpc
 from tests.integration.conftest import PASSWORD, Node, auth, register_login
 
-StubFrom = Callable[[Node, str], Awaitable[pb_grpc.MessengerServiceStub]]
+# The async stub class exists only in the .pyi: quoted, so nothing looks it up at run time.
+StubFrom = Callable[[Node, str], Awaitable["pb_grpc.MessengerServiceAsyncStub"]]
 BUDGET = 5  # ThrottlePolicy.login_per_user_address / password_check_per_session
 
 
@@ -43,13 +44,15 @@ class VerifyCounter:
 
 def reason(error: grpc.aio.AioRpcError) -> str:
     """The google.rpc.ErrorInfo reason of a refused call ("" if none)."""
-    for key, value in error.trailing_metadata() or ():
+    metadata = cast("Iterable[tuple[str, Any]]", error.trailing_metadata() or ())
+    for key, value in metadata:
         if key == "grpc-status-details-bin":
             status = status_pb2.Status.FromString(value)
             for detail in status.details:
                 info = error_details_pb2.ErrorInfo()
                 if detail.Unpack(info):
-                    return info.reason
+                    found: str = info.reason
+                    return found
     return ""
 
 
@@ -201,7 +204,7 @@ async def test_ipv6_client_is_keyed_by_its_slash_64(node_factory: Any) -> None:
         keys.append(address)
         await original(username, address)
 
-    throttle.login_attempt = recording  # type: ignore[method-assign]
+    throttle.login_attempt = recording
     async with grpc.aio.insecure_channel(f"[::1]:{node.server.port}") as channel:
         stub = pb_grpc.MessengerServiceStub(channel)
         code = await outcome(stub.Login(pb.LoginRequest(username="alice", password=PASSWORD)))

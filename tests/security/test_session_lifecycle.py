@@ -142,7 +142,7 @@ async def test_revocation_published_while_the_subscription_reconnects_ends_the_s
     monkeypatch.setattr(subscriber, "pubsub", held_back_pubsub)
     admin = aioredis.from_url(redis_url)
     try:
-        await admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+        await admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub")  # type: ignore[no-untyped-call]
     finally:
         await admin.aclose()
     await asyncio.wait_for(resubscribing.wait(), 10)

@@ -43,6 +43,7 @@ async def test_operator_adds_users_to_a_running_closed_server(
 ) -> None:
     """With --registration closed, `user add` creates an account the running server logs in."""
     server = server_factory("--registration", "closed")
+    assert server.database is not None
     done = user_add(server.database, "Alice", "--display-name", "Alice Liddell")
     assert (done.returncode, done.stderr) == (0, "")
     assert done.stdout == f'added user alice ("Alice Liddell") to {server.database}\n'

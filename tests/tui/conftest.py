@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Callable
 from datetime import UTC
 from pathlib import Path
+from typing import Any
 
 import pytest
 from textual.pilot import Pilot
@@ -48,9 +49,7 @@ async def register(address: str, *names: str, display_names: dict[str, str] | No
             await client.register(name, PASSWORD, (display_names or {}).get(name, ""))
 
 
-async def until(
-    pilot: Pilot[object], predicate: Callable[[], object], within: float = 20.0
-) -> None:
+async def until(pilot: Pilot[Any], predicate: Callable[[], object], within: float = 20.0) -> None:
     """Let the app run until `predicate()` is true; fails after `within` seconds."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
@@ -67,7 +66,7 @@ def chat_of(app: HubbubApp) -> ChatScreen:
     return screen
 
 
-async def log_in(pilot: Pilot[object], username: str, password: str = PASSWORD) -> ChatScreen:
+async def log_in(pilot: Pilot[Any], username: str, password: str = PASSWORD) -> ChatScreen:
     """Fill in the login screen and wait for the chat screen with its conversations."""
     app = pilot.app
     assert isinstance(app, HubbubApp)
@@ -80,7 +79,7 @@ async def log_in(pilot: Pilot[object], username: str, password: str = PASSWORD) 
     return chat_of(app)
 
 
-async def type_line(pilot: Pilot[object], line: str) -> None:
+async def type_line(pilot: Pilot[Any], line: str) -> None:
     """Type `line` into the chat input and press Enter."""
     chat = chat_of(pilot.app)  # type: ignore[arg-type]
     chat.input.focus()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.text import Text
@@ -30,7 +31,7 @@ def _utc(monkeypatch: pytest.MonkeyPatch) -> None:
     time.tzset()
 
 
-def _steady(pilot: Pilot[object]) -> None:
+def _steady(pilot: Pilot[Any]) -> None:
     """No blinking cursor in a snapshot."""
     for field in pilot.app.screen.query(Input):
         field.cursor_blink = False
@@ -50,7 +51,7 @@ def _login_app(tmp_path: Path) -> HubbubApp:
 def test_login_screen(snap_compare: Callable[..., bool], tmp_path: Path) -> None:
     """The login screen: server, username, password, keep-me-logged-in, two buttons."""
 
-    async def before(pilot: Pilot[object]) -> None:
+    async def before(pilot: Pilot[Any]) -> None:
         await pilot.pause(0.2)
         _steady(pilot)
 
@@ -61,7 +62,7 @@ def test_account_screen(snap_compare: Callable[..., bool], tmp_path: Path) -> No
     """The account creation screen with the password asked twice."""
     app = _login_app(tmp_path)
 
-    async def before(pilot: Pilot[object]) -> None:
+    async def before(pilot: Pilot[Any]) -> None:
         await pilot.pause(0.2)
         await app.push_screen(RegisterScreen(SERVER, "newbie"))
         await pilot.pause(0.1)
@@ -75,7 +76,7 @@ def test_chat_screen(snap_compare: Callable[..., bool], tmp_path: Path) -> None:
     the new-messages marker, a ✓ on a delivered message, an unsent one, a notice."""
     app, state = demo_app(tmp_path)
 
-    async def before(pilot: Pilot[object]) -> None:
+    async def before(pilot: Pilot[Any]) -> None:
         await show(app, state)
         chat = app.screen
         assert isinstance(chat, ChatScreen)
@@ -93,7 +94,7 @@ def test_chat_screen_reconnecting_with_help(
     """Reconnecting in the status bar; !help answered in the open conversation."""
     app, state = demo_app(tmp_path)
 
-    async def before(pilot: Pilot[object]) -> None:
+    async def before(pilot: Pilot[Any]) -> None:
         await show(app, state)
         chat = app.screen
         assert isinstance(chat, ChatScreen)
