@@ -25,6 +25,7 @@ from .broker_redis import RedisBroker
 from .config import ServerConfig, redact_url
 from .directory import Directory
 from .directory_ldap import ldap_directory
+from .errors import ConfigurationError, ListenError
 from .groups import GroupService
 from .grpc_docs import enable_documented_reflection
 from .grpc_interceptor import AuthInterceptor
@@ -81,13 +82,13 @@ def server_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
     """TLS credentials from ``--tls-cert``/``--tls-key`` (PEM), or None for plaintext.
 
     Raises:
-        RuntimeError: only one of the two files is given.
+        ConfigurationError: only one of the two files is given.
         OSError: a file cannot be read.
     """
     if not config.tls_cert and not config.tls_key:
         return None
     if not (config.tls_cert and config.tls_key):
-        raise RuntimeError("--tls-cert and --tls-key go together")
+        raise ConfigurationError("--tls-cert and --tls-key go together")
     with open(config.tls_key, "rb") as key, open(config.tls_cert, "rb") as cert:
         return grpc.ssl_server_credentials([(key.read(), cert.read())])
 
@@ -168,7 +169,7 @@ def throttle_policy(config: ServerConfig) -> ThrottlePolicy:
     """The login/registration limits from the flags (the rest are the documented defaults).
 
     Raises:
-        RuntimeError: a limit is not in the ``limits`` notation ("10 per hour").
+        ConfigurationError: a limit is not in the ``limits`` notation ("10 per hour").
     """
     policy = ThrottlePolicy(
         register_per_address=config.register_limit,
@@ -177,7 +178,7 @@ def throttle_policy(config: ServerConfig) -> ThrottlePolicy:
     try:
         policy.validate()
     except ValueError as exc:
-        raise RuntimeError(
+        raise ConfigurationError(
             f"bad --register-limit / --login-address-limit ({exc}); write e.g. '10 per hour'"
         ) from None
     return policy
@@ -190,11 +191,12 @@ async def _open_store(
     their closing goes on ``resources``.
 
     Raises:
-        RuntimeError: ``--redis-url`` without ``--postgres-url``; the database is
-            unusable or (SQLite) in use by another server.
+        ConfigurationError: ``--redis-url`` without ``--postgres-url``.
+        RuntimeError: the database is unusable or (SQLite) in use by another server
+            (``DatabaseInUse``).
     """
     if config.redis_url and not config.postgres_url:
-        raise RuntimeError(
+        raise ConfigurationError(
             "--redis-url needs --postgres-url: nodes that share Redis must share one "
             "PostgreSQL database (the SQLite file belongs to one node)"
         )
@@ -239,15 +241,18 @@ async def start_server(config: ServerConfig) -> HubbubServer:
     Everything opened is closed again, in reverse order, if a later step fails.
 
     Raises:
-        RuntimeError: the port cannot be bound, the database is unusable or in use
-            by another server (``DatabaseInUse``), or the LDAP settings are inconsistent.
+        ListenError: the port cannot be bound.
+        ConfigurationError: inconsistent or malformed settings (TLS, limits, Redis
+            without PostgreSQL).
+        RuntimeError: the database is unusable or in use by another server
+            (``DatabaseInUse``), or the LDAP settings are inconsistent.
     """
     directory = ldap_directory(config)
     policy = throttle_policy(config)
     try:
         credentials = server_credentials(config)
     except OSError as exc:
-        raise RuntimeError(f"cannot read the TLS files: {exc}") from None
+        raise ConfigurationError(f"cannot read the TLS files: {exc}") from None
     resources = contextlib.AsyncExitStack()
     try:
         return await _start(config, resources, directory, policy, credentials)
@@ -330,7 +335,7 @@ async def _start(
     except RuntimeError:  # grpcio raises "Failed to bind" (older versions returned 0)
         port = 0
     if port == 0:
-        raise RuntimeError(f"cannot listen on {address} (address in use or not local)")
+        raise ListenError(f"cannot listen on {address} (address in use or not local)")
     await server.start()
     metrics_port = -1
     if config.metrics_port >= 0:
