@@ -26,17 +26,15 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn, TextIO
 
 from . import render
-from .api import (
-    DEFAULT_SERVER,
-    Client,
+from .client import DEFAULT_SERVER, Client
+from .conversation import Conversation
+from .errors import ErrorKind, HubbubError
+from .events import (
     ConnectionLost,
-    Conversation,
     DeliveryReceipt,
-    ErrorKind,
     EventRejected,
     GroupInfo,
     GroupUpdate,
-    HubbubError,
     IncomingMessage,
     Reconnected,
     SendConfirmed,

@@ -8,7 +8,7 @@ import pytest
 from prompt_toolkit.completion import CompleteEvent
 from prompt_toolkit.document import Document
 
-from hubbub.client.api import IncomingMessage, UserInfo
+from hubbub.client import IncomingMessage, UserInfo
 from hubbub.client.cli import build_parser, main, message_json, user_json
 from hubbub.client.interactive import ChatCompleter
 

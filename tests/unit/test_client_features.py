@@ -12,8 +12,7 @@ import pytest
 from prompt_toolkit.completion import CompleteEvent
 from prompt_toolkit.document import Document
 
-from hubbub.client import render
-from hubbub.client.api import EventRejected, FieldViolation, GroupInfo, IncomingMessage
+from hubbub.client import EventRejected, FieldViolation, GroupInfo, IncomingMessage, render
 from hubbub.client.cli import (
     Failure,
     build_parser,
