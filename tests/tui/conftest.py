@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
-from hubbub.client.api import Client, Conversation, IncomingMessage
+from hubbub.client import Client, Conversation, IncomingMessage
 from hubbub.client.tui.app import HubbubApp, TuiConfig
 from hubbub.client.tui.screens import ChatScreen
 from tests.integration.conftest import PASSWORD, db_path, node, node_factory
