@@ -461,7 +461,7 @@ class _RpcErrorWithDetails(_FakeRpcError):
         status = status_pb2.Status(code=code.value[0], message=details, details=[info])
         self._metadata = (("grpc-status-details-bin", status.SerializeToString()),)
 
-    def trailing_metadata(self) -> Any:  # type: ignore[override]
+    def trailing_metadata(self) -> Any:
         return self._metadata
 
 

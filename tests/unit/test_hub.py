@@ -26,6 +26,7 @@ from hubbub.server.hub import Hub, HubLimits
 from hubbub.server.models import Account, EntryKind
 from hubbub.server.outbox import OutboxClosed
 from hubbub.server.presence_memory import MemoryPresence
+from hubbub.server.store import Store
 from hubbub.server.store_postgres import PostgresStore
 from hubbub.server.store_sqlite import SqliteStore
 
@@ -37,7 +38,7 @@ pytestmark = pytest.mark.timeout(20)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqliteStore]:
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     """A fresh store of each backend: SQLite, then PostgreSQL (same hub scenarios)."""
     s = (
         PostgresStore(request.getfixturevalue("postgres_url"))
@@ -49,7 +50,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     await s.close()
 
 
-async def make_hub(store: SqliteStore, **limits: int) -> Hub:
+async def make_hub(store: Store, **limits: int) -> Hub:
     """A started hub over ``store`` with the memory broker and presence."""
     hub = Hub(store, MemoryBroker(), MemoryPresence(), HubLimits(**limits))
     await hub.start()
@@ -62,12 +63,12 @@ async def drain(queue_get: object, n: int) -> list[OutEvent]:
     return [await asyncio.wait_for(get(), 2) for _ in range(n)]  # type: ignore[operator]
 
 
-async def users(store: SqliteStore, *names: str) -> list[Account]:
+async def users(store: Store, *names: str) -> list[Account]:
     """Create accounts (password hashes are irrelevant here)."""
     return [await store.create_account(n, n.title(), "!") for n in names]
 
 
-async def test_out_of_order_publish_is_delivered_in_sequence(store: SqliteStore) -> None:
+async def test_out_of_order_publish_is_delivered_in_sequence(store: Store) -> None:
     """A stored message published before its predecessor is held back until the gap is filled."""
     hub = await make_hub(store)
     alice, bob = await users(store, "alice", "bob")
@@ -90,7 +91,7 @@ async def test_out_of_order_publish_is_delivered_in_sequence(store: SqliteStore)
     assert isinstance(third, OutMessage) and third.message.sequence == 3
 
 
-async def test_full_outbox_disconnects_only_that_client(store: SqliteStore) -> None:
+async def test_full_outbox_disconnects_only_that_client(store: Store) -> None:
     """A client whose outbox overflows is failed with SLOW_CONSUMER; the sender is unaffected."""
     hub = await make_hub(store, outbox_events=4)
     alice, bob = await users(store, "alice", "bob")
@@ -111,7 +112,7 @@ async def test_full_outbox_disconnects_only_that_client(store: SqliteStore) -> N
     assert cursor.last_sequence == 8
 
 
-async def test_presence_reaches_others_after_their_welcome(store: SqliteStore) -> None:
+async def test_presence_reaches_others_after_their_welcome(store: Store) -> None:
     """Presence events go to other online users, never to the user itself, after Welcome."""
     hub = await make_hub(store)
     alice, bob = await users(store, "alice", "bob")
@@ -128,7 +129,7 @@ async def test_presence_reaches_others_after_their_welcome(store: SqliteStore) -
     assert isinstance(gone, OutPresence) and not gone.change.user.online
 
 
-async def test_one_stream_per_user_and_capacity(store: SqliteStore) -> None:
+async def test_one_stream_per_user_and_capacity(store: Store) -> None:
     """A second stream of a user and a stream past max_clients are refused."""
     hub = await make_hub(store, max_clients=2)
     alice, bob, carol = await users(store, "alice", "bob", "carol")
@@ -142,7 +143,7 @@ async def test_one_stream_per_user_and_capacity(store: SqliteStore) -> None:
     await hub.open_session(carol)
 
 
-async def test_ack_is_persisted_and_bounded(store: SqliteStore) -> None:
+async def test_ack_is_persisted_and_bounded(store: Store) -> None:
     """Acks are cumulative, stored on close, and an ack past what was sent is refused."""
     hub = await make_hub(store)
     alice, bob = await users(store, "alice", "bob")
@@ -161,7 +162,7 @@ async def test_ack_is_persisted_and_bounded(store: SqliteStore) -> None:
     assert (cursor.acked_sequence, cursor.last_sequence) == (2, 3)
 
 
-async def test_replay_larger_than_outbox_waits_instead_of_failing(store: SqliteStore) -> None:
+async def test_replay_larger_than_outbox_waits_instead_of_failing(store: Store) -> None:
     """Replaying more stored messages than the outbox holds applies backpressure, no disconnect."""
     hub = await make_hub(store, outbox_events=4)
     alice, bob = await users(store, "alice", "bob")
@@ -175,7 +176,7 @@ async def test_replay_larger_than_outbox_waits_instead_of_failing(store: SqliteS
     assert b.close_error is None
 
 
-async def test_echobot_catches_up_after_restart(store: SqliteStore) -> None:
+async def test_echobot_catches_up_after_restart(store: Store) -> None:
     """Messages stored for echobot while no hub ran are answered when a hub starts."""
     (alice,) = await users(store, "alice")
     hub = await make_hub(store)
