@@ -192,13 +192,16 @@ class _GroupCommitWriter:
         self._jobs.put(None)
         self._thread.join(timeout=30)
 
-    def _resolve(self, fut: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-        if fut.done():
-            return
-        if error is not None:
-            fut.set_exception(error)
-        else:
-            fut.set_result(result)
+    @staticmethod
+    def _resolve(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+        """Answer every job of one group (on the event loop: one wake-up per group)."""
+        for fut, result, error in outcomes:
+            if fut.done():
+                continue
+            if error is not None:
+                fut.set_exception(error)
+            else:
+                fut.set_result(result)
 
     def _run(self) -> None:
         conn = connect(self._path)
@@ -247,8 +250,7 @@ class _GroupCommitWriter:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             outcomes = [(fut, None, exc) for _, fut in batch]
-        for fut, result, error in outcomes:
-            self._loop.call_soon_threadsafe(self._resolve, fut, result, error)
+        self._loop.call_soon_threadsafe(self._resolve, outcomes)
 
 
 class SqliteStore(SqlStore):
