@@ -271,21 +271,28 @@ class _GroupCommitWriter:
     def _commit_group(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         assert self._loop is not None
         outcomes: list[tuple[Any, Any, BaseException | None]] = []
+        isolate = len(batch) > 1  # a lone job needs no savepoint: the transaction is its own
         try:
             conn.execute("BEGIN IMMEDIATE")
             for fn, fut in batch:
-                conn.execute("SAVEPOINT job")
+                if isolate:
+                    conn.execute("SAVEPOINT job")
                 try:
                     result = fn(conn)
                 except Exception as exc:  # the job's own failure: undo only this job
-                    conn.execute("ROLLBACK TO job")
-                    conn.execute("RELEASE job")
+                    if isolate:
+                        conn.execute("ROLLBACK TO job")
+                        conn.execute("RELEASE job")
+                    elif conn.in_transaction:
+                        conn.execute("ROLLBACK")
                     outcomes.append((fut, None, exc))
                 else:
-                    conn.execute("RELEASE job")
+                    if isolate:
+                        conn.execute("RELEASE job")
                     outcomes.append((fut, result, None))
-            conn.execute("COMMIT")
-            self.commits += 1
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+                self.commits += 1
         except Exception as exc:  # the commit itself failed: nobody's write is durable
             log.exception("group commit failed")
             if conn.in_transaction:
