@@ -176,8 +176,8 @@ class _GroupCommitWriter:
         window_s: commit window, seconds (0 = off). When the writer finds a single
             job queued and jobs have been arriving less than ``window_s`` apart on
             average (a moving average of the gaps between :meth:`submit` calls), it
-            waits up to ``window_s`` for more before ``BEGIN``, so one commit and
-            fsync serve several writes. A job is still answered only after the
+            waits up to ``window_s`` for the next job before ``BEGIN``, so one
+            commit and fsync serve several writes. A job is still answered only after the
             synced ``COMMIT`` of its group; the window adds at most ``window_s`` to
             its latency, and nothing when writes are sparse (an idle server) or
             already queue up (under load the previous sync gathers them).
