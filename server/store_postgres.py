@@ -59,8 +59,8 @@ if TYPE_CHECKING:
     Connection: TypeAlias = PoolConnectionProxy[asyncpg.Record] | asyncpg.Connection[asyncpg.Record]
 
 TX_ATTEMPTS = 5  # tries of one write transaction on deadlock / serialization failure
-MAX_GROUP = 512  # queued writes per group commit
-WRITERS = 2  # group-commit writers per node (each on its own connection while it commits)
+MAX_GROUP = 64  # queued writes per group commit (see _Writer: bounds the burst of answers)
+WRITERS = 1  # group-commit writers per node (each on its own connection while it commits)
 CLOSE_TIMEOUT_S = 10.0
 
 
@@ -215,17 +215,18 @@ class PostgresStore(SqlStore):
     def _write_queued(self, sender_id: int, make: Callable[[], Op[T]]) -> asyncio.Future[T]:
         """Queue ``make()`` on the sender's writer; it runs in its own transaction once the
         writes queued before it there are committed (see :class:`_Writer`)."""
-        return self._writer_of(sender_id).submit(_Job(None, make))
+        return self._submit(sender_id, _Job(None, make))
 
     def _append_queued(self, entry: store_ops.NewEntry) -> asyncio.Future[Appended]:
         """Queue ``entry`` on its sender's writer, which stores it together with the
         entries queued next to it in one transaction (:func:`.store_ops.append_many`)."""
-        return self._writer_of(entry.sender.id).submit(_Job(entry, None))
+        return self._submit(entry.sender.id, _Job(entry, None))
 
-    def _writer_of(self, sender_id: int) -> _Writer:
-        if not self._writers:
-            raise RuntimeError("the PostgreSQL store is not open")
-        return self._writers[sender_id % len(self._writers)]
+    def _submit(self, sender_id: int, job: _Job) -> asyncio.Future[Any]:
+        if not self._writers:  # closed (or never opened): fail the write, as a closed pool would
+            job.future.set_exception(RuntimeError("the PostgreSQL store is not open"))
+            return job.future
+        return self._writers[sender_id % len(self._writers)].submit(job)
 
 
 class _Job:
