@@ -59,7 +59,7 @@ def ack_answers(query: Query) -> Any:
     if "DISTINCT m.sender_id" in query[0]:
         return [(1,)]
     if query[0].startswith("SELECT m.id, m.client_id"):
-        return [(7, "c-7", 1, "alice", "Alice", "h", False, 0)]
+        return [(7, "c-7", 0, None, 1, "alice", "Alice", "h", False, 0)]
     if query[0].startswith("INSERT INTO messages"):
         return 8
     if query[0].startswith("UPDATE users SET last_sequence"):
