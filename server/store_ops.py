@@ -502,27 +502,16 @@ def ack(d: Dialect, account: Account, sequence: int, at_ms: int) -> Op[list[Stor
     RECEIPT in each sender's inbox per newly acknowledged direct text from a user."""
     cursor_sql = "SELECT acked_sequence, last_sequence FROM users WHERE id = ?"
     acked, last = yield one(cursor_sql, account.id)
-    if min(sequence, last) <= acked:
-        return []  # nothing new
-    if d.concurrent_writers:  # lock the acker and the senders to receive receipts, re-read
-        senders = yield rows(
-            "SELECT DISTINCT m.sender_id FROM inbox i JOIN messages m ON m.id = i.message_id"
-            " WHERE i.user_id = ? AND i.sequence > ? AND i.sequence <= ?",
-            account.id,
-            acked,
-            min(sequence, last),
-        )
-        yield from _lock_users(d, [account.id, *(s[0] for s in senders)])
-        acked, last = yield one(cursor_sql, account.id)
     new = min(sequence, last)
     if new <= acked:
-        return []
-    yield execute("UPDATE users SET acked_sequence = ? WHERE id = ?", new, account.id)
-    # Which entries get a receipt is decided here, not in SQL: a filter on messages
-    # columns lets PostgreSQL's planner scan a messages index per inbox row instead of
-    # fetching each message by its primary key (seen on young tables, before ANALYZE).
+        return []  # nothing new
+    # The acknowledged entries are read before any lock: inbox rows never change once
+    # written, and the row locks below are then held for fewer statements. Which of
+    # them get a receipt is decided here, not in SQL: a filter on messages columns lets
+    # PostgreSQL's planner scan a messages index per inbox row instead of fetching each
+    # message by its primary key (seen on young tables, before ANALYZE).
     acknowledged = yield rows(
-        f"SELECT m.id, m.client_id, m.kind, m.group_id, {_SENDER_COLS}"
+        f"SELECT i.sequence, m.id, m.client_id, m.kind, m.group_id, {_SENDER_COLS}"
         " FROM inbox i JOIN messages m ON m.id = i.message_id"
         " JOIN users s ON s.id = m.sender_id"
         " WHERE i.user_id = ? AND i.sequence > ? AND i.sequence <= ?"
@@ -531,10 +520,21 @@ def ack(d: Dialect, account: Account, sequence: int, at_ms: int) -> Op[list[Stor
         acked,
         new,
     )
+    if d.concurrent_writers:  # lock the acker and the senders to receive receipts, re-read
+        yield from _lock_users(d, [account.id, *(row[5] for row in acknowledged)])
+        acked, last = yield one(cursor_sql, account.id)  # a concurrent ack may have raised it
+        new = min(new, last)  # entries stored since were not read (nor their senders locked)
+        if new <= acked:
+            return []
+    yield execute("UPDATE users SET acked_sequence = ? WHERE id = ?", new, account.id)
     delivered = [
-        (row[0], row[1], account_of(tuple(row)[4:]))
+        (row[1], row[2], account_of(tuple(row)[5:]))
         for row in acknowledged
-        if row[2] == EntryKind.TEXT and row[3] is None and not row[8] and row[4] != account.id
+        if acked < row[0] <= new
+        and row[3] == EntryKind.TEXT
+        and row[4] is None
+        and not row[9]
+        and row[5] != account.id
     ]
     made = yield from append_many(
         d,
