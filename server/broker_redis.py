@@ -29,6 +29,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from . import redis_pool
 from .broker import BrokerHandler
 from .config import redact_url
 from .models import (
@@ -155,7 +156,7 @@ class RedisBroker:
     def __init__(self, url: str, *, prefix: str = "hubbub") -> None:
         self.url = url
         self.channel = f"{prefix}:events"
-        self._publisher: aioredis.Redis = aioredis.from_url(
+        self._publisher: aioredis.Redis = redis_pool.connect(
             url, socket_connect_timeout=5, socket_timeout=10, health_check_interval=15
         )
         # The subscriber does not retry inside redis-py: a lost connection surfaces
