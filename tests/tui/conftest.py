@@ -13,7 +13,7 @@ from textual.pilot import Pilot
 
 from hubbub.client import Client, Conversation, IncomingMessage
 from hubbub.client.tui.app import HubbubApp, TuiConfig
-from hubbub.client.tui.screens import ChatScreen
+from hubbub.client.tui.chat_screen import ChatScreen
 from tests.integration.conftest import PASSWORD, db_path, node, node_factory
 
 __all__ = ["PASSWORD", "db_path", "node", "node_factory"]

@@ -13,8 +13,8 @@ from textual.widgets import Input
 from hubbub.client import Client
 from hubbub.client.session_store import load_session
 from hubbub.client.tui.app import HubbubApp
+from hubbub.client.tui.chat_screen import ChatScreen
 from hubbub.client.tui.model import ConversationKey
-from hubbub.client.tui.screens import ChatScreen
 from hubbub.server.app import start_server
 from hubbub.server.config import ServerConfig
 from tests.integration.conftest import Node
