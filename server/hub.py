@@ -538,8 +538,12 @@ class Hub:
 
     async def revoke(self, username: str) -> None:
         """Sessions of ``username`` were revoked in the store (logout, password change):
-        tell every node to recheck its stream of that user (ended if its session is gone)."""
-        await self.broker.publish_session_event(SessionEvent(SessionEventKind.REVOKED, username))
+        recheck this node's stream of that user at once (ended if its session is gone),
+        without waiting for the broker, and tell every other node to do the same (a
+        broker that cannot take the event now publishes it once it can)."""
+        event = SessionEvent(SessionEventKind.REVOKED, username)
+        self.on_session_event(event)
+        await self.broker.publish_session_event(event)
 
     async def list_users(
         self, online_only: bool, page_size: int = 0, page_token: str = ""
