@@ -740,6 +740,7 @@ class ChatRequest(_message.Message):
     SEND_FIELD_NUMBER: _builtins.int
     ACK_FIELD_NUMBER: _builtins.int
     PING_FIELD_NUMBER: _builtins.int
+    BATCH_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def resume(self) -> Global___Resume:
         """Where the client is in its inbox; starts delivery."""
@@ -756,6 +757,10 @@ class ChatRequest(_message.Message):
     def ping(self) -> Global___Ping:
         """Liveness check; answered with Pong."""
 
+    @_builtins.property
+    def batch(self) -> Global___ChatRequestBatch:
+        """Several events in one frame, handled in order as if sent one by one."""
+
     def __init__(
         self,
         *,
@@ -763,16 +768,46 @@ class ChatRequest(_message.Message):
         send: Global___SendMessage | None = ...,
         ack: Global___Ack | None = ...,
         ping: Global___Ping | None = ...,
+        batch: Global___ChatRequestBatch | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "event", b"event", "ping", b"ping", "resume", b"resume", "send", b"send"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "batch", b"batch", "event", b"event", "ping", b"ping", "resume", b"resume", "send", b"send"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "event", b"event", "ping", b"ping", "resume", b"resume", "send", b"send"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "batch", b"batch", "event", b"event", "ping", b"ping", "resume", b"resume", "send", b"send"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["resume", "send", "ack", "ping"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["resume", "send", "ack", "ping", "batch"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
 Global___ChatRequest: _TypeAlias = ChatRequest  # noqa: Y015
+
+@_typing.final
+class ChatRequestBatch(_message.Message):
+    """ChatRequestBatch carries several client events in one frame.
+
+    Each event counts as one request for Error.request_index (the batch itself
+    does not count). A batch inside a batch is refused with an Error event
+    (INVALID_ARGUMENT, field batch.events) and the rest of the batch is handled.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChatRequest]:
+        """The events, in order; none of them is itself a batch."""
+
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[Global___ChatRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChatRequestBatch: _TypeAlias = ChatRequestBatch  # noqa: Y015
 
 @_typing.final
 class Resume(_message.Message):
@@ -795,6 +830,7 @@ class Resume(_message.Message):
 
     AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
     HISTORY_ID_FIELD_NUMBER: _builtins.int
+    BATCHING_FIELD_NUMBER: _builtins.int
     after_sequence: _builtins.int
     """The last inbox sequence the client has. If unset, the server uses the
     last sequence this user acknowledged.
@@ -803,15 +839,20 @@ class Resume(_message.Message):
     """The history_id of the Welcome that after_sequence belongs to; empty if
     the client has no earlier position (then it is not checked).
     """
+    batching: _builtins.bool
+    """If true, the server may send several queued events in one
+    ChatResponse.batch frame from now on (see MessengerService.Chat).
+    """
     def __init__(
         self,
         *,
         after_sequence: _builtins.int | None = ...,
         history_id: _builtins.str = ...,
+        batching: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_after_sequence", b"_after_sequence", "after_sequence", b"after_sequence"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_after_sequence", b"_after_sequence", "after_sequence", b"after_sequence", "history_id", b"history_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_after_sequence", b"_after_sequence", "after_sequence", b"after_sequence", "batching", b"batching", "history_id", b"history_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__after_sequence: _TypeAlias = _typing.Literal["after_sequence"]  # noqa: Y015
     _WhichOneofArgType__after_sequence: _TypeAlias = _typing.Literal["_after_sequence", b"_after_sequence"]  # noqa: Y015
@@ -928,6 +969,7 @@ class ChatResponse(_message.Message):
     SYNCED_FIELD_NUMBER: _builtins.int
     DELIVERY_RECEIPT_FIELD_NUMBER: _builtins.int
     GROUP_UPDATE_FIELD_NUMBER: _builtins.int
+    BATCH_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def welcome(self) -> Global___Welcome:
         """First event of every stream."""
@@ -968,6 +1010,10 @@ class ChatResponse(_message.Message):
     def group_update(self) -> Global___GroupUpdate:
         """A group this user belongs to changed (stored in the inbox)."""
 
+    @_builtins.property
+    def batch(self) -> Global___ChatResponseBatch:
+        """Several events in order, only after a Resume with batching = true."""
+
     def __init__(
         self,
         *,
@@ -981,21 +1027,53 @@ class ChatResponse(_message.Message):
         synced: Global___Synced | None = ...,
         delivery_receipt: Global___DeliveryReceipt | None = ...,
         group_update: Global___GroupUpdate | None = ...,
+        batch: Global___ChatResponseBatch | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["delivery_receipt", b"delivery_receipt", "error", b"error", "event", b"event", "going_away", b"going_away", "group_update", b"group_update", "message", b"message", "pong", b"pong", "presence_change", b"presence_change", "send_result", b"send_result", "synced", b"synced", "welcome", b"welcome"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "delivery_receipt", b"delivery_receipt", "error", b"error", "event", b"event", "going_away", b"going_away", "group_update", b"group_update", "message", b"message", "pong", b"pong", "presence_change", b"presence_change", "send_result", b"send_result", "synced", b"synced", "welcome", b"welcome"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_receipt", b"delivery_receipt", "error", b"error", "event", b"event", "going_away", b"going_away", "group_update", b"group_update", "message", b"message", "pong", b"pong", "presence_change", b"presence_change", "send_result", b"send_result", "synced", b"synced", "welcome", b"welcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "delivery_receipt", b"delivery_receipt", "error", b"error", "event", b"event", "going_away", b"going_away", "group_update", b"group_update", "message", b"message", "pong", b"pong", "presence_change", b"presence_change", "send_result", b"send_result", "synced", b"synced", "welcome", b"welcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["welcome", "message", "send_result", "presence_change", "error", "going_away", "pong", "synced", "delivery_receipt", "group_update"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["welcome", "message", "send_result", "presence_change", "error", "going_away", "pong", "synced", "delivery_receipt", "group_update", "batch"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
 Global___ChatResponse: _TypeAlias = ChatResponse  # noqa: Y015
 
 @_typing.final
+class ChatResponseBatch(_message.Message):
+    """ChatResponseBatch carries several server events in one frame."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChatResponse]:
+        """The events, in the order they would have been sent one by one; none of
+        them is itself a batch.
+        """
+
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[Global___ChatResponse] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChatResponseBatch: _TypeAlias = ChatResponseBatch  # noqa: Y015
+
+@_typing.final
 class DeliveryReceipt(_message.Message):
-    """DeliveryReceipt says the recipient's client acknowledged a direct message.
+    """DeliveryReceipt says the recipient's client acknowledged direct messages.
     It is an inbox entry: it has a sequence and must be acknowledged too.
+
+    Receipts are cumulative: one Ack of the recipient that covers several of
+    this user's direct messages to them gives ONE receipt listing all of them
+    (message_ids and client_ids, oldest first); message_id and client_id name
+    the last one, so a client that reads only those sees the newest delivery.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -1005,17 +1083,29 @@ class DeliveryReceipt(_message.Message):
     CLIENT_ID_FIELD_NUMBER: _builtins.int
     RECIPIENT_FIELD_NUMBER: _builtins.int
     DELIVERY_TIME_FIELD_NUMBER: _builtins.int
+    MESSAGE_IDS_FIELD_NUMBER: _builtins.int
+    CLIENT_IDS_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """Position in this user's inbox."""
     message_id: _builtins.int
-    """The id of the delivered message."""
+    """The id of the last delivered message this receipt covers."""
     client_id: _builtins.str
-    """The client id the sender gave the delivered message."""
+    """The client id the sender gave that message."""
     recipient: _builtins.str
     """Who acknowledged it."""
     @_builtins.property
     def delivery_time(self) -> _timestamp_pb2.Timestamp:
         """When it was acknowledged."""
+
+    @_builtins.property
+    def message_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Ids of every delivered message this receipt covers, oldest first (the
+        last equals message_id).
+        """
+
+    @_builtins.property
+    def client_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Their client ids, in the same order as message_ids."""
 
     def __init__(
         self,
@@ -1025,10 +1115,12 @@ class DeliveryReceipt(_message.Message):
         client_id: _builtins.str = ...,
         recipient: _builtins.str = ...,
         delivery_time: _timestamp_pb2.Timestamp | None = ...,
+        message_ids: _abc.Iterable[_builtins.int] | None = ...,
+        client_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["delivery_time", b"delivery_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "delivery_time", b"delivery_time", "message_id", b"message_id", "recipient", b"recipient", "sequence", b"sequence"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "client_ids", b"client_ids", "delivery_time", b"delivery_time", "message_id", b"message_id", "message_ids", b"message_ids", "recipient", b"recipient", "sequence", b"sequence"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -250,6 +250,13 @@ class MessengerServiceServicer:
         refused with INVALID_ARGUMENT and end the call.
         When the client half-closes, the server answers every event it read,
         delivers what is pending and ends the call with OK.
+
+        Batching (optional, for throughput): a client that sets Resume.batching
+        may receive, after that Resume, several events in one ChatResponse whose
+        `batch` field holds them in order; the server batches only what is
+        already queued for the stream, so batching never delays an event. Any
+        client may send ChatRequest.batch. A client that never sets
+        Resume.batching (grpcurl, simple scripts) receives one event per frame.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

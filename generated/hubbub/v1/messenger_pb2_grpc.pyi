@@ -131,6 +131,13 @@ class MessengerServiceStub:
     refused with INVALID_ARGUMENT and end the call.
     When the client half-closes, the server answers every event it read,
     delivers what is pending and ends the call with OK.
+
+    Batching (optional, for throughput): a client that sets Resume.batching
+    may receive, after that Resume, several events in one ChatResponse whose
+    `batch` field holds them in order; the server batches only what is
+    already queued for the stream, so batching never delays an event. Any
+    client may send ChatRequest.batch. A client that never sets
+    Resume.batching (grpcurl, simple scripts) receives one event per frame.
     """
 
 @_typing.type_check_only
@@ -233,6 +240,13 @@ class MessengerServiceAsyncStub(MessengerServiceStub):
     refused with INVALID_ARGUMENT and end the call.
     When the client half-closes, the server answers every event it read,
     delivers what is pending and ends the call with OK.
+
+    Batching (optional, for throughput): a client that sets Resume.batching
+    may receive, after that Resume, several events in one ChatResponse whose
+    `batch` field holds them in order; the server batches only what is
+    already queued for the stream, so batching never delays an event. Any
+    client may send ChatRequest.batch. A client that never sets
+    Resume.batching (grpcurl, simple scripts) receives one event per frame.
     """
 
 class MessengerServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -404,6 +418,13 @@ class MessengerServiceServicer(metaclass=_abc_1.ABCMeta):
         refused with INVALID_ARGUMENT and end the call.
         When the client half-closes, the server answers every event it read,
         delivers what is pending and ends the call with OK.
+
+        Batching (optional, for throughput): a client that sets Resume.batching
+        may receive, after that Resume, several events in one ChatResponse whose
+        `batch` field holds them in order; the server batches only what is
+        already queued for the stream, so batching never delays an event. Any
+        client may send ChatRequest.batch. A client that never sets
+        Resume.batching (grpcurl, simple scripts) receives one event per frame.
         """
 
 def add_MessengerServiceServicer_to_server(servicer: MessengerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
