@@ -432,7 +432,7 @@ async def cluster_torture(
             t0, clients = await _kill(kind, victim, driver, recover_s, report.problems)
             back, delivering = _outcome(driver, t0)
             slow = {
-                name: steps.between(name, t0, t0 + took)
+                name: [*steps.between(name, t0, t0 + took), f"+{took:6.2f}s first delivery"]
                 for name, took in delivering.items()
                 if took > GOAL_S
             }
