@@ -38,6 +38,7 @@ from hubbub.client.backoff import Backoff
 from hubbub.client.errors import _error_from_rpc, _violations_from_metadata
 from hubbub.client.events import event_from_pb
 from hubbub.client.interactive import rejection_line
+from hubbub.client.target import parse_target
 from hubbub.v1 import messenger_pb2 as pb
 
 pytestmark = pytest.mark.timeout(10)
@@ -282,6 +283,8 @@ class FakeClient:
         self.username = "bob"
         self.logins: list[tuple[str, str]] = []
         self.resets = 0
+        self.target = parse_target("h:1")  # one address, as a Client has
+        self.address = "h:1"
 
     async def open_chat(self) -> FakeChat:
         item = self.opens.pop(0)

@@ -35,6 +35,7 @@ from hubbub.client.backoff import Backoff
 from hubbub.client.conversation import MAX_TAKEOVER_REFUSALS
 from hubbub.client.errors import _error_from_rpc, kind_of_code
 from hubbub.client.events import event_from_pb
+from hubbub.client.target import parse_target
 from hubbub.v1 import messenger_pb2 as pb
 
 pytestmark = pytest.mark.timeout(10)
@@ -101,6 +102,8 @@ class FakeClient:
         self.username = "bob"
         self.resume_tokens: list[str] = []
         self.resets = 0
+        self.target = parse_target("h:1")  # one address, as a Client has
+        self.address = "h:1"
         self.logins = 0
 
     async def open_chat(self, within: float = 10.0, *, resume_token: str = "") -> Any:
