@@ -14,10 +14,13 @@ from dataclasses import dataclass
 class Backoff:
     """Exponential backoff with jitter for reconnect attempts.
 
-    Attempt n (0-based) waits between half and all of `min(cap, base * factor**n)`
-    seconds ("equal jitter", as in the AWS Architecture Blog's "Exponential Backoff
-    And Jitter"), so delays grow quickly but never exceed `cap` and clients that lost
-    the same server do not all come back at the same instant.
+    Attempt n (0-based) waits between half and all of `min(cap, base * factor**r)`
+    seconds, where r = n // `per_round` ("equal jitter", as in the AWS Architecture
+    Blog's "Exponential Backoff And Jitter"), so delays grow quickly but never exceed
+    `cap` and clients that lost the same server do not all come back at the same
+    instant. `per_round` is the number of server addresses tried in turn: a dead address
+    is left for the next one after the shortest delay, and the delay only grows once
+    every address was tried (a `Conversation` sets it from its client's target).
     """
 
     base: float = 0.25
@@ -25,10 +28,12 @@ class Backoff:
     cap: float = 4.0
     attempt: int = 0
     rng: random.Random | None = None
+    per_round: int = 1
 
     def ceiling(self, attempt: int) -> float:
         """The largest delay (seconds) attempt number `attempt` may wait."""
-        return min(self.cap, self.base * self.factor ** min(attempt, 64))
+        step = attempt // max(1, self.per_round)
+        return min(self.cap, self.base * self.factor ** min(step, 64))
 
     def next_delay(self) -> float:
         """Return the delay (seconds) before the next attempt and count the attempt."""

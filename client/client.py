@@ -46,14 +46,19 @@ USERS_PAGE_SIZE: Final = 1000
 #: resume_token of its last Welcome), so the server hands it the stale stream at once.
 RESUME_TOKEN_KEY: Final = "hubbub-resume-token"
 
-#: Channel options: keepalive so a dead peer is noticed in well under a minute, and a
-#: short reconnect backoff inside grpc (our own backoff sits on top of it).
+#: Channel options: keepalive so a node that died without closing the connection (frozen
+#: by SIGSTOP, a paused VM, a pulled cable) is noticed within about 3 s, inside the 5 s a
+#: failover may take (issue 9): an HTTP/2 ping every second, the connection dropped when
+#: one is not answered within 2 s. gRPC core answers pings in its own threads, so a busy
+#: server still answers in time. The server permits pings this often
+#: (`grpc.http2.min_ping_interval_without_data_ms` in server/app.py). And a short
+#: reconnect backoff inside grpc (our own backoff sits on top of it).
 CHANNEL_OPTIONS: Final[list[tuple[str, int]]] = [
-    ("grpc.keepalive_time_ms", 10_000),
-    ("grpc.keepalive_timeout_ms", 4_000),
+    ("grpc.keepalive_time_ms", 1_000),
+    ("grpc.keepalive_timeout_ms", 2_000),
     # gRPC core only drops a connection whose keepalive ping went unanswered after its
     # HTTP/2 ping timeout (default 60 s), so the two must be set together.
-    ("grpc.http2.ping_timeout_ms", 4_000),
+    ("grpc.http2.ping_timeout_ms", 2_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.initial_reconnect_backoff_ms", 250),

@@ -4,11 +4,16 @@ It wraps a `Client` and reconnects with backoff, fails over to the next server
 address, takes over its own stale stream with the Welcome's resume token, resumes
 within the right history and resends unconfirmed messages; it obeys the server's retry
 flag, so a refusal that cannot succeed later is reported, never retried forever.
+
+Each reconnect step (stream lost, every connection attempt and its outcome, Welcome,
+Synced) is logged at DEBUG on the logger `hubbub.client.reconnect`, with the user name
+in the record's `hubbub_user` attribute, so the time a failover takes can be told apart.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Final, Self
@@ -27,8 +32,11 @@ from .events import (
     IncomingMessage,
     Reconnected,
     SendConfirmed,
+    Synced,
     Welcome,
 )
+
+log = logging.getLogger("hubbub.client.reconnect")
 
 #: Resume refusals after which a Conversation resyncs from the acknowledged sequence.
 RESYNC_REASONS: Final = frozenset({"HISTORY_CHANGED", "RESUME_BEYOND_END"})
@@ -63,6 +71,13 @@ class Conversation:
     after `last_shown`, re-sends unconfirmed messages under their original client ids
     and yields Reconnected.
 
+    Reconnect timing: the first attempt after a loss waits the shortest backoff delay;
+    the backoff steps once per round over the client's addresses (a dead address is left
+    for the next one at once) and starts over after every stream that reached Synced or
+    stayed up `stable_after` seconds. After GoingAway the old stream is read (it drains
+    what the server still sends) for at most the asked `reconnect_delay_ms`, then
+    cancelled, and the reconnect goes ahead: a stream that lingers never holds it up.
+
     Position and history: `last_shown` only means something within `history_id` (the
     Welcome's). If a new Welcome names another history, or its last sequence is below
     `last_shown` (the server was restored from a backup), or the server refuses the
@@ -94,6 +109,8 @@ class Conversation:
     _closing: bool = False
     _announced: bool = False
     _away_delay: float = 0.0
+    #: After GoingAway: when (time.monotonic()) the reconnect may start; None otherwise.
+    _away_until: float | None = None
     _up_since: float = 0.0
     #: A stream must stay up this long (seconds) before the backoff starts over, so a
     #: server that accepts and then drops every stream is not hammered.
@@ -106,6 +123,7 @@ class Conversation:
         Raises HubbubError on refusal (ALREADY_EXISTS, RESOURCE_EXHAUSTED,
         UNAUTHENTICATED, UNAVAILABLE).
         """
+        self.backoff.per_round = len(self.client.target.addresses)
         chat = await self.client.open_chat()
         self.history_id = history_id
         self._adopt(chat, after_sequence)
@@ -185,8 +203,13 @@ class Conversation:
     def __aiter__(self) -> Self:
         return self
 
+    def _step(self, text: str, *args: object) -> None:
+        """Log one reconnect step (DEBUG, logger `hubbub.client.reconnect`)."""
+        log.debug(text, *args, extra={"hubbub_user": self.client.username or "?"})
+
     def _lost(self, message: str) -> ChatEvent | None:
         self.chat = None
+        self._step("stream lost: %s", message)
         if time.monotonic() - self._up_since >= self.stable_after:
             self.backoff.reset()
         if self._announced:
@@ -216,7 +239,10 @@ class Conversation:
                 self._announced = False
                 return Reconnected(welcome)
             try:
-                event = await self.chat.__anext__()
+                event = await self._next_event(self.chat)
+            except TimeoutError:  # the stream that said GoingAway outlived the asked delay
+                self.chat.cancel()
+                lost = self._lost("The server went away; its stream was still open.")
             except StopAsyncIteration:
                 if self._closing:
                     raise
@@ -241,7 +267,19 @@ class Conversation:
             if lost is not None:
                 return lost
 
+    async def _next_event(self, chat: Chat) -> ChatEvent:
+        """The next event of `chat`; after GoingAway, TimeoutError once the asked delay has
+        passed (events already received still come first)."""
+        if self._away_until is None:
+            return await chat.__anext__()
+        async with asyncio.timeout(max(0.0, self._away_until - time.monotonic())):
+            return await chat.__anext__()
+
     def _filter(self, event: ChatEvent) -> ChatEvent | None:
+        if isinstance(event, Synced):
+            self.backoff.reset()  # the replay completed: this node works
+            self._step("synced")
+            return event
         if isinstance(event, IncomingMessage | DeliveryReceipt | GroupUpdate):
             return event if event.sequence > self.last_shown else None
         if isinstance(event, SendConfirmed):
@@ -256,7 +294,8 @@ class Conversation:
                 return None  # an ack of a position from before a resync: nothing to show
             return event
         if isinstance(event, GoingAway):
-            self._away_delay = event.reconnect_delay_ms / 1000
+            self._away_until = time.monotonic() + event.reconnect_delay_ms / 1000
+            self._step("going away (reconnect in %d ms)", event.reconnect_delay_ms)
             if self.chat is not None:
                 self.chat.close_writing()
             if self._announced:
@@ -279,14 +318,26 @@ class Conversation:
 
     async def _reconnect(self) -> Welcome:
         takeover_refusals = 0
+        self.backoff.per_round = len(self.client.target.addresses)
         while True:
             delay = max(self.backoff.next_delay(), self._away_delay)
-            self._away_delay = 0.0
+            if self._away_until is not None:
+                delay = max(delay, self._away_until - time.monotonic())
+            self._away_delay, self._away_until = 0.0, None
             await asyncio.sleep(delay)
             await self.client.reset_channel()
+            self._step("connecting to %s (waited %.2f s)", self.client.address, delay)
+            started = time.monotonic()
             try:
                 chat = await self._open()
             except HubbubError as exc:
+                self._step(
+                    "refused by %s after %.2f s: %s %s",
+                    self.client.address,
+                    time.monotonic() - started,
+                    exc.kind.name,
+                    exc.reason or exc.message,
+                )
                 if not self._may_retry_open(exc, takeover_refusals):
                     self._closing = True
                     raise
@@ -296,6 +347,7 @@ class Conversation:
                     self._away_delay = exc.retry_delay
                 continue
             break
+        self._step("welcome from %s after %.2f s", self.client.address, time.monotonic() - started)
         self._adopt(chat, self.last_shown)
         for cid, item in self.pending.items():
             chat.send(

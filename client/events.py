@@ -190,23 +190,19 @@ class SendConfirmed:
 class EventRejected:
     """The server refused one event I sent (`client_id` set if it was a send).
 
-    `code` is the canonical status number as sent (compare `kind` instead), `reason` a
-    stable machine-readable word such as "USER_NOT_FOUND", `retry` the server's flag:
-    True if sending the same event again later may succeed.
+    `kind` is the refusal's status as an ErrorKind (NOT_FOUND, PERMISSION_DENIED, ...;
+    OTHER for a status this client does not know), `reason` a stable machine-readable
+    word such as "USER_NOT_FOUND", `retry` the server's flag: True if sending the same
+    event again later may succeed.
     """
 
     request_index: int
     client_id: str
-    code: int
+    kind: ErrorKind
     reason: str
     message: str
     field_violations: tuple[FieldViolation, ...] = ()
     retry: bool = False
-
-    @property
-    def kind(self) -> ErrorKind:
-        """The refusal as an ErrorKind (NOT_FOUND, PERMISSION_DENIED, ...)."""
-        return kind_of_code(self.code)
 
     def fields(self) -> set[str]:
         """The names of the fields the server complained about."""
@@ -324,7 +320,7 @@ def event_from_pb(resp: pb.ChatResponse) -> ChatEvent | None:
         return EventRejected(
             request_index=e.request_index,
             client_id=e.client_id,
-            code=e.code,
+            kind=kind_of_code(e.code),
             reason=e.reason,
             message=e.message,
             field_violations=tuple(

@@ -13,8 +13,6 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
-from .backoff import Backoff as Backoff  # re-exported for older callers
-
 # --- the fixed wording of docs/cli.md §Wording -----------------------------------------
 
 WELCOME = "Welcome to Chat Client. Enter your login:"
@@ -226,20 +224,14 @@ def group_error_line(reason: str, kind: str, group: str, message: str) -> str:
     return shown(message)
 
 
-#: ErrorKind values of the status numbers `rejection_text` still accepts (google.rpc.Code).
-_KIND_OF_NUMBER = {5: "not_found", 7: "permission_denied", 3: "invalid_argument"}
-
-
-def rejection_text(reason: str, kind: str | int, fields: Collection[str], group: str = "") -> str:
+def rejection_text(reason: str, kind: str, fields: Collection[str], group: str = "") -> str:
     """The line for a refused send, from the refusal's `reason`, `kind` (the ErrorKind
-    value: "not_found", "permission_denied", ...; a status number is still understood),
-    bad `fields` and the `group` the message was addressed to ("" for a direct message).
+    value: "not_found", "permission_denied", ...), bad `fields` and the `group` the
+    message was addressed to ("" for a direct message).
 
     Unknown group or not a member (group sends), nobody online (random sends), unknown
     recipient, bad body, and anything else (the header line of docs/cli.md §Wording).
     """
-    if isinstance(kind, int):
-        kind = _KIND_OF_NUMBER.get(kind, "")
     if reason == "NOBODY_ONLINE":
         return NOBODY_ONLINE
     if group and (reason == "NOT_A_MEMBER" or (not reason and kind == "permission_denied")):

@@ -71,7 +71,8 @@ def channel_options(config: ServerConfig) -> list[tuple[str, int]]:
         ("grpc.http2.ping_timeout_ms", config.keepalive_timeout_ms),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),
-        ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+        # Clients ping every second to notice a frozen node fast (client/client.py).
+        ("grpc.http2.min_ping_interval_without_data_ms", 1_000),
         ("grpc.http2.max_ping_strikes", 0),
         ("grpc.max_receive_message_length", max(4 * 1024 * 1024, config.max_message_bytes * 2)),
         ("grpc.max_send_message_length", max(4 * 1024 * 1024, config.max_message_bytes * 2)),

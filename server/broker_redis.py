@@ -12,7 +12,11 @@ are published, and a session fills any gap from the store on the next message
 it is told about or when its client reconnects. The subscriber reconnects by
 itself (with backoff) and logs the loss and the recovery. A publish that fails
 (Redis down) is logged and dropped for the same reason: the send has already
-been stored and is answered as stored.
+been stored and is answered as stored. Session events (revocations, takeovers) are
+the exception: nothing else would tell the other nodes, so one that cannot be
+published is kept (in order, at most MAX_PENDING_SESSION_EVENTS) and published again
+every SESSION_RETRY_S until Redis takes it; a broker outage delays a revocation on the
+other nodes, it never cancels it.
 See https://redis.io/docs/latest/develop/interact/pubsub/.
 """
 
@@ -22,6 +26,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections import deque
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -29,6 +34,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from . import redis_pool
 from .broker import BrokerHandler, deliver, resubscribed
 from .config import redact_url
 from .models import (
@@ -47,6 +53,8 @@ log = logging.getLogger(__name__)
 
 POLL_S = 1.0  # subscriber wake-up interval (to notice close())
 MAX_BACKOFF_S = 5.0
+SESSION_RETRY_S = 0.5  # interval of publishing again the session events Redis refused
+MAX_PENDING_SESSION_EVENTS = 10_000  # kept while Redis refuses them (oldest dropped)
 
 
 def encode_message(message: StoredMessage) -> str:
@@ -155,7 +163,7 @@ class RedisBroker:
     def __init__(self, url: str, *, prefix: str = "hubbub") -> None:
         self.url = url
         self.channel = f"{prefix}:events"
-        self._publisher: aioredis.Redis = aioredis.from_url(
+        self._publisher: aioredis.Redis = redis_pool.connect(
             url, socket_connect_timeout=5, socket_timeout=10, health_check_interval=15
         )
         # The subscriber does not retry inside redis-py: a lost connection surfaces
@@ -170,6 +178,9 @@ class RedisBroker:
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
         self._publish_failing = False
+        self._pending_sessions: deque[str] = deque(maxlen=MAX_PENDING_SESSION_EVENTS)
+        self._pending_lock = asyncio.Lock()
+        self._retry_task: asyncio.Task[None] | None = None
         self.reconnects = 0  # times the subscription was re-established (tests, metrics)
 
     async def start(self, handler: BrokerHandler) -> None:
@@ -205,10 +216,36 @@ class RedisBroker:
         await self._publish(encode_presence(change))
 
     async def publish_session_event(self, event: SessionEvent) -> None:
-        """Announce a session revocation or takeover to every node."""
-        await self._publish(encode_session_event(event))
+        """Announce a session revocation or takeover to every node; if Redis refuses it,
+        it is published again every SESSION_RETRY_S (after any earlier one still waiting)
+        until Redis takes it."""
+        if len(self._pending_sessions) == MAX_PENDING_SESSION_EVENTS:
+            log.error("redis broker: too many unpublished session events; dropping the oldest")
+        self._pending_sessions.append(encode_session_event(event))
+        if not await self._publish_pending_sessions() and self._retry_task is None:
+            self._retry_task = asyncio.create_task(self._retry_sessions(), name="redis-retry")
 
-    async def _publish(self, payload: str) -> None:
+    async def _publish_pending_sessions(self) -> bool:
+        """Publish the waiting session events in order; False if Redis refused one."""
+        async with self._pending_lock:
+            while self._pending_sessions:
+                if not await self._publish(self._pending_sessions[0]):
+                    return False
+                self._pending_sessions.popleft()
+        return True
+
+    async def _retry_sessions(self) -> None:
+        """Publish the waiting session events every SESSION_RETRY_S until none is left."""
+        try:
+            while True:
+                await asyncio.sleep(SESSION_RETRY_S)
+                if await self._publish_pending_sessions():
+                    return
+        finally:
+            self._retry_task = None
+
+    async def _publish(self, payload: str) -> bool:
+        """Publish one event; False (logged once per outage) if Redis refused it."""
         try:
             await self._publisher.publish(self.channel, payload)
         except (RedisError, OSError) as exc:
@@ -219,10 +256,11 @@ class RedisBroker:
                     exc,
                 )
             self._publish_failing = True
-        else:
-            if self._publish_failing:
-                log.info("redis broker: publishing again")
-            self._publish_failing = False
+            return False
+        if self._publish_failing:
+            log.info("redis broker: publishing again")
+        self._publish_failing = False
+        return True
 
     async def close(self) -> None:
         """Stop delivering (publishing keeps working until :meth:`aclose`)."""
@@ -234,8 +272,13 @@ class RedisBroker:
                 await task
 
     async def aclose(self) -> None:
-        """Stop delivering and close every connection."""
+        """Stop delivering and retrying, and close every connection."""
         await self.close()
+        retry, self._retry_task = self._retry_task, None
+        if retry is not None:
+            retry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await retry
         await self._publisher.aclose()
         await self._subscriber.aclose()
 

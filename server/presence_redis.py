@@ -35,6 +35,7 @@ from datetime import datetime
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from . import redis_pool
 from .config import redact_url
 from .models import from_ms, to_ms, utc_now
 from .presence import Claim, LostClaimHandler
@@ -171,7 +172,7 @@ class RedisPresence:
         self._index = f"{prefix}:online"
         self._changes = f"{prefix}:changed"
         self._node_prefix = f"{prefix}:node:"
-        self._redis: aioredis.Redis = aioredis.from_url(
+        self._redis: aioredis.Redis = redis_pool.connect(
             url, socket_connect_timeout=5, socket_timeout=10, health_check_interval=15
         )
         self._claims: dict[str, str] = {}  # username → value of this node's claim

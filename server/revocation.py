@@ -89,10 +89,12 @@ class Revocations:
 
     async def revoke(self, username: str) -> None:
         """Sessions of ``username`` were revoked in the store (logout, password change):
-        tell every node to recheck its stream of that user (ended if its session is gone)."""
-        await self.hub.broker.publish_session_event(
-            SessionEvent(SessionEventKind.REVOKED, username)
-        )
+        recheck this node's stream of that user at once (ended if its session is gone),
+        without waiting for the broker, and tell every other node to do the same (a
+        broker that cannot take the event now publishes it once it can)."""
+        event = SessionEvent(SessionEventKind.REVOKED, username)
+        self.on_session_event(event)
+        await self.hub.broker.publish_session_event(event)
 
     def on_session_event(self, event: SessionEvent) -> None:
         """Broker callback: apply a revocation or takeover to this node's stream of the user.

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import json
 import re
 from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
@@ -118,6 +119,40 @@ class Dialect:
         if self.name == "postgres":
             return f"{column} = ANY(?::{sql_type}[])", (list(values),)
         return f"{column} IN ({','.join('?' * len(values))})", tuple(values)
+
+    def table(
+        self, alias: str, columns: Sequence[tuple[str, str]], values: Sequence[Sequence[Any]]
+    ) -> tuple[str, tuple[Any, ...]]:
+        """Rows passed as parameters, usable as a table in ``FROM`` (multi-row statements).
+
+        Args:
+            alias: the table's name in the query.
+            columns: ``(name, PostgreSQL type)`` of each column, e.g. ``("uid", "bigint")``.
+            values: the rows, each a sequence of ``len(columns)`` ints, strings or None.
+
+        Returns:
+            The ``FROM`` item and its parameters. The table has the given columns plus
+            ``ord``, the row's position (ascending in ``values`` order). PostgreSQL:
+            ``unnest(?::T[], …) WITH ORDINALITY``, one array parameter per column (one
+            prepared statement for any number of rows,
+            https://www.postgresql.org/docs/current/functions-array.html); SQLite:
+            ``json_each(?)`` over one JSON array of rows (https://www.sqlite.org/json1.html).
+        """
+        names = [name for name, _ in columns]
+        if self.name == "postgres":
+            arrays = ", ".join(f"?::{sql_type}[]" for _, sql_type in columns)
+            params = tuple(list(column) for column in zip(*values, strict=True))
+            if not params:
+                params = tuple([] for _ in columns)
+            return (
+                f"unnest({arrays}) WITH ORDINALITY AS {alias}({', '.join(names)}, ord)",
+                params,
+            )
+        picks = ", ".join(f"json_extract(value, '$[{i}]') AS {n}" for i, n in enumerate(names))
+        return (
+            f"(SELECT {picks}, key AS ord FROM json_each(?)) AS {alias}",
+            (json.dumps([list(row) for row in values]),),
+        )
 
 
 SQLITE = Dialect(

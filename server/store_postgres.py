@@ -5,7 +5,7 @@ The schema, queries and inbox rules are those of :mod:`.store_ops` and
 the pool, :func:`run_op` (the async driver of an operation on an asyncpg
 connection) and the executor:
 
-* A connection pool; every write is one transaction, committed with
+* A connection pool; every write is in one transaction, committed with
   ``synchronous_commit = on`` (set per connection), so a write that returns is
   durable on the server's disk (https://www.postgresql.org/docs/current/wal-async-commit.html).
 * Per-recipient gap-free sequences: ``UPDATE users SET last_sequence =
@@ -15,10 +15,13 @@ connection) and the executor:
   concurrent insert of the same ``(sender, client id)`` (e.g. a resend on
   another node) waits for the first transaction and then resolves to the stored
   entries with ``duplicate=True``, never an error.
-* Call order: :meth:`PostgresStore.store_message` and
-  :meth:`~PostgresStore.store_group_message` queue the write at once and chain it
-  after the previous queued write *of the same sender*, so one sender's messages
-  commit in the order they were sent while different senders write in parallel.
+* Group commit and call order: :meth:`PostgresStore.store_message` and
+  :meth:`~PostgresStore.store_group_message` queue the write at once on one of
+  :data:`WRITERS` writers, chosen by sender, so one sender's messages commit in
+  the order they were sent; each writer commits every direct message queued
+  while its previous commit ran in ONE transaction of multi-row statements
+  (:class:`_Writer`, :func:`.store_ops.append_many`), as SQLite's writer thread
+  groups its writes.
 * Row locks on ``users`` are taken in id order where a transaction needs several
   (group messages, receipts); a deadlock or serialization failure that still
   happens is retried (the operation is built again and rerun).
@@ -29,6 +32,7 @@ connection) and the executor:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
@@ -36,8 +40,9 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 import asyncpg
 from asyncpg.exceptions import DeadlockDetectedError, SerializationError
 
-from . import schema
+from . import schema, store_ops
 from .config import redact_url
+from .models import Appended
 from .schema import SCHEMA_VERSION
 from .sql import POSTGRES, Fetch, Op, Query, numbered
 from .store_sql import SqlStore
@@ -54,6 +59,8 @@ if TYPE_CHECKING:
     Connection: TypeAlias = PoolConnectionProxy[asyncpg.Record] | asyncpg.Connection[asyncpg.Record]
 
 TX_ATTEMPTS = 5  # tries of one write transaction on deadlock / serialization failure
+MAX_GROUP = 64  # queued writes per group commit (see _Writer: bounds the burst of answers)
+WRITERS = 1  # group-commit writers per node (each on its own connection while it commits)
 CLOSE_TIMEOUT_S = 10.0
 
 
@@ -106,8 +113,8 @@ class PostgresStore(SqlStore):
         self.url = url
         self._max_connections = max_connections
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
-        self._tails: dict[int, asyncio.Task[Any]] = {}  # sender id → its last queued write
-        self._pending: set[asyncio.Task[Any]] = set()
+        self._writers: list[_Writer] = []  # a sender's writes go to writers[sender id % n]
+        self.group_commits = 0  # write transactions committed, for metrics and tests
         self._history_id: str | None = None
 
     @property
@@ -145,6 +152,7 @@ class PostgresStore(SqlStore):
             )
             async with self._pool.acquire() as conn:
                 await self._migrate(conn)
+            self._writers = [_Writer(self, f"pg-writer-{i}") for i in range(WRITERS)]
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
             await self._close_pool()
             message = " ".join(str(exc).replace(self.url, self.display_url).split())
@@ -166,9 +174,10 @@ class PostgresStore(SqlStore):
         return self.display_url
 
     async def close(self) -> None:
-        """Wait for queued writes, then close every connection."""
-        if self._pending:
-            await asyncio.wait(set(self._pending), timeout=CLOSE_TIMEOUT_S)
+        """Commit queued writes (for at most :data:`CLOSE_TIMEOUT_S`), then close every
+        connection."""
+        writers, self._writers = self._writers, []
+        await asyncio.gather(*(writer.stop(CLOSE_TIMEOUT_S) for writer in writers))
         await self._close_pool()
 
     async def _close_pool(self) -> None:
@@ -194,7 +203,9 @@ class PostgresStore(SqlStore):
         while True:
             try:
                 async with self.pool.acquire() as conn, conn.transaction():
-                    return await run_op(conn, make())
+                    result = await run_op(conn, make())
+                self.group_commits += 1
+                return result
             except (DeadlockDetectedError, SerializationError) as exc:
                 if attempt >= TX_ATTEMPTS:
                     raise
@@ -202,27 +213,139 @@ class PostgresStore(SqlStore):
                 attempt += 1
 
     def _write_queued(self, sender_id: int, make: Callable[[], Op[T]]) -> asyncio.Future[T]:
-        """Start ``make()`` as a transaction once the sender's previous queued write has
-        finished.
+        """Queue ``make()`` on the sender's writer; it runs in its own transaction once the
+        writes queued before it there are committed (see :class:`_Writer`)."""
+        return self._submit(sender_id, _Job(None, make))
 
-        The returned future is shielded: a caller that stops waiting does not
-        cancel the write (as with the SQLite writer queue).
-        """
-        previous = self._tails.get(sender_id)
+    def _append_queued(self, entry: store_ops.NewEntry) -> asyncio.Future[Appended]:
+        """Queue ``entry`` on its sender's writer, which stores it together with the
+        entries queued next to it in one transaction (:func:`.store_ops.append_many`)."""
+        return self._submit(entry.sender.id, _Job(entry, None))
 
-        async def run() -> T:
-            if previous is not None:
-                await asyncio.wait({previous})  # its outcome is its caller's business
-            return await self._write(make)
+    def _submit(self, sender_id: int, job: _Job) -> asyncio.Future[Any]:
+        if not self._writers:  # closed (or never opened): fail the write, as a closed pool would
+            job.future.set_exception(RuntimeError("the PostgreSQL store is not open"))
+            return job.future
+        return self._writers[sender_id % len(self._writers)].submit(job)
 
-        task = asyncio.get_running_loop().create_task(run(), name=f"pg-write-{sender_id}")
-        self._tails[sender_id] = task
-        self._pending.add(task)
 
-        def done(finished: asyncio.Task[Any]) -> None:
-            self._pending.discard(finished)
-            if self._tails.get(sender_id) is finished:
-                del self._tails[sender_id]
+class _Job:
+    """A queued write: an entry to append (batched) or an operation factory (alone)."""
 
-        task.add_done_callback(done)
-        return asyncio.shield(task)
+    __slots__ = ("entry", "future", "make")
+
+    def __init__(
+        self, entry: store_ops.NewEntry | None, make: Callable[[], Op[Any]] | None
+    ) -> None:
+        self.entry = entry
+        self.make = make
+        self.future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+
+class _Writer:
+    """One group-commit writer: a queue of writes and the task that commits them in order.
+
+    Every write queued while the previous commit ran goes into the next one (at
+    most :data:`MAX_GROUP`), as in SQLite's writer thread: consecutive appends
+    become ONE transaction of a few multi-row statements
+    (:func:`.store_ops.append_many`: one message insert, one ordered row lock,
+    one sequence update, one inbox insert), whatever their number; any other
+    queued write runs alone, in queue order. A future resolves only after its
+    transaction's commit (``synchronous_commit = on``). If a batch fails
+    (deadlock, serialization failure, lost connection), it was rolled back as a
+    whole and each member is rerun in its own transaction with the usual retries
+    (:meth:`PostgresStore._write`); idempotency per ``(sender, client_id)`` makes
+    a rerun of a write whose commit outcome is unknown safe.
+    """
+
+    def __init__(self, store: PostgresStore, name: str) -> None:
+        self._store = store
+        self._jobs: asyncio.Queue[_Job | None] = asyncio.Queue()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=name)
+
+    def submit(self, job: _Job) -> asyncio.Future[Any]:
+        """Queue ``job``; its future resolves after its commit (cancelling the future does
+        not cancel the write)."""
+        self._jobs.put_nowait(job)
+        return job.future
+
+    async def stop(self, timeout_s: float) -> None:
+        """Commit what is queued, then end the task (cancelled after ``timeout_s``)."""
+        self._jobs.put_nowait(None)
+        done, _ = await asyncio.wait({self._task}, timeout=timeout_s)
+        if not done:
+            self._task.cancel()
+            await asyncio.wait({self._task})
+        while not self._jobs.empty():  # only after a cancel: fail what never ran
+            job = self._jobs.get_nowait()
+            if job is not None:
+                _resolve(job.future, None, RuntimeError("the PostgreSQL store closed"))
+
+    async def _run(self) -> None:
+        while True:
+            job = await self._jobs.get()
+            if job is None:
+                return
+            batch = [job]
+            stopping = False
+            while len(batch) < MAX_GROUP and not self._jobs.empty():
+                more = self._jobs.get_nowait()
+                if more is None:
+                    stopping = True
+                    break
+                batch.append(more)
+            try:
+                await self._commit(batch)
+            except asyncio.CancelledError:
+                for pending in batch:
+                    _resolve(pending.future, None, RuntimeError("the PostgreSQL store closed"))
+                raise
+            if stopping:
+                return
+
+    async def _commit(self, batch: list[_Job]) -> None:
+        """Commit ``batch`` in order: runs of appends together, other writes alone."""
+        run: list[_Job] = []
+        for job in batch:
+            if job.entry is not None:
+                run.append(job)
+                continue
+            if run:
+                await self._commit_appends(run)
+                run = []
+            assert job.make is not None
+            await self._commit_alone(job, job.make)
+        if run:
+            await self._commit_appends(run)
+
+    async def _commit_appends(self, jobs: list[_Job]) -> None:
+        store = self._store
+        entries = [job.entry for job in jobs if job.entry is not None]
+        try:
+            async with store.pool.acquire() as conn, conn.transaction():
+                results = await run_op(conn, store_ops.append_many(POSTGRES, entries))
+        except Exception as exc:  # rolled back: every member reruns on its own
+            log.warning("group commit of %d writes failed, rerun one by one: %s", len(jobs), exc)
+            for job, entry in zip(jobs, entries, strict=True):
+                await self._commit_alone(job, functools.partial(store_ops.append, POSTGRES, entry))
+            return
+        store.group_commits += 1
+        for job, result in zip(jobs, results, strict=True):
+            _resolve(job.future, result, None)
+
+    async def _commit_alone(self, job: _Job, make: Callable[[], Op[Any]]) -> None:
+        try:
+            result = await self._store._write(make)
+        except Exception as exc:  # the write's own failure (domain error, database down)
+            _resolve(job.future, None, exc)
+        else:
+            _resolve(job.future, result, None)
+
+
+def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)

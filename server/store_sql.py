@@ -124,13 +124,14 @@ class SqlStore(abc.ABC):
         self, sender: Account, recipient: Account, client_id: str, body: str, sent_at: datetime
     ) -> asyncio.Future[Appended]:
         """See :meth:`Store.store_message` (queued in call order per sender)."""
-        sent_ms = to_ms(sent_at)
-        return self._write_queued(
-            sender.id,
-            lambda: store_ops.store_message(
-                self.dialect, sender, recipient, client_id, body, sent_ms
-            ),
+        return self._append_queued(
+            store_ops.direct_message(sender, recipient, client_id, body, to_ms(sent_at))
         )
+
+    def _append_queued(self, entry: store_ops.NewEntry) -> asyncio.Future[Appended]:
+        """Queue the append of ``entry`` (:func:`.store_ops.append`) as a write of its sender
+        (:meth:`_write_queued`); a backend may batch such appends into multi-row statements."""
+        return self._write_queued(entry.sender.id, lambda: store_ops.append(self.dialect, entry))
 
     def store_group_message(
         self, sender: Account, group: str, client_id: str, body: str, sent_at: datetime

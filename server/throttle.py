@@ -71,6 +71,7 @@ from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 
+from . import redis_pool
 from .errors import (
     CurrentPasswordThrottled,
     LoginThrottled,
@@ -164,7 +165,12 @@ class Throttle:
         self._pool: redis.asyncio.ConnectionPool | None = None
         self.storage: Storage
         if redis_url:
-            self._pool = redis.asyncio.ConnectionPool.from_url(redis_url)
+            # Callers wait for a pooled connection instead of failing on a burst.
+            self._pool = redis.asyncio.BlockingConnectionPool.from_url(
+                redis_url,
+                max_connections=redis_pool.MAX_CONNECTIONS,
+                timeout=redis_pool.POOL_TIMEOUT_S,
+            )
             self.storage = RedisStorage(
                 "async+" + redis_url,
                 wrap_exceptions=True,

@@ -23,8 +23,9 @@ from .. import render
 from ..client import DEFAULT_SERVER, Client
 from ..errors import ErrorKind, HubbubError
 from ..session_store import SessionFileError, load_session
+from .chat_screen import KEY_HELP, ChatScreen
+from .login_screens import LoginScreen
 from .model import ChatState, ConversationKey
-from .screens import KEY_HELP, ChatScreen, LoginScreen
 from .session import ChatSession, ClientFactory, remember, usable_saved_session
 from .text import visible
 

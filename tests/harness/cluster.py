@@ -16,13 +16,18 @@ cycle of :func:`cluster_torture`:
 4. restarts the node on its port (SIGCONT for ``sigstop``).
 
 A cycle's *failover time* per client is the time from the signal until that
-client's first delivery after its reconnect. Used by ``tests/faults/test_cluster.py``
+client's first delivery after its reconnect. For every client slower than the goal
+(:data:`GOAL_S`), the report lists its reconnect steps (stream lost, each connection
+attempt and its outcome, Welcome, Synced) as the client library logged them
+(logger ``hubbub.client.reconnect``), so the time can be told apart into detection,
+attempts, takeover and replay. Used by ``tests/faults/test_cluster.py``
 (short, in CI) and ``python -m scripts.torture --cluster`` (``make torture``, long).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import re
 import signal
@@ -175,6 +180,53 @@ class Failover:
     delivering_s: list[float] = field(default_factory=list)
     reconnect_s: list[float] = field(default_factory=list)
     stranded: int = 0
+    #: Per client slower than GOAL_S: its reconnect steps, "+seconds step" from the signal.
+    slow: dict[str, list[str]] = field(default_factory=dict)
+
+
+#: The client library's logger of reconnect steps (DEBUG records carry ``hubbub_user``).
+STEP_LOGGER = "hubbub.client.reconnect"
+
+
+class StepLog(logging.Handler):
+    """Keeps the client library's reconnect steps: ``(time.monotonic(), user, text)``."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.steps: list[tuple[float, str, str]] = []
+        self.saved: tuple[int, bool] = (logging.NOTSET, True)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Store one step (the record's ``hubbub_user`` attribute names the client)."""
+        user = str(getattr(record, "hubbub_user", "?"))
+        self.steps.append((time.monotonic(), user, record.getMessage()))
+
+    @classmethod
+    def install(cls) -> StepLog:
+        """A StepLog attached to the library's step logger (DEBUG, not propagated to the
+        console); call :meth:`remove` when done."""
+        handler = cls()
+        logger = logging.getLogger(STEP_LOGGER)
+        handler.saved = (logger.level, logger.propagate)
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
+        logger.propagate = False
+        return handler
+
+    def remove(self) -> None:
+        """Detach from the step logger and restore its level and propagation."""
+        logger = logging.getLogger(STEP_LOGGER)
+        logger.removeHandler(self)
+        logger.setLevel(self.saved[0])
+        logger.propagate = self.saved[1]
+
+    def between(self, user: str, start: float, end: float) -> list[str]:
+        """``user``'s steps from ``start`` to ``end`` (monotonic s), as "+s.ss text"."""
+        return [
+            f"+{at - start:6.2f}s {text}"
+            for at, who, text in list(self.steps)
+            if who == user and start <= at <= end
+        ]
 
 
 def _figures(values: Sequence[float]) -> str:
@@ -243,6 +295,13 @@ class ClusterReport:
         if self.unsettled:
             rows.append(f"{self.unsettled} cycle(s) started before every client was back")
         rows += [f"problem: {p}" for p in self.problems]
+        slow = [(n, c, name, steps) for n, c in enumerate(self.cycles, 1)
+                for name, steps in sorted(c.slow.items())]  # fmt: skip
+        if slow:
+            rows += ["", f"clients slower than {GOAL_S:.0f} s, step by step from the signal:"]
+        for n, c, name, steps in slow:
+            rows.append(f"  cycle {n} {c.kind} {c.node} {name}:")
+            rows += [f"    {step}" for step in steps]
         return "\n".join(rows)
 
 
@@ -356,6 +415,7 @@ async def cluster_torture(
     rng = random.Random(seed)
     driver = LoadDriver(nodes=cluster.addresses, pairs=pairs)
     report = ClusterReport(Verdict(0, 0, 0, [], [], [], 0))
+    steps = StepLog.install()
     try:
         await driver.setup()
         await driver.start()
@@ -371,6 +431,11 @@ async def cluster_torture(
             )
             t0, clients = await _kill(kind, victim, driver, recover_s, report.problems)
             back, delivering = _outcome(driver, t0)
+            slow = {
+                name: [*steps.between(name, t0, t0 + took), f"+{took:6.2f}s first delivery"]
+                for name, took in delivering.items()
+                if took > GOAL_S
+            }
             report.cycles.append(
                 Failover(
                     kind,
@@ -379,6 +444,7 @@ async def cluster_torture(
                     sorted(delivering.values()),
                     sorted(back.values()),
                     stranded=max(0, clients - len(delivering)),
+                    slow=slow,
                 )
             )
         await _settle(driver, cluster, settle_s)
@@ -386,6 +452,7 @@ async def cluster_torture(
         driver.stop_sending()
         await driver.drain(drain_s)
     finally:
+        steps.remove()
         await driver.close()
     report.verdict = driver.verdict()
     return report

@@ -41,7 +41,7 @@ from hubbub.client import (
     Reconnected,
     SendConfirmed,
 )
-from hubbub.client.render import Backoff
+from hubbub.client.backoff import Backoff
 
 PASSWORD = "torture password 1"
 

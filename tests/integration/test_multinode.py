@@ -73,7 +73,12 @@ async def test_users_on_different_nodes_chat_both_ways(nodes: tuple[Node, Node])
     await b.next("synced")
     for i in range(5):
         await a.send("bob", f"hi bob {i}", f"a{i}")
-    results = [(await a.next("send_result")).send_result for _ in range(5)]
+    # Stored in send order (sequences 1..5); the SendResults of sends committed together
+    # may be written in any order (docs/protocol.md promises the storage order), so they
+    # are matched by client id, as clients do.
+    answers = [(await a.next("send_result")).send_result for _ in range(5)]
+    by_client_id = {r.client_id: r for r in answers}
+    results = [by_client_id[f"a{i}"] for i in range(5)]
     assert [r.sequence for r in results] == [1, 2, 3, 4, 5]
     assert all(r.recipient_online for r in results)  # bob is online, on the other node
     msgs = await b.messages(5)

@@ -184,6 +184,49 @@ async def test_one_senders_queued_writes_commit_in_call_order(store: Store) -> N
         assert [m.sequence for m in texts] == sorted(m.sequence for m in texts)
 
 
+async def test_concurrent_sends_share_group_commits(store: Any) -> None:
+    """Sends queued together commit in fewer transactions than sends (group commit), with
+    gap-free sequences and each sender's order kept."""
+    senders = await users(store, "s0", "s1", "s2", "s3")
+    bob, carol = await users(store, "bob", "carol")
+    now = utc_now()
+    before = store.group_commits
+    queued = [
+        store.store_message(sender, bob if n % 3 else carol, f"c{n}", f"{sender.username}:{n}", now)
+        for n in range(15)
+        for sender in senders
+    ]
+    results: list[Appended] = await asyncio.gather(*queued)
+    assert store.group_commits - before < len(queued)
+    assert not any(r.duplicate for r in results)
+    for who, count in ((bob, 40), (carol, 20)):
+        inbox = await store.messages_after(who, 0, 100)
+        assert [m.sequence for m in inbox] == list(range(1, count + 1))
+        for sender in senders:
+            mine = [int(m.body.split(":")[1]) for m in inbox if m.sender == sender.username]
+            assert mine == sorted(mine)
+
+
+async def test_repeated_client_id_in_one_batch_resolves_to_the_first(store: Store) -> None:
+    """A client id queued twice at once is stored once; the repeat and every other send of
+    the batch get their own result."""
+    alice, bob = await users(store, "alice", "bob")
+    now = utc_now()
+    queued = [
+        store.store_message(alice, bob, client_id, f"body of {client_id} #{n}", now)
+        for n, client_id in enumerate(["c1", "c2", "c1", "c3"])
+    ]
+    first, second, repeat, third = await asyncio.gather(*queued)
+    assert [r.duplicate for r in (first, second, repeat, third)] == [False, False, True, False]
+    assert repeat.message_id == first.message_id and repeat.entries == first.entries
+    inbox = await store.messages_after(bob, 0, 10)
+    assert [(m.sequence, m.body) for m in inbox] == [
+        (1, "body of c1 #0"),
+        (2, "body of c2 #1"),
+        (3, "body of c3 #3"),
+    ]
+
+
 async def test_receipts_created_on_ack_exactly_once(store: Store) -> None:
     """Acking direct messages stores one receipt per message for its sender, once."""
     alice, bob, carol = await users(store, "alice", "bob", "carol")

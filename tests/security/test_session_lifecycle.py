@@ -165,6 +165,10 @@ async def test_a_claim_taken_while_the_node_stalled_ends_the_local_stream(
     presence = node.server.hub.presence
     admin = aioredis.from_url(redis_url)
     try:  # as if this node had stalled past the TTL and another node took the user over
+        # The other node is alive (its heartbeat key exists): a claim of a dead node would
+        # be swept before this node re-asserts, and this node would then keep the user.
+        other_node_key = presence._node_prefix + "other-node"  # type: ignore[attr-defined]
+        await admin.set(other_node_key, "1", px=60_000)
         await admin.set(presence._key("alice"), "other-node 1 other-holder")  # type: ignore[attr-defined]
         await admin.delete(presence.node_key)  # type: ignore[attr-defined]
     finally:

@@ -14,7 +14,8 @@ from textual.pilot import Pilot
 
 from hubbub.client import Client, Conversation, IncomingMessage
 from hubbub.client.tui.app import HubbubApp, TuiConfig
-from hubbub.client.tui.screens import ChatScreen
+from hubbub.client.tui.chat_screen import ChatScreen
+from hubbub.client.tui.widgets import ChatInput
 from tests.integration.conftest import PASSWORD, db_path, node, node_factory
 
 __all__ = ["PASSWORD", "db_path", "node", "node_factory"]
@@ -59,6 +60,12 @@ async def until(pilot: Pilot[Any], predicate: Callable[[], object], within: floa
         await pilot.pause(0.05)
 
 
+def chat_ready(app: HubbubApp) -> bool:
+    """True once the chat screen is showing and composed (its input line exists): the
+    screen is current as soon as it is pushed, its widgets only after it is mounted."""
+    return isinstance(app.screen, ChatScreen) and bool(app.screen.query(ChatInput))
+
+
 def chat_of(app: HubbubApp) -> ChatScreen:
     """The chat screen (asserts it is showing)."""
     screen = app.screen
@@ -75,7 +82,7 @@ async def log_in(pilot: Pilot[Any], username: str, password: str = PASSWORD) -> 
     await pilot.press(*username)
     await pilot.click("#password")
     await pilot.press(*password, "enter")
-    await until(pilot, lambda: isinstance(app.screen, ChatScreen))
+    await until(pilot, lambda: chat_ready(app))
     return chat_of(app)
 
 

@@ -13,8 +13,8 @@ from textual.widgets import Input
 from hubbub.client import Client
 from hubbub.client.session_store import load_session
 from hubbub.client.tui.app import HubbubApp
+from hubbub.client.tui.chat_screen import ChatScreen
 from hubbub.client.tui.model import ConversationKey
-from hubbub.client.tui.screens import ChatScreen
 from hubbub.server.app import start_server
 from hubbub.server.config import ServerConfig
 from tests.integration.conftest import Node
@@ -23,6 +23,7 @@ from .conftest import (
     PASSWORD,
     SIZE,
     chat_of,
+    chat_ready,
     library_user,
     log_in,
     next_message,
@@ -249,12 +250,12 @@ async def test_account_creation_then_the_saved_session_is_reused(
         ):
             first.screen.query_one(field, Input).value = value
         await pilot.click("#create")
-        await until(pilot, lambda: isinstance(first.screen, ChatScreen))
+        await until(pilot, lambda: chat_ready(first))
         assert chat_of(first).state.my_display_name == "New Bie"
         await quit_app(first)
     second = app_factory(node.address, name="shared")
     async with second.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: isinstance(second.screen, ChatScreen))
+        await until(pilot, lambda: chat_ready(second))
         assert chat_of(second).state.me == "newbie"
         await until(pilot, lambda: "newbie" in screen_text(second))
         await quit_app(second)
@@ -432,7 +433,7 @@ async def test_session_ended_while_chatting_returns_to_login(
             await quit_app(first)
         app = app_factory(address, name="kept")
         async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: isinstance(app.screen, ChatScreen))
+            await until(pilot, lambda: chat_ready(app))
             saved = load_session(tmp_path / "kept.json")
             assert saved is not None
             async with await Client.connect(address, token=saved.token) as revoker:

@@ -8,6 +8,7 @@ import pytest
 
 from hubbub.client import (
     DeliveryReceipt,
+    ErrorKind,
     EventRejected,
     GroupUpdate,
     IncomingMessage,
@@ -135,7 +136,9 @@ def test_refused_send_is_marked_failed() -> None:
     """A send the server refuses stays visible, marked failed."""
     state = ChatState("alice")
     state.sending(BOB, "c1", "hello", T0, "bob")
-    key = state.rejected(EventRejected(0, "c1", 5, "USER_NOT_FOUND", "no such user"))
+    key = state.rejected(
+        EventRejected(0, "c1", ErrorKind.NOT_FOUND, "USER_NOT_FOUND", "no such user")
+    )
     assert key == BOB
     assert state.conversations[BOB].messages()[0].state == "failed"
     assert not state.is_pending("c1")

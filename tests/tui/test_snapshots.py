@@ -15,7 +15,8 @@ from textual.pilot import Pilot
 from textual.widgets import Input
 
 from hubbub.client.tui.app import HubbubApp, TuiConfig
-from hubbub.client.tui.screens import ChatScreen, RegisterScreen
+from hubbub.client.tui.chat_screen import ChatScreen
+from hubbub.client.tui.login_screens import RegisterScreen
 
 from .demo import SERVER, clock, demo_app, show
 

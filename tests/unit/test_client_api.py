@@ -4,6 +4,7 @@ error details, and the reconnect/resume/resend logic of Conversation against fak
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -33,10 +34,11 @@ from hubbub.client import (
     UserInfo,
     Welcome,
 )
+from hubbub.client.backoff import Backoff
 from hubbub.client.errors import _error_from_rpc, _violations_from_metadata
 from hubbub.client.events import event_from_pb
 from hubbub.client.interactive import rejection_line
-from hubbub.client.render import Backoff
+from hubbub.client.target import parse_target
 from hubbub.v1 import messenger_pb2 as pb
 
 pytestmark = pytest.mark.timeout(10)
@@ -101,7 +103,28 @@ def test_error_event_keeps_reason_and_field_violations() -> None:
     event = event_from_pb(resp)
     assert isinstance(event, EventRejected)
     assert event.fields() == {"send.body"}
-    assert event.client_id == "c9" and event.code == 3
+    assert event.client_id == "c9" and event.kind is ErrorKind.INVALID_ARGUMENT
+
+
+def test_in_stream_refusal_carries_a_kind_not_a_number() -> None:
+    """An Error event becomes an EventRejected whose field is the ErrorKind (NOT_FOUND for
+    status 5, OTHER for a number no kind has); the raw status number is not kept."""
+    for code, kind in (
+        (5, ErrorKind.NOT_FOUND),
+        (7, ErrorKind.PERMISSION_DENIED),
+        (99, ErrorKind.OTHER),
+    ):
+        event = event_from_pb(pb.ChatResponse(error=pb.Error(code=code, reason="R")))
+        assert isinstance(event, EventRejected)
+        assert event.kind is kind
+    assert [f.name for f in dataclasses.fields(EventRejected)][:3] == [
+        "request_index",
+        "client_id",
+        "kind",
+    ]
+    made = EventRejected(0, "c1", ErrorKind.NOT_FOUND, "USER_NOT_FOUND", "no such user")
+    assert made.kind is ErrorKind.NOT_FOUND
+    assert not hasattr(made, "code")
 
 
 def test_delivery_receipt_and_group_update_are_inbox_entries() -> None:
@@ -170,19 +193,22 @@ def test_rpc_errors_map_to_kinds_with_human_sentences() -> None:
 def test_rejection_lines() -> None:
     """Unknown recipient, bad body and anything else map to the three fixed lines."""
 
-    def rejected(reason: str, code: int, fields: Iterable[str] = ()) -> EventRejected:
+    def rejected(reason: str, kind: ErrorKind, fields: Iterable[str] = ()) -> EventRejected:
         return EventRejected(
-            1, "c", code, reason, "m", tuple(FieldViolation(f, "") for f in fields)
+            1, "c", kind, reason, "m", tuple(FieldViolation(f, "") for f in fields)
         )
 
-    assert rejection_line(rejected("USER_NOT_FOUND", 5)) == "The destination user does not exist"
-    assert rejection_line(rejected("INVALID_ARGUMENT", 3, ["send.body"])) == (
-        "Error: Unknown issue in previous message body."
+    assert (
+        rejection_line(rejected("USER_NOT_FOUND", ErrorKind.NOT_FOUND))
+        == "The destination user does not exist"
     )
-    assert rejection_line(rejected("INVALID_ARGUMENT", 3, ["send.recipient"])) == (
-        "Error: Unknown issue in previous message header."
-    )
-    assert rejection_line(rejected("WHATEVER", 9)) == (
+    assert rejection_line(
+        rejected("INVALID_ARGUMENT", ErrorKind.INVALID_ARGUMENT, ["send.body"])
+    ) == ("Error: Unknown issue in previous message body.")
+    assert rejection_line(
+        rejected("INVALID_ARGUMENT", ErrorKind.INVALID_ARGUMENT, ["send.recipient"])
+    ) == ("Error: Unknown issue in previous message header.")
+    assert rejection_line(rejected("WHATEVER", ErrorKind.FAILED_PRECONDITION)) == (
         "Error: Unknown issue in previous message header."
     )
 
@@ -257,6 +283,8 @@ class FakeClient:
         self.username = "bob"
         self.logins: list[tuple[str, str]] = []
         self.resets = 0
+        self.target = parse_target("h:1")  # one address, as a Client has
+        self.address = "h:1"
 
     async def open_chat(self) -> FakeChat:
         item = self.opens.pop(0)

@@ -12,7 +12,14 @@ import pytest
 from prompt_toolkit.completion import CompleteEvent
 from prompt_toolkit.document import Document
 
-from hubbub.client import EventRejected, FieldViolation, GroupInfo, IncomingMessage, render
+from hubbub.client import (
+    ErrorKind,
+    EventRejected,
+    FieldViolation,
+    GroupInfo,
+    IncomingMessage,
+    render,
+)
 from hubbub.client.arguments import build_parser
 from hubbub.client.cli import main
 from hubbub.client.failures import Failure
@@ -161,25 +168,34 @@ def test_group_refusal_lines_without_a_reason_fall_back_on_the_kind() -> None:
     )
 
 
-def _rejected(reason: str, code: int, fields: tuple[str, ...] = ()) -> EventRejected:
-    return EventRejected(1, "c", code, reason, "m", tuple(FieldViolation(f, "") for f in fields))
+def _rejected(reason: str, kind: ErrorKind, fields: tuple[str, ...] = ()) -> EventRejected:
+    return EventRejected(1, "c", kind, reason, "m", tuple(FieldViolation(f, "") for f in fields))
 
 
 def test_refused_sends_to_groups_and_random_users() -> None:
     """A refused group send names the group; a refused random send says nobody is online;
     direct messages keep the fixed lines of docs/cli.md §Wording."""
-    assert rejection_line(_rejected("NOT_A_MEMBER", 7), group="team") == (
+    assert rejection_line(_rejected("NOT_A_MEMBER", ErrorKind.PERMISSION_DENIED), group="team") == (
         "You are not a member of #team."
     )
-    assert rejection_line(_rejected("GROUP_NOT_FOUND", 5), group="nope") == (
+    assert rejection_line(_rejected("GROUP_NOT_FOUND", ErrorKind.NOT_FOUND), group="nope") == (
         "The group #nope does not exist."
     )
-    assert rejection_line(_rejected("", 5), group="nope") == "The group #nope does not exist."
-    assert rejection_line(_rejected("NOBODY_ONLINE", 9)) == "Nobody else is online."
-    assert rejection_line(_rejected("USER_NOT_FOUND", 5)) == "The destination user does not exist"
-    assert rejection_line(_rejected("MESSAGE_INVALID", 3, ("send.body",)), group="team") == (
-        "Error: Unknown issue in previous message body."
+    assert (
+        rejection_line(_rejected("", ErrorKind.NOT_FOUND), group="nope")
+        == "The group #nope does not exist."
     )
+    assert (
+        rejection_line(_rejected("NOBODY_ONLINE", ErrorKind.FAILED_PRECONDITION))
+        == "Nobody else is online."
+    )
+    assert (
+        rejection_line(_rejected("USER_NOT_FOUND", ErrorKind.NOT_FOUND))
+        == "The destination user does not exist"
+    )
+    assert rejection_line(
+        _rejected("MESSAGE_INVALID", ErrorKind.INVALID_ARGUMENT, ("send.body",)), group="team"
+    ) == ("Error: Unknown issue in previous message body.")
 
 
 def test_history_lines() -> None:

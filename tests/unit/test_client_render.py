@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from hubbub.client import render
-from hubbub.client.render import Backoff, Command, DirectMessage, Empty, Invalid, parse_line
+from hubbub.client.backoff import Backoff
+from hubbub.client.render import Command, DirectMessage, Empty, Invalid, parse_line
 
 
 def test_dm_is_parsed_into_recipient_and_body() -> None:
@@ -208,3 +209,8 @@ def test_group_update_lines() -> None:
         "* alice added carol to #team"
     )
     assert render.group_update_line("team", "left", "bob", ["bob"]) == "* bob left #team"
+
+
+def test_render_does_not_re_export_backoff() -> None:
+    """Backoff lives in the library (hubbub.client.backoff), not in the CLI's text module."""
+    assert not hasattr(render, "Backoff")

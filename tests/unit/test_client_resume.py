@@ -35,6 +35,7 @@ from hubbub.client.backoff import Backoff
 from hubbub.client.conversation import MAX_TAKEOVER_REFUSALS
 from hubbub.client.errors import _error_from_rpc, kind_of_code
 from hubbub.client.events import event_from_pb
+from hubbub.client.target import parse_target
 from hubbub.v1 import messenger_pb2 as pb
 
 pytestmark = pytest.mark.timeout(10)
@@ -101,6 +102,8 @@ class FakeClient:
         self.username = "bob"
         self.resume_tokens: list[str] = []
         self.resets = 0
+        self.target = parse_target("h:1")  # one address, as a Client has
+        self.address = "h:1"
         self.logins = 0
 
     async def open_chat(self, within: float = 10.0, *, resume_token: str = "") -> Any:
@@ -192,8 +195,14 @@ async def test_same_history_resumes_after_the_last_shown_with_its_history_id() -
     assert second.written[:2] == [("resume", 2, "h"), ("ack", 2)]
 
 
-@pytest.mark.parametrize(("code", "reason"), [(9, "HISTORY_CHANGED"), (11, "RESUME_BEYOND_END")])
-async def test_resume_refusals_resync_silently(code: int, reason: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [
+        (ErrorKind.FAILED_PRECONDITION, "HISTORY_CHANGED"),
+        (ErrorKind.OUT_OF_RANGE, "RESUME_BEYOND_END"),
+    ],
+)
+async def test_resume_refusals_resync_silently(kind: ErrorKind, reason: str) -> None:
     """The documented Error events HISTORY_CHANGED / RESUME_BEYOND_END are not shown (no
     "Error: Unknown issue ..." line); the client forgets its position and shows the
     replay from the acknowledged sequence."""
@@ -208,8 +217,8 @@ async def test_resume_refusals_resync_silently(code: int, reason: str) -> None:
     await shown_after_lost(conv)
     bad_ack = (FieldViolation("ack.sequence", "not sent yet"),)
     second.play(
-        EventRejected(1, "", code, reason, "position from another history", retry=False),
-        EventRejected(2, "", 3, "INVALID_ARGUMENT", "bad ack", bad_ack),
+        EventRejected(1, "", kind, reason, "position from another history", retry=False),
+        EventRejected(2, "", ErrorKind.INVALID_ARGUMENT, "INVALID_ARGUMENT", "bad ack", bad_ack),
         msg(4),
     )
     assert await anext(conv) == msg(4)
@@ -486,13 +495,15 @@ async def test_send_message_uses_the_unary_rpc() -> None:
 
 
 def test_refusal_wording_comes_from_the_kind() -> None:
-    """The CLI picks its line from the refusal's ErrorKind (a status number still works)."""
+    """The CLI picks its line from the refusal's ErrorKind."""
     from hubbub.client import render
 
-    event = EventRejected(1, "c", 7, "", "no")
+    event = EventRejected(1, "c", ErrorKind.PERMISSION_DENIED, "", "no")
     assert render.rejection_text(event.reason, event.kind.value, set(), "team") == (
         "You are not a member of #team."
     )
     assert render.rejection_text("", "not_found", set()) == render.USER_NOT_FOUND
-    assert render.rejection_text("", 5, set(), "team") == "The group #team does not exist."
+    assert render.rejection_text("", "not_found", set(), "team") == (
+        "The group #team does not exist."
+    )
     assert render.rejection_text("", "invalid_argument", {"body"}) == render.BODY_ERROR

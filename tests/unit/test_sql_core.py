@@ -56,10 +56,8 @@ def ack_answers(query: Query) -> Any:
     """Results for an ack of bob's inbox: acked 0 of 2, one direct text from alice."""
     if query[0].startswith("SELECT acked_sequence"):
         return (0, 2)
-    if "DISTINCT m.sender_id" in query[0]:
-        return [(1,)]
-    if query[0].startswith("SELECT m.id, m.client_id"):
-        return [(7, "c-7", 1, "alice", "Alice", "h", False, 0)]
+    if query[0].startswith("SELECT i.sequence, m.id"):
+        return [(2, 7, "c-7", 0, None, 1, "alice", "Alice", "h", False, 0)]
     if query[0].startswith("INSERT INTO messages"):
         return 8
     if query[0].startswith("UPDATE users SET last_sequence"):

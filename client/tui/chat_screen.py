@@ -1,9 +1,9 @@
-"""Screens of the full-screen client: log in, create an account, change the password,
-and the chat itself (sidebar, message pane, input line, status bar).
+"""The chat screen of the full-screen client: sidebar of conversations, message pane,
+input line, status bar.
 
-The chat screen is the controller: it feeds `ChatSession` events into the sans-I/O
-`ChatState` and redraws; typed lines are parsed by `render.parse_line`, the same
-parser as the line-mode client, so the `!` commands mean the same in both.
+It is the controller: it feeds `ChatSession` events into the sans-I/O `ChatState` and
+redraws; typed lines are parsed by `render.parse_line`, the same parser as the line-mode
+client, so the `!` commands mean the same in both.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, Checkbox, Footer, Input, Label, OptionList
+from textual.screen import Screen
+from textual.widgets import Footer, Input, OptionList
 
 from .. import render
 from ..errors import ErrorKind, HubbubError
@@ -35,6 +35,7 @@ from ..events import (
 )
 from . import text as tx
 from .model import ChatState, ConversationKey, ConversationState
+from .password_screen import PasswordScreen
 from .session import ChatSession
 from .widgets import ChatInput, ChatSuggester, MessageLog, PaneView, Sidebar, StatusBar, status_text
 
@@ -53,209 +54,6 @@ KEY_HELP: tuple[str, ...] = (
     "  ctrl+q               quit",
     "A line without @ or # goes to the open conversation.",
 )
-
-
-class _Form(Screen[None]):
-    """Shared layout of the login and account screens."""
-
-    DEFAULT_CSS = """
-    _Form, LoginScreen, RegisterScreen {
-        align: center middle;
-    }
-    #form {
-        width: 60;
-        height: auto;
-        border: round $accent;
-        padding: 1 2;
-    }
-    #form .title { text-style: bold; margin-bottom: 1; }
-    #form #error { color: $error; height: auto; margin-top: 1; }
-    #form Horizontal { height: auto; }
-    #form Button { margin-right: 2; }
-    """
-
-    @property
-    def hubbub(self) -> HubbubApp:
-        """The app, typed."""
-        from .app import HubbubApp
-
-        assert isinstance(self.app, HubbubApp)
-        return self.app
-
-    def show_error(self, message: str) -> None:
-        """Show one error line (a plain string, never markup)."""
-        self.query_one("#error", Label).update(Text(message))
-
-
-class LoginScreen(_Form):
-    """Username and password; Enter logs in. "Create account" opens `RegisterScreen`."""
-
-    def __init__(self, server: str, message: str = "") -> None:
-        super().__init__()
-        self.server = server
-        self.message = message
-
-    def compose(self) -> ComposeResult:
-        """The login form."""
-        with Vertical(id="form"):
-            yield Label(Text(f"Hubbub — log in to {tx.visible(self.server)}"), classes="title")
-            yield Input(placeholder="username", id="username")
-            yield Input(placeholder="password", password=True, id="password")
-            yield Checkbox("Keep me logged in on this computer", value=True, id="keep")
-            with Horizontal():
-                yield Button("Log in", variant="primary", id="login")
-                yield Button("Create account", id="register")
-            yield Label(Text(self.message), id="error")
-
-    def on_mount(self) -> None:
-        """Focus the username."""
-        self.query_one("#username", Input).focus()
-
-    @on(Input.Submitted, "#username")
-    def _next_field(self) -> None:
-        self.query_one("#password", Input).focus()
-
-    @on(Input.Submitted, "#password")
-    @on(Button.Pressed, "#login")
-    def _submit(self) -> None:
-        username = self.query_one("#username", Input).value.strip()
-        password = self.query_one("#password", Input).value
-        if not username:
-            self.show_error("Enter your username.")
-            return
-        if not render.valid_username(username):
-            self.show_error(render.name_disallowed(username))
-            return
-        self.show_error("Logging in…")
-        keep = self.query_one("#keep", Checkbox).value
-        # An app worker: opening the chat removes this screen (and would cancel its workers).
-        self.app.run_worker(self._login(username, password, keep), group="login", exclusive=True)
-
-    async def _login(self, username: str, password: str, keep: bool) -> None:
-        error = await self.hubbub.log_in(username, password, keep=keep)
-        if error and self.is_attached:
-            self.show_error(error)
-
-    @on(Button.Pressed, "#register")
-    def _register(self) -> None:
-        self.app.push_screen(
-            RegisterScreen(self.server, self.query_one("#username", Input).value.strip())
-        )
-
-
-class RegisterScreen(_Form):
-    """Create an account: username, password twice, optional display name."""
-
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "back", "Back")]
-
-    def __init__(self, server: str, username: str = "") -> None:
-        super().__init__()
-        self.server = server
-        self.username = username
-
-    def compose(self) -> ComposeResult:
-        """The account form."""
-        with Vertical(id="form"):
-            yield Label(
-                Text(f"Hubbub — create an account on {tx.visible(self.server)}"), classes="title"
-            )
-            yield Input(value=self.username, placeholder="username", id="username")
-            yield Input(placeholder="password", password=True, id="password")
-            yield Input(placeholder="repeat the password", password=True, id="repeat")
-            yield Input(placeholder="display name (optional)", id="display")
-            yield Checkbox("Keep me logged in on this computer", value=True, id="keep")
-            with Horizontal():
-                yield Button("Create account", variant="primary", id="create")
-                yield Button("Back", id="back")
-            yield Label("", id="error")
-
-    def on_mount(self) -> None:
-        """Focus the first empty field."""
-        self.query_one("#password" if self.username else "#username", Input).focus()
-
-    @on(Input.Submitted)
-    def _advance(self, event: Input.Submitted) -> None:
-        if event.input.id == "display":
-            self._submit()
-        else:
-            self.focus_next()
-
-    @on(Button.Pressed, "#create")
-    def _submit(self) -> None:
-        username = self.query_one("#username", Input).value.strip()
-        password = self.query_one("#password", Input).value
-        if not render.valid_username(username):
-            self.show_error(render.name_disallowed(username))
-            return
-        if password != self.query_one("#repeat", Input).value:
-            self.show_error(render.PASSWORDS_DIFFER)
-            return
-        display = self.query_one("#display", Input).value.strip()
-        self.show_error("Creating the account…")
-        keep = self.query_one("#keep", Checkbox).value
-        self.app.run_worker(
-            self._create(username, password, display, keep), group="login", exclusive=True
-        )
-
-    async def _create(self, username: str, password: str, display: str, keep: bool) -> None:
-        error = await self.hubbub.register(username, password, display, keep=keep)
-        if error and self.is_attached:
-            self.show_error(error)
-
-    @on(Button.Pressed, "#back")
-    def action_back(self) -> None:
-        """Back to the login screen."""
-        self.app.pop_screen()
-
-
-class PasswordScreen(ModalScreen[tuple[str, str] | None]):
-    """`!password`: the current password and the new one twice; dismissed with
-    (current, new), or None when cancelled."""
-
-    DEFAULT_CSS = """
-    PasswordScreen { align: center middle; }
-    #box { width: 56; height: auto; border: round $accent; padding: 1 2; background: $surface; }
-    #box Input { margin-bottom: 1; }
-    #box #error { color: $error; }
-    #box Horizontal { height: auto; }
-    #box Button { margin-right: 2; }
-    """
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
-
-    def compose(self) -> ComposeResult:
-        """The three password fields."""
-        with Vertical(id="box"):
-            yield Label("Change your password (logs out your other sessions)")
-            yield Input(placeholder="current password", password=True, id="current")
-            yield Input(placeholder="new password", password=True, id="new")
-            yield Input(placeholder="repeat the new password", password=True, id="repeat")
-            with Horizontal():
-                yield Button("Change", variant="primary", id="change")
-                yield Button("Cancel", id="cancel")
-            yield Label("", id="error")
-
-    @on(Input.Submitted)
-    def _advance(self, event: Input.Submitted) -> None:
-        if event.input.id == "repeat":
-            self._change()
-        else:
-            self.focus_next()
-
-    @on(Button.Pressed, "#change")
-    def _change(self) -> None:
-        new = self.query_one("#new", Input).value
-        if new != self.query_one("#repeat", Input).value:
-            self.query_one("#error", Label).update(render.PASSWORDS_DIFFER)
-            return
-        if not new:
-            self.query_one("#error", Label).update("The new password is empty.")
-            return
-        self.dismiss((self.query_one("#current", Input).value, new))
-
-    @on(Button.Pressed, "#cancel")
-    def action_cancel(self) -> None:
-        """Close without changing anything."""
-        self.dismiss(None)
 
 
 def pane_title(state: ChatState, conversation: ConversationState | None) -> Text:

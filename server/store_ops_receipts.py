@@ -1,0 +1,73 @@
+"""Delivery receipts: acknowledging an inbox range stores one receipt per direct text."""
+
+from __future__ import annotations
+
+from .models import (
+    Account,
+    EntryKind,
+    StoredMessage,
+)
+from .sql import Dialect, Op, execute, one, rows
+from .store_ops_inbox import NewEntry, append_many, lock_users
+from .store_ops_mapping import (
+    SENDER_COLS,
+    account_of,
+)
+
+
+def ack(d: Dialect, account: Account, sequence: int, at_ms: int) -> Op[list[StoredMessage]]:
+    """Raise the acked cursor (capped at the last stored one, never lowered); store one
+    RECEIPT in each sender's inbox per newly acknowledged direct text from a user."""
+    cursor_sql = "SELECT acked_sequence, last_sequence FROM users WHERE id = ?"
+    acked, last = yield one(cursor_sql, account.id)
+    new = min(sequence, last)
+    if new <= acked:
+        return []  # nothing new
+    # The acknowledged entries are read before any lock: inbox rows never change once
+    # written, and the row locks below are then held for fewer statements. Which of
+    # them get a receipt is decided here, not in SQL: a filter on messages columns lets
+    # PostgreSQL's planner scan a messages index per inbox row instead of fetching each
+    # message by its primary key (seen on young tables, before ANALYZE).
+    acknowledged = yield rows(
+        f"SELECT i.sequence, m.id, m.client_id, m.kind, m.group_id, {SENDER_COLS}"
+        " FROM inbox i JOIN messages m ON m.id = i.message_id"
+        " JOIN users s ON s.id = m.sender_id"
+        " WHERE i.user_id = ? AND i.sequence > ? AND i.sequence <= ?"
+        " ORDER BY i.sequence",
+        account.id,
+        acked,
+        new,
+    )
+    if d.concurrent_writers:  # lock the acker and the senders to receive receipts, re-read
+        yield from lock_users(d, [account.id, *(row[5] for row in acknowledged)])
+        acked, last = yield one(cursor_sql, account.id)  # a concurrent ack may have raised it
+        new = min(new, last)  # entries stored since were not read (nor their senders locked)
+        if new <= acked:
+            return []
+    yield execute("UPDATE users SET acked_sequence = ? WHERE id = ?", new, account.id)
+    delivered = [
+        (row[1], row[2], account_of(tuple(row)[5:]))
+        for row in acknowledged
+        if acked < row[0] <= new
+        and row[3] == EntryKind.TEXT
+        and row[4] is None
+        and not row[9]
+        and row[5] != account.id
+    ]
+    made = yield from append_many(
+        d,
+        [
+            NewEntry(
+                account,
+                (sender,),
+                f"~receipt:{message_id}",
+                "",
+                at_ms,
+                kind=EntryKind.RECEIPT,
+                ref_message_id=message_id,
+                meta={"client_id": client_id},
+            )
+            for message_id, client_id, sender in delivered
+        ],
+    )
+    return [entry for appended in made if not appended.duplicate for entry in appended.entries]
