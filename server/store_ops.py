@@ -87,6 +87,11 @@ def message_of(row: Sequence[Any]) -> StoredMessage:
     )
     info = json.loads(meta) if meta else {}
     entry_kind = EntryKind(kind)
+    refs: tuple[int, ...] = ()
+    ref_client_ids: tuple[str, ...] = ()
+    if entry_kind is EntryKind.RECEIPT:
+        client_id = info.get("client_id", "")
+        refs, ref_client_ids = _receipt_refs(info, ref or 0, client_id)
     return StoredMessage(
         sequence=seq,
         message_id=mid,
@@ -95,13 +100,41 @@ def message_of(row: Sequence[Any]) -> StoredMessage:
         recipient=recipient,
         body=body,
         sent_at=from_ms(sent_ms),
-        client_id=info.get("client_id", "") if entry_kind is EntryKind.RECEIPT else client_id,
+        client_id=client_id,
         kind=entry_kind,
         group=group or "",
         ref_message_id=ref or 0,
         action=GroupAction(info["action"]) if "action" in info else None,
         members=tuple(info.get("members", ())),
+        ref_message_ids=refs,
+        ref_client_ids=ref_client_ids,
     )
+
+
+# A cumulative receipt lists at most this many messages (bounds one entry to ~130 KB
+# with 128-character client ids); a longer acknowledged run gives several receipts.
+RECEIPT_MAX_IDS = 1000
+
+
+def _receipt_meta(covered: Sequence[tuple[int, str]]) -> dict[str, Any]:
+    """The ``meta`` of a receipt covering ``covered`` ((message id, client id), oldest
+    first): ``client_id`` of the last one, plus both lists when it covers several."""
+    meta: dict[str, Any] = {"client_id": covered[-1][1]}
+    if len(covered) > 1:
+        meta["message_ids"] = [mid for mid, _ in covered]
+        meta["client_ids"] = [cid for _, cid in covered]
+    return meta
+
+
+def _receipt_refs(
+    info: dict[str, Any], ref: int, client_id: str
+) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """The messages a receipt covers, from its ``meta`` (see :func:`_receipt_meta`); a
+    receipt without lists (one message, or stored before cumulative receipts) covers
+    ``ref`` alone."""
+    if "message_ids" in info:
+        return tuple(info["message_ids"]), tuple(info["client_ids"])
+    return (ref,), (client_id,)
 
 
 def groups_of(found: Sequence[Sequence[Any]]) -> list[Group]:
@@ -398,8 +431,11 @@ def cursor(account: Account) -> Op[InboxCursor]:
 
 
 def ack(d: Dialect, account: Account, sequence: int, at_ms: int) -> Op[list[StoredMessage]]:
-    """Raise the acked cursor (capped at the last stored one, never lowered); store one
-    RECEIPT in each sender's inbox per newly acknowledged direct text from a user."""
+    """Raise the acked cursor (capped at the last stored one, never lowered); store ONE
+    cumulative RECEIPT in each sender's inbox listing that sender's newly acknowledged
+    direct texts, oldest first (up to :data:`RECEIPT_MAX_IDS` per receipt). Its client id
+    is ``~receipt:<last message id>``, unique because an ack never covers a message
+    twice."""
     cursor_sql = "SELECT acked_sequence, last_sequence FROM users WHERE id = ?"
     acked, last = yield one(cursor_sql, account.id)
     if min(sequence, last) <= acked:
@@ -430,22 +466,30 @@ def ack(d: Dialect, account: Account, sequence: int, at_ms: int) -> Op[list[Stor
         new,
         account.id,
     )
-    receipts: list[StoredMessage] = []
+    by_sender: dict[int, tuple[Account, list[tuple[int, str]]]] = {}
     for row in delivered:
-        message_id, client_id = row[0], row[1]
-        appended = yield from append(
-            d,
-            sender=account,
-            targets=[account_of(tuple(row)[2:])],
-            client_id=f"~receipt:{message_id}",
-            body="",
-            sent_ms=at_ms,
-            kind=EntryKind.RECEIPT,
-            ref_message_id=message_id,
-            meta={"client_id": client_id},
-        )
-        if not appended.duplicate:
-            receipts += appended.entries
+        sender = by_sender.get(row[2])
+        if sender is None:
+            sender = by_sender[row[2]] = (account_of(tuple(row)[2:]), [])
+        sender[1].append((row[0], row[1]))
+    receipts: list[StoredMessage] = []
+    for target, covered in by_sender.values():
+        for start in range(0, len(covered), RECEIPT_MAX_IDS):
+            chunk = covered[start : start + RECEIPT_MAX_IDS]
+            last_id = chunk[-1][0]
+            appended = yield from append(
+                d,
+                sender=account,
+                targets=[target],
+                client_id=f"~receipt:{last_id}",
+                body="",
+                sent_ms=at_ms,
+                kind=EntryKind.RECEIPT,
+                ref_message_id=last_id,
+                meta=_receipt_meta(chunk),
+            )
+            if not appended.duplicate:
+                receipts += appended.entries
     return receipts
 
 
