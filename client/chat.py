@@ -13,7 +13,9 @@ import grpc
 from hubbub.v1 import messenger_pb2 as pb
 
 from .errors import ErrorKind, HubbubError, _error_from_rpc, unreachable
-from .events import ChatEvent, Welcome, event_from_pb
+from .events import ChatEvent, Welcome, events_from_pb
+
+MAX_BATCH_REQUESTS = 256  # most client events written as one ChatRequest.batch frame
 
 
 def new_client_id() -> str:
@@ -28,6 +30,11 @@ class _End:
 
 class _Requests:
     """The request stream of a Chat call: queued events until None (half-close).
+
+    Events queued at the same moment (while grpc was writing the previous frame, or
+    in one turn of the event loop) are written as ONE ``ChatRequest.batch`` frame, at
+    most ``MAX_BATCH_REQUESTS`` events, in order; an event queued alone is written as
+    itself. It never waits to fill a batch.
 
     A plain async iterator rather than an async generator, so that grpc cancelling
     its consumer task never leaves a half-finished generator to be finalised.
@@ -47,7 +54,16 @@ class _Requests:
         if item is None:
             self._done = True
             raise StopAsyncIteration
-        return item
+        batch = [item]
+        while len(batch) < MAX_BATCH_REQUESTS and not self._outbox.empty():
+            queued = self._outbox.get_nowait()
+            if queued is None:  # half-close after this frame
+                self._done = True
+                break
+            batch.append(queued)
+        if len(batch) == 1:
+            return item
+        return pb.ChatRequest(batch=pb.ChatRequestBatch(events=batch))
 
 
 class Chat:
@@ -77,8 +93,7 @@ class Chat:
                 resp = await self._call.read()
                 if not isinstance(resp, pb.ChatResponse):  # grpc.aio.EOF: the stream ended
                     break
-                event = event_from_pb(resp)
-                if event is not None:
+                for event in events_from_pb(resp):
                     self._events.put_nowait(event)
         except grpc.RpcError as exc:
             end = _End(_error_from_rpc(exc, self._address))
@@ -118,7 +133,7 @@ class Chat:
         unknown); a server with another history answers HISTORY_CHANGED and replays from
         the acknowledged sequence.
         """
-        resume = pb.Resume(history_id=history_id)
+        resume = pb.Resume(history_id=history_id, batching=True)  # we unpack batch frames
         if after_sequence is not None:
             resume.after_sequence = after_sequence
         self._put(pb.ChatRequest(resume=resume))

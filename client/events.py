@@ -144,13 +144,25 @@ class UserPage:
 
 @dataclass(frozen=True)
 class DeliveryReceipt:
-    """Inbox entry: `recipient` acknowledged my message `message_id` (sent as `client_id`)."""
+    """Inbox entry: `recipient` acknowledged my direct messages `message_ids` (sent as
+    `client_ids`, same order, oldest first); `message_id`/`client_id` are the last of them.
+
+    Receipts are cumulative (one per acknowledged run, see docs/protocol.md); left empty,
+    `message_ids`/`client_ids` mean the one message `message_id`/`client_id`.
+    """
 
     sequence: int
     message_id: int
     client_id: str
     recipient: str
     delivery_time: datetime
+    message_ids: tuple[int, ...] = ()
+    client_ids: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.message_ids:
+            object.__setattr__(self, "message_ids", (self.message_id,))
+            object.__setattr__(self, "client_ids", (self.client_id,))
 
 
 @dataclass(frozen=True)
@@ -276,8 +288,17 @@ _GROUP_ACTIONS: Final[dict[int, str]] = {
 }
 
 
+def events_from_pb(resp: pb.ChatResponse) -> list[ChatEvent]:
+    """Convert one ChatResponse frame into its events, in order: the events of a ``batch``
+    (Resume.batching) one by one, otherwise the one event; kinds this client does not
+    know are left out."""
+    frames = resp.batch.events if resp.WhichOneof("event") == "batch" else (resp,)
+    return [event for frame in frames if (event := event_from_pb(frame)) is not None]
+
+
 def event_from_pb(resp: pb.ChatResponse) -> ChatEvent | None:
-    """Convert one ChatResponse; None for an event kind this client does not know."""
+    """Convert one ChatResponse that is not a batch; None for an event kind this client
+    does not know."""
     kind = resp.WhichOneof("event")
     if kind == "welcome":
         w = resp.welcome
@@ -304,6 +325,8 @@ def event_from_pb(resp: pb.ChatResponse) -> ChatEvent | None:
             client_id=d.client_id,
             recipient=d.recipient,
             delivery_time=_time(d.delivery_time),
+            message_ids=tuple(d.message_ids),
+            client_ids=tuple(d.client_ids),
         )
     if kind == "group_update":
         u = resp.group_update

@@ -75,6 +75,8 @@ def encode_message(message: StoredMessage) -> str:
             "ref_message_id": message.ref_message_id,
             "action": None if message.action is None else str(message.action),
             "members": list(message.members),
+            "ref_message_ids": list(message.ref_message_ids),
+            "ref_client_ids": list(message.ref_client_ids),
         },
         separators=(",", ":"),
     )
@@ -134,6 +136,8 @@ def decode(raw: bytes | str) -> StoredMessage | PresenceChange | SessionEvent:
             ref_message_id=int(data["ref_message_id"]),
             action=None if data["action"] is None else GroupAction(data["action"]),
             members=tuple(str(m) for m in data["members"]),
+            ref_message_ids=tuple(int(i) for i in data.get("ref_message_ids", ())),
+            ref_client_ids=tuple(str(c) for c in data.get("ref_client_ids", ())),
         )
     if data["type"] == "presence":
         changed = data["changed_ms"]

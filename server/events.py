@@ -16,10 +16,13 @@ from .models import InboxCursor, PresenceChange, SendReceipt, StoredMessage, Use
 @dataclass(frozen=True, slots=True)
 class InResume:
     """The client has every inbox message up to ``after_sequence`` (None: use the acked cursor)
-    of the history ``history_id`` (empty: the client has no earlier position to check)."""
+    of the history ``history_id`` (empty: the client has no earlier position to check);
+    ``batching``: the client reads several events per frame from now on (a transport
+    matter: the hub ignores it)."""
 
     after_sequence: int | None
     history_id: str = ""
+    batching: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -94,6 +95,8 @@ def inbox_entry(m: StoredMessage) -> pb.ChatResponse:
                 client_id=m.client_id,
                 recipient=m.sender,
                 delivery_time=timestamp(m.sent_at),
+                message_ids=m.ref_message_ids,
+                client_ids=m.ref_client_ids,
             )
         )
     if m.kind is EntryKind.GROUP_UPDATE:
@@ -110,8 +113,24 @@ def inbox_entry(m: StoredMessage) -> pb.ChatResponse:
     return pb.ChatResponse(message=message(m))
 
 
+def client_events(request: pb.ChatRequest) -> list[InEvent]:
+    """Decode one ChatRequest frame into its events, in order: a ``batch`` gives one
+    event per inner request (a batch inside it becomes :class:`InMalformed`, field
+    ``batch.events``), anything else one event (see :func:`client_event`)."""
+    if request.WhichOneof("event") != "batch":
+        return [client_event(request)]
+    return [client_event(inner) for inner in request.batch.events]
+
+
+def _nested_batch() -> InMalformed:
+    return InMalformed(
+        MalformedEvent.for_field("batch.events", "a batch cannot contain another batch")
+    )
+
+
 def client_event(request: pb.ChatRequest) -> InEvent:
-    """Decode one ChatRequest; an empty one becomes :class:`InMalformed`."""
+    """Decode one ChatRequest that is not a batch; an empty one becomes
+    :class:`InMalformed`."""
     kind = request.WhichOneof("event")
     if kind == "send":
         return send_event(request.send)
@@ -119,9 +138,13 @@ def client_event(request: pb.ChatRequest) -> InEvent:
         return InAck(request.ack.sequence)
     if kind == "resume":
         r = request.resume
-        return InResume(r.after_sequence if r.HasField("after_sequence") else None, r.history_id)
+        return InResume(
+            r.after_sequence if r.HasField("after_sequence") else None, r.history_id, r.batching
+        )
     if kind == "ping":
         return InPing(request.ping.nonce)
+    if kind == "batch":  # reached for a batch inside a batch (see client_events)
+        return _nested_batch()
     return InMalformed(
         MalformedEvent.for_field("event", "the event is empty: set resume, send, ack or ping")
     )
@@ -205,3 +228,39 @@ def server_event(event: OutEvent) -> pb.ChatResponse:
             return pb.ChatResponse(pong=pb.Pong(nonce=event.nonce))
         case OutSynced():
             return pb.ChatResponse(synced=pb.Synced(last_sequence=event.last_sequence))
+
+
+MAX_BATCH_BYTES = 1 << 20  # most serialized bytes of the events in one batch frame (1 MiB)
+
+
+def server_frames(
+    events: Sequence[OutEvent], max_bytes: int = MAX_BATCH_BYTES
+) -> list[pb.ChatResponse]:
+    """Encode queued hub events, in order, as few ChatResponse frames as fit: runs of
+    events whose serialized sizes add up to at most ``max_bytes`` (bytes) become one
+    ``batch`` frame each; an event alone (or too big to share) is written as itself.
+
+    Only for a stream that negotiated batching (Resume.batching); one event gives one
+    frame, exactly as :func:`server_event`.
+    """
+    if len(events) == 1:
+        return [server_event(events[0])]
+    frames: list[pb.ChatResponse] = []
+    run: list[pb.ChatResponse] = []
+    size = 0
+    for event in events:
+        response = server_event(event)
+        length = response.ByteSize()
+        if run and size + length > max_bytes:
+            frames.append(_frame(run))
+            run, size = [], 0
+        run.append(response)
+        size += length
+    frames.append(_frame(run))
+    return frames
+
+
+def _frame(run: list[pb.ChatResponse]) -> pb.ChatResponse:
+    if len(run) == 1:
+        return run[0]
+    return pb.ChatResponse(batch=pb.ChatResponseBatch(events=run))

@@ -22,7 +22,7 @@ from hubbub.v1 import messenger_pb2_grpc as pb_grpc
 from . import grpc_convert as convert
 from .auth import AuthService
 from .errors import InternalError, SlowConsumer
-from .events import InMalformed
+from .events import InMalformed, InResume
 from .groups import GroupService
 from .grpc_interceptor import (
     RESUME_TOKEN_KEY,
@@ -41,6 +41,7 @@ from .watchdog import WriteWatchdog
 log = logging.getLogger(__name__)
 Context = grpc.aio.ServicerContext[Any, Any]
 CLEANUP_WAIT_S = 5.0  # longest wait for a stream's tasks to end after being cancelled
+MAX_BATCH_EVENTS = 256  # most events in one ChatResponse.batch frame
 
 
 class MessengerServicer(pb_grpc.MessengerServiceServicer):
@@ -172,8 +173,11 @@ class MessengerServicer(pb_grpc.MessengerServiceServicer):
             metadata_value(context.invocation_metadata(), RESUME_TOKEN_KEY),
         )
         name = session.username
-        reader = asyncio.create_task(self._read(request_iterator, session), name=f"read-{name}")
-        writer = asyncio.create_task(self._write(session, context), name=f"write-{name}")
+        stream = _Stream()
+        reader = asyncio.create_task(
+            self._read(request_iterator, session, stream), name=f"read-{name}"
+        )
+        writer = asyncio.create_task(self._write(session, context, stream), name=f"write-{name}")
         aborted = asyncio.create_task(session.aborted.wait(), name=f"abort-{name}")
         tasks = (reader, writer, aborted)
         try:
@@ -217,11 +221,16 @@ class MessengerServicer(pb_grpc.MessengerServiceServicer):
         return pb.SendMessageResponse(result=convert.send_result(receipt))
 
     async def _read(
-        self, requests: AsyncIterator[pb.ChatRequest | Undecodable], session: ChatSession
+        self,
+        requests: AsyncIterator[pb.ChatRequest | Undecodable],
+        session: ChatSession,
+        stream: _Stream,
     ) -> None:
-        """Feed client events to the hub. An undecodable frame ends the call with
-        INVALID_ARGUMENT, an unexpected failure with INTERNAL (both through the session's
-        close error, mapped by the interceptor); a broken call just ends the writer."""
+        """Feed client events to the hub, the events of a ``batch`` frame one by one in
+        order (each its own request index). A Resume with ``batching`` lets the writer
+        batch from then on. An undecodable frame ends the call with INVALID_ARGUMENT, an
+        unexpected failure with INTERNAL (both through the session's close error, mapped
+        by the interceptor); a broken call just ends the writer."""
         iterator = aiter(requests)
         try:
             while True:
@@ -236,7 +245,10 @@ class MessengerServicer(pb_grpc.MessengerServiceServicer):
                 if isinstance(request, Undecodable):
                     session.fail(request.error)
                     return
-                await self.hub.handle(session, convert.client_event(request))
+                for event in convert.client_events(request):
+                    if isinstance(event, InResume) and event.batching:
+                        stream.batching = True
+                    await self.hub.handle(session, event)
             await self.hub.finish(session)  # half-close: answer, deliver, end with OK
         except asyncio.CancelledError:
             raise
@@ -244,20 +256,26 @@ class MessengerServicer(pb_grpc.MessengerServiceServicer):
             log.exception("chat session of %s failed", session.username)
             session.fail(InternalError())
 
-    async def _write(self, session: ChatSession, context: Context) -> None:
-        """Write the outbox; a write stuck over ``write_timeout_s`` fails the session (its
-        abort then cancels this task). One watchdog timer per stream, not one per write."""
+    async def _write(self, session: ChatSession, context: Context, stream: _Stream) -> None:
+        """Write the session's outbox until it closes. Once the stream negotiated
+        batching, every event already queued (at most ``MAX_BATCH_EVENTS``) goes out
+        in one frame (:func:`convert.server_frames`); it never waits to fill a batch.
+        A write stuck over ``write_timeout_s`` fails the session (its abort then cancels
+        this task): one watchdog timer per stream, not one per write."""
+        outbox = session.outbox
+        written = self.hub.metrics.events_written
         watchdog = WriteWatchdog(self.write_timeout_s, lambda: self._write_timed_out(session))
         try:
             while True:
                 try:
-                    event = await session.outbox.get()
+                    events = await outbox.take(MAX_BATCH_EVENTS if stream.batching else 1)
                 except OutboxClosed:
                     return
-                watchdog.started()
-                await context.write(convert.server_event(event))
-                watchdog.done()
-                self.hub.metrics.events_written.inc()
+                for frame in convert.server_frames(events):
+                    watchdog.started()
+                    await context.write(frame)
+                    watchdog.done()
+                written.inc(len(events))
         finally:
             watchdog.cancel()
 
@@ -268,3 +286,12 @@ class MessengerServicer(pb_grpc.MessengerServiceServicer):
                 f"{self.write_timeout_s:g} s. Stored messages will be delivered on reconnect."
             )
         )
+
+
+class _Stream:
+    """What one Chat stream negotiated: ``batching`` once a Resume asked for it."""
+
+    __slots__ = ("batching",)
+
+    def __init__(self) -> None:
+        self.batching = False

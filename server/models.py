@@ -88,9 +88,11 @@ class StoredMessage:
     """An entry in one recipient's inbox at ``sequence`` (1, 2, 3, … per recipient).
 
     For ``TEXT``: ``body`` from ``sender`` (to ``group`` if set). For
-    ``RECEIPT``: ``sender`` acknowledged message ``ref_message_id`` (whose client
-    id is ``client_id``) at ``sent_at``. For ``GROUP_UPDATE``: ``sender`` did
-    ``action`` with ``members`` in ``group``. History entries have sequence 0.
+    ``RECEIPT``: ``sender`` acknowledged, at ``sent_at``, the messages
+    ``ref_message_ids`` (oldest first) whose client ids are ``ref_client_ids``; the
+    last of them is ``ref_message_id`` with client id ``client_id`` (a cumulative
+    receipt). For ``GROUP_UPDATE``: ``sender`` did ``action`` with ``members`` in
+    ``group``. History entries have sequence 0.
     """
 
     sequence: int
@@ -106,11 +108,13 @@ class StoredMessage:
     ref_message_id: int = 0
     action: GroupAction | None = None
     members: tuple[str, ...] = ()
+    ref_message_ids: tuple[int, ...] = ()
+    ref_client_ids: tuple[str, ...] = ()
 
     @property
     def size(self) -> int:
         """Approximate wire size in bytes (body plus a fixed envelope overhead)."""
-        return len(self.body) + 96 + 16 * len(self.members)
+        return len(self.body) + 96 + 16 * len(self.members) + 48 * len(self.ref_message_ids)
 
 
 @dataclass(frozen=True, slots=True)

@@ -90,6 +90,30 @@ class Outbox:
             self._readable.clear()
             await self._readable.wait()
 
+    async def take(self, max_events: int) -> list[OutEvent]:
+        """The next event and every event queued behind it, oldest first, at most
+        ``max_events`` (≥ 1); waits only for the first one, never to fill the list.
+
+        Raises:
+            OutboxClosed: after an abort, or when closed and drained.
+        """
+        while True:
+            if self._abort:
+                raise OutboxClosed
+            if self._items:
+                count = min(max_events, len(self._items))
+                taken: list[OutEvent] = []
+                for _ in range(count):
+                    event, size = self._items.popleft()
+                    self._bytes -= size
+                    taken.append(event)
+                self._writable.set()
+                return taken
+            if self._closed:
+                raise OutboxClosed
+            self._readable.clear()
+            await self._readable.wait()
+
     def close(self, *, drain: bool) -> None:
         """Refuse new events; with ``drain`` the writer still gets what is queued."""
         self._closed = True

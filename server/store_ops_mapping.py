@@ -65,6 +65,11 @@ def message_of(row: Sequence[Any]) -> StoredMessage:
     )
     info = json.loads(meta) if meta else {}
     entry_kind = EntryKind(kind)
+    refs: tuple[int, ...] = ()
+    ref_client_ids: tuple[str, ...] = ()
+    if entry_kind is EntryKind.RECEIPT:
+        client_id = info.get("client_id", "")
+        refs, ref_client_ids = receipt_refs(info, ref or 0, client_id)
     return StoredMessage(
         sequence=seq,
         message_id=mid,
@@ -73,13 +78,41 @@ def message_of(row: Sequence[Any]) -> StoredMessage:
         recipient=recipient,
         body=body,
         sent_at=from_ms(sent_ms),
-        client_id=info.get("client_id", "") if entry_kind is EntryKind.RECEIPT else client_id,
+        client_id=client_id,
         kind=entry_kind,
         group=group or "",
         ref_message_id=ref or 0,
         action=GroupAction(info["action"]) if "action" in info else None,
         members=tuple(info.get("members", ())),
+        ref_message_ids=refs,
+        ref_client_ids=ref_client_ids,
     )
+
+
+#: A cumulative receipt lists at most this many messages (bounds one entry to ~130 KB
+#: with 128-character client ids); a longer acknowledged run gives several receipts.
+RECEIPT_MAX_IDS = 1000
+
+
+def receipt_meta(covered: Sequence[tuple[int, str]]) -> dict[str, Any]:
+    """The ``meta`` of a receipt covering ``covered`` ((message id, client id), oldest
+    first): ``client_id`` of the last one, plus both lists when it covers several."""
+    meta: dict[str, Any] = {"client_id": covered[-1][1]}
+    if len(covered) > 1:
+        meta["message_ids"] = [mid for mid, _ in covered]
+        meta["client_ids"] = [cid for _, cid in covered]
+    return meta
+
+
+def receipt_refs(
+    info: dict[str, Any], ref: int, client_id: str
+) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """The messages a receipt covers, from its ``meta`` (see :func:`receipt_meta`); a
+    receipt without lists (one message, or stored before cumulative receipts) covers
+    ``ref`` alone."""
+    if "message_ids" in info:
+        return tuple(info["message_ids"]), tuple(info["client_ids"])
+    return (ref,), (client_id,)
 
 
 def groups_of(found: Sequence[Sequence[Any]]) -> list[Group]:

@@ -1,4 +1,4 @@
-"""Delivery receipts: acknowledging an inbox range stores one receipt per direct text."""
+"""Delivery receipts: acknowledging an inbox range stores one cumulative receipt per sender."""
 
 from __future__ import annotations
 
@@ -10,14 +10,19 @@ from .models import (
 from .sql import Dialect, Op, execute, one, rows
 from .store_ops_inbox import NewEntry, append_many, lock_users
 from .store_ops_mapping import (
+    RECEIPT_MAX_IDS,
     SENDER_COLS,
     account_of,
+    receipt_meta,
 )
 
 
 def ack(d: Dialect, account: Account, sequence: int, at_ms: int) -> Op[list[StoredMessage]]:
-    """Raise the acked cursor (capped at the last stored one, never lowered); store one
-    RECEIPT in each sender's inbox per newly acknowledged direct text from a user."""
+    """Raise the acked cursor (capped at the last stored one, never lowered); store ONE
+    cumulative RECEIPT in each sender's inbox listing that sender's newly acknowledged
+    direct texts, oldest first (up to :data:`RECEIPT_MAX_IDS` per receipt). Its client id
+    is ``~receipt:<last message id>``, unique because an ack never covers a message
+    twice."""
     cursor_sql = "SELECT acked_sequence, last_sequence FROM users WHERE id = ?"
     acked, last = yield one(cursor_sql, account.id)
     new = min(sequence, last)
@@ -54,20 +59,26 @@ def ack(d: Dialect, account: Account, sequence: int, at_ms: int) -> Op[list[Stor
         and not row[9]
         and row[5] != account.id
     ]
-    made = yield from append_many(
-        d,
-        [
-            NewEntry(
-                account,
-                (sender,),
-                f"~receipt:{message_id}",
-                "",
-                at_ms,
-                kind=EntryKind.RECEIPT,
-                ref_message_id=message_id,
-                meta={"client_id": client_id},
+    by_sender: dict[int, tuple[Account, list[tuple[int, str]]]] = {}
+    for message_id, client_id, sender in delivered:
+        covered = by_sender.setdefault(sender.id, (sender, []))[1]
+        covered.append((message_id, client_id))
+    entries: list[NewEntry] = []
+    for sender, covered in by_sender.values():
+        for start in range(0, len(covered), RECEIPT_MAX_IDS):
+            chunk = covered[start : start + RECEIPT_MAX_IDS]
+            last_id = chunk[-1][0]
+            entries.append(
+                NewEntry(
+                    account,
+                    (sender,),
+                    f"~receipt:{last_id}",
+                    "",
+                    at_ms,
+                    kind=EntryKind.RECEIPT,
+                    ref_message_id=last_id,
+                    meta=receipt_meta(chunk),
+                )
             )
-            for message_id, client_id, sender in delivered
-        ],
-    )
+    made = yield from append_many(d, entries)
     return [entry for appended in made if not appended.duplicate for entry in appended.entries]

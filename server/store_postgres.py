@@ -51,7 +51,16 @@ __all__ = ["SCHEMA_VERSION", "PostgresStore", "run_op"]
 
 log = logging.getLogger(__name__)
 #: A node frozen inside a transaction longer than this (ms) loses it and its row locks.
-IDLE_IN_TRANSACTION_MS = 5000
+#: 1 s: a frozen node (SIGSTOP, VM pause) holds its row locks this long at most, so the
+#: other nodes' writes to the same inboxes wait ~1 s, not 5-15 s (issue 9, failover ≤ 5 s).
+#: A live node that stalls this long mid-transaction has the write rerun (``_write``).
+IDLE_IN_TRANSACTION_MS = 1000
+#: Errors of a connection that PostgreSQL or the network ended under a transaction.
+LOST_CONNECTION = (
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.IdleInTransactionSessionTimeoutError,
+)
 T = TypeVar("T")
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -201,15 +210,26 @@ class PostgresStore(SqlStore):
         rolls it back and runs a new ``make()`` (up to :data:`TX_ATTEMPTS` tries)."""
         attempt = 1
         while True:
+            ran = False
             try:
                 async with self.pool.acquire() as conn, conn.transaction():
                     result = await run_op(conn, make())
+                    ran = True
                 self.group_commits += 1
                 return result
             except (DeadlockDetectedError, SerializationError) as exc:
                 if attempt >= TX_ATTEMPTS:
                     raise
                 log.warning("write transaction retried (attempt %d): %s", attempt, exc)
+                attempt += 1
+            except LOST_CONNECTION as exc:
+                # Lost before COMMIT was sent (e.g. this node stalled longer than
+                # IDLE_IN_TRANSACTION_MS and PostgreSQL ended the transaction): nothing was
+                # committed, so the write runs again on another connection. A loss during
+                # COMMIT has an unknown outcome and is raised.
+                if ran or attempt >= TX_ATTEMPTS:
+                    raise
+                log.warning("write transaction lost its connection, rerun: %s", exc)
                 attempt += 1
 
     def _write_queued(self, sender_id: int, make: Callable[[], Op[T]]) -> asyncio.Future[T]:

@@ -483,16 +483,18 @@ class ChatState:
         return client_id in self._pending
 
     def delivered(self, receipt: DeliveryReceipt) -> ConversationKey:
-        """`receipt.recipient`'s client showed my direct message: it gets its ✓."""
-        self._delivered_ids.add(receipt.message_id)
-        if receipt.client_id:
-            self._delivered_cids.add(receipt.client_id)
+        """`receipt.recipient`'s client showed my direct messages: every message the
+        (cumulative) receipt covers gets its ✓."""
         key = ConversationKey.user(receipt.recipient)
         state = self.conversations.get(key)
-        if state is not None:
-            entry = self._find(state, receipt.message_id, receipt.client_id)
-            if entry is not None and entry.own:
-                entry.state = "delivered"
+        for message_id, client_id in zip(receipt.message_ids, receipt.client_ids, strict=False):
+            self._delivered_ids.add(message_id)
+            if client_id:
+                self._delivered_cids.add(client_id)
+            if state is not None:
+                entry = self._find(state, message_id, client_id)
+                if entry is not None and entry.own:
+                    entry.state = "delivered"
         return key
 
     # --- groups

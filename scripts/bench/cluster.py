@@ -108,6 +108,7 @@ async def bench_cluster(
                     nodes[(index // 2 + index % 2) % 2].address,
                     tracker,
                     cfg.ack_every,
+                    batching=True,
                 )
                 for index, name in enumerate(names)
             ]

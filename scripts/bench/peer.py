@@ -31,6 +31,7 @@ class Peer:
         *,
         channel: grpc.aio.Channel | None = None,
         on_message: Callable[[Peer, pb.Message, int], None] | None = None,
+        batching: bool = False,
     ) -> None:
         """A peer for user ``name`` (bearer ``token``) on ``address``; acks every
         ``ack_every`` inbox entries.
@@ -40,6 +41,9 @@ class Peer:
                 None = this peer opens and closes its own.
             on_message: called with (peer, message, arrival ns) for every message event
                 instead of the tracker (fan-out phases, where one send has many recipients).
+            batching: negotiate batching as the client library does (Hubbub only, not the
+                relay): Resume.batching, and the sends and acks queued while a write is
+                under way go out as one ChatRequest.batch frame.
         """
         self.name = name
         self.token = token
@@ -56,6 +60,9 @@ class Peer:
         self.last_sequence = 0
         self.acked_sequence = 0
         self.last_order_sequence = 0
+        self.batching = batching
+        self._queued: list[pb.ChatRequest] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
         """Open the channel and the Chat stream, read Welcome, send Resume, start reading."""
@@ -67,11 +74,15 @@ class Peer:
         if not isinstance(first, pb.ChatResponse) or first.WhichOneof("event") != "welcome":
             raise RuntimeError(f"{self.name}: expected welcome, got {first!r}")
         self.last_sequence = self.acked_sequence = first.welcome.acked_sequence
-        await self.write(pb.ChatRequest(resume=pb.Resume()))
+        await self.write(pb.ChatRequest(resume=pb.Resume(batching=self.batching)))
         self.reader = asyncio.create_task(self._read_loop(), name=f"reader-{self.name}")
 
     async def write(self, request: pb.ChatRequest) -> None:
-        """Write one event (writes on one call are serialised)."""
+        """Write one event (writes on one call are serialised); with batching, queue it
+        for the next frame instead (:meth:`_queue`)."""
+        if self.batching:
+            self._queue(request)
+            return
         async with self.write_lock:
             await self.call.write(request)
 
@@ -80,9 +91,41 @@ class Peer:
         request = pb.ChatRequest(
             send=pb.SendMessage(client_id=client_id, recipient=recipient, body=body)
         )
+        if self.batching:
+            self.tracker.on_send(client_id, recipient, body, time.perf_counter_ns())
+            self._queue(request)
+            return
         async with self.write_lock:
             self.tracker.on_send(client_id, recipient, body, time.perf_counter_ns())
             await self.call.write(request)
+
+    def _queue(self, request: pb.ChatRequest) -> None:
+        """Queue ``request``; one flusher task writes everything queued meanwhile as one
+        frame (a ChatRequest.batch when more than one), never waiting to fill it."""
+        self._queued.append(request)
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush(), name=f"flush-{self.name}")
+
+    async def _flush(self) -> None:
+        """Write the queued requests until none is left; a broken call is left to the reader."""
+        try:
+            async with self.write_lock:
+                while self._queued:
+                    queued, self._queued = self._queued, []
+                    if len(queued) == 1:
+                        await self.call.write(queued[0])
+                    else:
+                        batch = pb.ChatRequestBatch(events=queued)
+                        await self.call.write(pb.ChatRequest(batch=batch))
+        except Exception:
+            self._queued.clear()  # the stream broke: the reader counts it
+        finally:
+            self._flusher = None
+
+    async def flush(self) -> None:
+        """Wait until every queued request is written (no-op without batching)."""
+        while self._flusher is not None:
+            await asyncio.shield(self._flusher)
 
     async def _read_loop(self) -> None:
         """Read events until EOF; a broken stream is counted and ends the phase early."""
@@ -97,35 +140,44 @@ class Peer:
             )
 
     async def _dispatch_events(self) -> None:
-        """Route each event to the tracker; ack inbox entries cumulatively."""
-        tracker = self.tracker
+        """Route each event (those of a batch frame one by one) to the tracker; ack inbox
+        entries cumulatively."""
         while True:
-            event = await self.call.read()
+            frame = await self.call.read()
             now = time.perf_counter_ns()
-            if not isinstance(event, pb.ChatResponse):  # grpc.aio.EOF: the stream ended
+            if not isinstance(frame, pb.ChatResponse):  # grpc.aio.EOF: the stream ended
                 return
-            kind = event.WhichOneof("event")
-            if kind in INBOX_KINDS:  # an inbox entry: check its sequence, ack cumulatively
-                entry = getattr(event, kind)
-                if kind == "message" and self.on_message is not None:
-                    self.on_message(self, entry, now)
-                elif kind == "message":
-                    tracker.on_message(self.name, entry.client_id, entry.body, now)
-                elif kind == "delivery_receipt":
-                    tracker.integrity.receipts += 1
-                if self.last_order_sequence and entry.sequence != self.last_order_sequence + 1:
-                    tracker.integrity.out_of_order += 1
-                self.last_order_sequence = entry.sequence
-                self.last_sequence = max(self.last_sequence, entry.sequence)
-                if self.last_sequence - self.acked_sequence >= self.ack_every:
-                    await self.ack()
-            elif kind == "send_result":
-                tracker.on_result(event.send_result.client_id, now)
+            if frame.WhichOneof("event") == "batch":
+                for event in frame.batch.events:
+                    await self._dispatch(event, now)
+            else:
+                await self._dispatch(frame, now)
+
+    async def _dispatch(self, event: pb.ChatResponse, now: int) -> None:
+        """Route one event read at ``now`` (perf_counter ns)."""
+        tracker = self.tracker
+        kind = event.WhichOneof("event")
+        if kind in INBOX_KINDS:  # an inbox entry: check its sequence, ack cumulatively
+            entry = getattr(event, kind)
+            if kind == "message" and self.on_message is not None:
+                self.on_message(self, entry, now)
+            elif kind == "message":
+                tracker.on_message(self.name, entry.client_id, entry.body, now)
+            elif kind == "delivery_receipt":  # cumulative: one per covered message
+                tracker.integrity.receipts += max(1, len(entry.message_ids))
+            if self.last_order_sequence and entry.sequence != self.last_order_sequence + 1:
+                tracker.integrity.out_of_order += 1
+            self.last_order_sequence = entry.sequence
+            self.last_sequence = max(self.last_sequence, entry.sequence)
+            if self.last_sequence - self.acked_sequence >= self.ack_every:
+                await self.ack()
+        elif kind == "send_result":
+            tracker.on_result(event.send_result.client_id, now)
+            self.window.release()
+        elif kind == "error":
+            tracker.on_result(event.error.client_id, now, error=True)
+            if event.error.client_id:
                 self.window.release()
-            elif kind == "error":
-                tracker.on_result(event.error.client_id, now, error=True)
-                if event.error.client_id:
-                    self.window.release()
 
     async def ack(self) -> None:
         """Acknowledge cumulatively everything received so far."""
@@ -137,6 +189,7 @@ class Peer:
         """Final ack, half-close, wait (bounded) for the server to end the call, close."""
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.ack(), EVENT_TIMEOUT_S)
+            await asyncio.wait_for(self.flush(), EVENT_TIMEOUT_S)
             async with self.write_lock:
                 await asyncio.wait_for(self.call.done_writing(), EVENT_TIMEOUT_S)
         if self.reader is not None:

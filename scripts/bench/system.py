@@ -163,7 +163,10 @@ async def bench_system(
     peers: list[Peer] = []
     idle_peers: list[Peer] = []
     try:
-        peers = [Peer(n, tokens[n], server.address, tracker, cfg.ack_every) for n in names]
+        peers = [
+            Peer(n, tokens[n], server.address, tracker, cfg.ack_every, batching=kind == "hubbub")
+            for n in names
+        ]
         for peer in peers:
             await peer.connect()
         pairs = [(peers[2 * i], peers[2 * i + 1]) for i in range(cfg.pairs)]

@@ -97,6 +97,8 @@ async def replay(node: Node, token: str, after: int | None = None) -> tuple[int,
                     r.client_id,
                     r.recipient,
                     r.delivery_time.ToMilliseconds(),
+                    tuple(r.message_ids),
+                    tuple(r.client_ids),
                 )
             )
         elif kind == "group_update":
@@ -140,8 +142,10 @@ async def populate(node: Node) -> dict[str, str]:
     await a.next("delivery_receipt")
     received = await b.messages(3)
     await b.write(pb.ChatRequest(ack=pb.Ack(sequence=received[-1].sequence)))
-    for _ in range(3):  # bob's ack is stored: alice gets one receipt per message
-        await a.next("delivery_receipt")
+    # bob's one ack over three of alice's messages: ONE cumulative receipt lists them all
+    receipt = (await a.next("delivery_receipt")).delivery_receipt
+    assert list(receipt.client_ids) == ["d0", "d1", "d2"]
+    assert list(receipt.message_ids) == [m.message_id for m in received]
     await b.send("alice", "reply", "b0")
     await b.next("send_result")
     await a.close()

@@ -228,7 +228,7 @@ async def test_repeated_client_id_in_one_batch_resolves_to_the_first(store: Stor
 
 
 async def test_receipts_created_on_ack_exactly_once(store: Store) -> None:
-    """Acking direct messages stores one receipt per message for its sender, once."""
+    """Acking direct messages stores a receipt for each sender (one per ack), once."""
     alice, bob, carol = await users(store, "alice", "bob", "carol")
     bot = await store.create_account("robot", "Robot", "!", bot=True)
     await store.create_group("pair", alice, [bob], utc_now())  # bob seq 1: group update
@@ -413,8 +413,38 @@ async def test_concurrent_group_messages_and_cross_acks_never_fail(
         acks.append(store.ack(a, last_a * step // 7, now))
         acks.append(twin.ack(b, last_b * step // 7, now))
     receipts = [r for batch in await asyncio.gather(*acks) for r in batch]
-    assert sorted(r.recipient for r in receipts) == ["m0"] * 15 + ["m1"] * 15
-    assert len({(r.recipient, r.ref_message_id) for r in receipts}) == 30
+    covered = [(r.recipient, mid) for r in receipts for mid in r.ref_message_ids]
+    assert sorted(who for who, _ in covered) == ["m0"] * 15 + ["m1"] * 15
+    assert len(set(covered)) == 30  # every message covered by exactly one receipt
+
+
+async def test_one_ack_over_many_messages_gives_one_cumulative_receipt_per_sender(
+    store: Store,
+) -> None:
+    """One ack over N direct texts of one sender stores ONE receipt listing all N, oldest
+    first (message_id/client_id = the last), one per sender; replay reads the same lists."""
+    alice, bob, carol = await users(store, "alice", "bob", "carol")
+    now = utc_now()
+    sent = []
+    for i in range(5):
+        sent.append(await store.store_message(alice, bob, f"a{i}", f"text {i}", now))
+        if i == 2:
+            await store.store_message(carol, bob, "c0", "from carol", now)
+    receipts = await store.ack(bob, 6, now)
+    assert [(r.recipient, r.kind) for r in receipts] == [
+        ("alice", EntryKind.RECEIPT),
+        ("carol", EntryKind.RECEIPT),
+    ]
+    to_alice = receipts[0]
+    assert to_alice.ref_message_ids == tuple(m.message_id for m in sent)
+    assert to_alice.ref_client_ids == ("a0", "a1", "a2", "a3", "a4")
+    assert (to_alice.ref_message_id, to_alice.client_id) == (sent[-1].message_id, "a4")
+    assert receipts[1].ref_client_ids == ("c0",)
+    (stored,) = await store.messages_after(alice, 0, 10)  # ONE entry in alice's inbox
+    assert stored == to_alice
+    more = await store.store_message(alice, bob, "a5", "later", now)
+    (next_receipt,) = await store.ack(bob, 7, now)
+    assert next_receipt.ref_message_ids == (more.message_id,) and next_receipt.sequence == 2
 
 
 async def test_list_accounts_pages_by_name(store: Store) -> None:

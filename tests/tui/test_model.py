@@ -123,6 +123,18 @@ def test_own_send_goes_sending_sent_delivered() -> None:
     assert entry.state == "delivered"
 
 
+def test_cumulative_receipt_ticks_every_message_it_covers() -> None:
+    """One DeliveryReceipt listing several of my messages marks each of them delivered,
+    also the one whose id only the client knew (not yet confirmed)."""
+    state = ChatState("alice")
+    for n in (1, 2, 3):
+        state.sending(BOB, f"c{n}", f"hello {n}", T0, "bob")
+    for n in (1, 2):
+        state.confirmed(SendConfirmed(f"c{n}", 40 + n, n, T0, False, True, "bob"))
+    state.delivered(DeliveryReceipt(5, 43, "c3", "bob", T0, (41, 42, 43), ("c1", "c2", "c3")))
+    assert [e.state for e in state.conversations[BOB].messages()] == ["delivered"] * 3
+
+
 def test_receipt_before_history_still_ticks_the_message() -> None:
     """A receipt for a message loaded later from history marks it delivered then."""
     state = ChatState("alice")

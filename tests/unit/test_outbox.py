@@ -62,3 +62,21 @@ async def test_close_wakes_a_waiting_writer_and_putter() -> None:
     with pytest.raises(OutboxClosed):
         await putter
     getter.cancel()
+
+
+async def test_take_returns_everything_queued_up_to_the_bound_and_waits_only_for_one() -> None:
+    """take(n) gives every queued event (at most n) in order, and waits only for the first."""
+    box = Outbox()
+    for nonce in range(5):
+        box.offer(OutPong(nonce), 10)
+    assert await box.take(3) == [OutPong(0), OutPong(1), OutPong(2)]
+    assert box.queued_bytes == 20
+    assert await box.take(10) == [OutPong(3), OutPong(4)]
+    waiting = asyncio.create_task(box.take(10))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    box.offer(OutPong(9))
+    assert await waiting == [OutPong(9)]
+    box.close(drain=False)
+    with pytest.raises(OutboxClosed):
+        await box.take(10)
