@@ -1,0 +1,144 @@
+"""This node's presence feed: who is online, and every change, read per stream by cursor.
+
+When a user's stream opens or closes, every other online user receives a presence
+event (docs/protocol.md, "Presence"). Queuing one event per change per stream
+costs O(N) per change and O(N²) for N connects, and a burst of connects fills
+the streams' outboxes. The feed instead keeps, once for the whole node:
+
+* the latest :class:`~hubbub.server.events.OutPresence` of every user seen (the
+  change itself, shared by every stream that reads it);
+* a log of ``(generation, username)`` in generation order; an entry whose user
+  changed again later is *stale* and skipped (latest state wins);
+* the online users, sorted by username, for Welcome.
+
+Each stream holds one integer, the generation it has read up to, and reads the
+users that changed since in chunks when its writer is idle (:meth:`read`). So a
+change costs O(1) (amortised: the log is compacted when half of it is stale), a
+stream never holds more than one pending change per user, and nothing is queued
+per stream. Readers see changes up to :attr:`PresenceFeed.visible`, which the
+hub moves forward by :meth:`publish` once per flush (so every idle stream is
+woken once per flush, not once per change).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+
+from .events import OutPresence
+from .models import PresenceChange, UserView
+
+
+class PresenceFeed:
+    """Latest presence per user, the online list and a change log read by cursor.
+
+    Generations start at 0 (nothing applied) and grow by one per applied change.
+    """
+
+    __slots__ = (
+        "_latest",
+        "_log_gens",
+        "_log_names",
+        "_online",
+        "_online_names",
+        "_online_cache",
+        "generation",
+        "visible",
+    )
+
+    def __init__(self) -> None:
+        self._latest: dict[str, tuple[int, OutPresence]] = {}  # username → (generation, event)
+        self._log_gens: list[int] = []  # generation of each log entry, increasing
+        self._log_names: list[str] = []  # username of each log entry
+        self._online: dict[str, UserView] = {}  # online users (bots included) → their view
+        self._online_names: list[str] = []  # keys of _online, sorted
+        self._online_cache: list[UserView] | None = None
+        self.generation = 0  # of the last applied change
+        self.visible = 0  # readers see changes up to this generation
+
+    def add_bots(self, bots: Iterable[UserView]) -> None:
+        """List always-online users (bots) in :meth:`online`; they never change."""
+        for view in bots:
+            self._set_online(view)
+
+    def apply(self, change: PresenceChange) -> bool:
+        """Record ``change`` as the user's latest presence; False (nothing recorded) if it
+        equals the latest one already recorded (the same change delivered twice, e.g. a
+        node's own change coming back through the broker)."""
+        name = change.user.username
+        current = self._latest.get(name)
+        if current is not None and current[1].change == change:
+            return False
+        self.generation += 1
+        self._latest[name] = (self.generation, OutPresence(change))
+        self._log_gens.append(self.generation)
+        self._log_names.append(name)
+        if change.user.online:
+            self._set_online(change.user)
+        elif self._online.pop(name, None) is not None:
+            del self._online_names[bisect.bisect_left(self._online_names, name)]
+            self._online_cache = None
+        if len(self._log_gens) > 2 * len(self._latest) + 64:
+            self._compact()
+        return True
+
+    def _set_online(self, view: UserView) -> None:
+        if view.username not in self._online:
+            bisect.insort(self._online_names, view.username)
+        self._online[view.username] = view
+        self._online_cache = None
+
+    def _compact(self) -> None:
+        """Drop stale log entries (a later entry of the same user exists); a reader's
+        cursor stays valid: the entries it has not read yet keep their generations."""
+        latest = self._latest
+        kept = [
+            (gen, name)
+            for gen, name in zip(self._log_gens, self._log_names, strict=True)
+            if latest[name][0] == gen
+        ]
+        self._log_gens = [gen for gen, _ in kept]
+        self._log_names = [name for _, name in kept]
+
+    def publish(self) -> None:
+        """Let readers see every change applied so far."""
+        self.visible = self.generation
+
+    def online(self) -> list[UserView]:
+        """The online users (bots included) sorted by username; the same list object until
+        the next change, so callers must not modify it."""
+        if self._online_cache is None:
+            online = self._online
+            self._online_cache = [online[name] for name in self._online_names]
+        return self._online_cache
+
+    def is_online(self, username: str) -> bool:
+        """True if ``username`` is online as far as this node knows."""
+        return username in self._online
+
+    def read(self, after: int, limit: int, skip: str = "") -> tuple[list[OutPresence], int]:
+        """The latest change of each user that changed after generation ``after`` (up to
+        :attr:`visible`), oldest first, at most ``limit`` of them, leaving out the user
+        ``skip`` (a stream's own user); and the generation to pass as ``after`` next time.
+
+        A user that changed several times since ``after`` appears once, with its latest
+        change. Reading is O(entries read + stale entries skipped).
+        """
+        gens, names, latest = self._log_gens, self._log_names, self._latest
+        upto = self.visible
+        i = bisect.bisect_right(gens, after)
+        end = len(gens)
+        out: list[OutPresence] = []
+        while i < end and len(out) < limit:
+            gen = gens[i]
+            if gen > upto:
+                break
+            name = names[i]
+            current_gen, event = latest[name]
+            if current_gen == gen and name != skip:
+                out.append(event)
+            after = gen
+            i += 1
+        if len(out) < limit:  # everything visible was read
+            after = max(after, upto)
+        return out, after
