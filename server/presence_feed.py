@@ -40,8 +40,8 @@ class PresenceFeed:
         "_log_gens",
         "_log_names",
         "_online",
-        "_online_names",
         "_online_cache",
+        "_online_names",
         "generation",
         "visible",
     )
