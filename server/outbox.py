@@ -3,14 +3,22 @@
 The hub only ever *offers* to an outbox (never awaits a slow consumer): a full
 outbox refuses the event and the hub disconnects that client. The per-stream
 replay task may *put*, which waits for room. The stream's writer *gets*.
+
+Events that are coalesced rather than queued (presence: the latest state of each
+user) come from the outbox's :attr:`Outbox.source`, asked for more only when the
+queue is empty (:meth:`Outbox.refill`): they never pile up behind a slow writer.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable, Sequence
 
 from .events import OutEvent
+
+Source = Callable[[], Sequence[OutEvent]]
+"""Gives the next few coalesced events (an empty sequence when there are none)."""
 
 
 class OutboxClosed(Exception):
@@ -35,6 +43,7 @@ class Outbox:
         self._readable = asyncio.Event()
         self._writable = asyncio.Event()
         self._writable.set()
+        self.source: Source | None = None  # coalesced events, taken when the queue is empty
 
     def __len__(self) -> int:
         return len(self._items)
@@ -70,6 +79,14 @@ class Outbox:
             raise OutboxClosed
         self._push(event, size)
 
+    def refill(self) -> None:
+        """If the queue is empty and open, queue what :attr:`source` gives now (each
+        event counted as 0 bytes; the source bounds how many it gives at once)."""
+        if self._items or self._closed or self.source is None:
+            return
+        for event in self.source():
+            self._push(event, 0)
+
     def _push(self, event: OutEvent, size: int) -> None:
         self._items.append((event, size))
         self._bytes += size
@@ -80,6 +97,8 @@ class Outbox:
         while True:
             if self._abort:
                 raise OutboxClosed
+            if not self._items:
+                self.refill()
             if self._items:
                 event, size = self._items.popleft()
                 self._bytes -= size
