@@ -25,10 +25,10 @@ from .auth import check_display_name
 from .backup_errors import BackupError, ExportFormatError
 from .config import ServerConfig
 from .errors import HubbubError
-from .hub import CLIENT_ID_MAX
 from .models import EntryKind
 from .passwords import UNUSABLE_HASH
 from .schema import SCHEMA_VERSION, set_history_id, table_names
+from .sending import CLIENT_ID_MAX
 from .sql import Dialect, Op, execute, many, rows, value
 from .store_sqlite import create_private_file, make_private_dir
 

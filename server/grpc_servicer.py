@@ -33,8 +33,9 @@ from .grpc_interceptor import (
     metadata_value,
 )
 from .history import HistoryService
-from .hub import ChatSession, Hub
+from .hub import Hub
 from .outbox import OutboxClosed
+from .session import ChatSession
 
 log = logging.getLogger(__name__)
 Context = grpc.aio.ServicerContext[Any, Any]

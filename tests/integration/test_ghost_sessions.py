@@ -163,16 +163,16 @@ async def test_cancel_as_the_bots_go_idle_is_not_lost(node_factory: NodeFactory)
     store = node.server.store
     alice = await store.create_account("alice", "Alice", "!")
     session = await hub.open_session(alice)
-    assert hub._bot_task is not None
-    hub._bot_task.cancel()  # the test plays echobot: one answer is in progress
+    assert hub.bots.task is not None
+    hub.bots.task.cancel()  # the test plays echobot: one answer is in progress
     with contextlib.suppress(asyncio.CancelledError):
-        await hub._bot_task
-    hub._bot_queue.put_nowait(object())  # type: ignore[arg-type]
+        await hub.bots.task
+    hub.bots.queue.put_nowait(object())  # type: ignore[arg-type]
     finish = asyncio.create_task(hub.finish(session))
     await asyncio.sleep(0.05)  # finish now waits for the bots to go idle
     assert not finish.done()
-    hub._bot_queue.get_nowait()
-    hub._bot_queue.task_done()  # the bot goes idle ...
+    hub.bots.queue.get_nowait()
+    hub.bots.queue.task_done()  # the bot goes idle ...
     finish.cancel()  # ... and the stream is cancelled in the same loop step
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(finish, 5)

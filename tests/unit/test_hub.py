@@ -147,7 +147,7 @@ async def test_ack_is_persisted_and_bounded(store: SqliteStore) -> None:
     hub = await make_hub(store)
     alice, bob = await users(store, "alice", "bob")
     for i in range(3):
-        await hub.send_direct(alice, "bob", f"c{i}", f"m{i}")
+        await hub.sending.send_direct(alice, "bob", f"c{i}", f"m{i}")
     b = await hub.open_session(bob)
     await hub.handle(b, InResume(None))
     await drain(b.outbox.get, 5)  # welcome, 3 messages, synced
@@ -166,7 +166,7 @@ async def test_replay_larger_than_outbox_waits_instead_of_failing(store: SqliteS
     hub = await make_hub(store, outbox_events=4)
     alice, bob = await users(store, "alice", "bob")
     for i in range(50):
-        await hub.send_direct(alice, "bob", f"c{i}", f"m{i}")
+        await hub.sending.send_direct(alice, "bob", f"c{i}", f"m{i}")
     b = await hub.open_session(bob)
     await hub.handle(b, InResume(None))
     events = await drain(b.outbox.get, 52)
@@ -184,7 +184,7 @@ async def test_echobot_catches_up_after_restart(store: SqliteStore) -> None:
     await hub.shutdown()
     await store.store_message(alice, echobot, "late", "are you there?", alice.created_at)
     hub2 = await make_hub(store)
-    await asyncio.wait_for(hub2._bot_queue.join(), 5)
+    await asyncio.wait_for(hub2.bots.queue.join(), 5)
     entries = await store.messages_after(alice, 0, 10)
     kinds = {e.kind: e for e in entries}
     assert set(kinds) == {EntryKind.TEXT, EntryKind.RECEIPT}  # the echo, and "delivered"

@@ -1,0 +1,296 @@
+"""One live Chat stream: its outbox, in-order inbox delivery (fill) and acks.
+
+The hub (:mod:`hubbub.server.hub`) opens and closes sessions and routes events to
+them; a :class:`ChatSession` keeps the per-stream state: what was queued for the
+writer (``enqueued_seq``), what exists in the inbox (``target_seq``), what the
+client acknowledged, and the bounded :class:`~hubbub.server.outbox.Outbox` the hub
+only *offers* to (a full outbox disconnects the client with ``SLOW_CONSUMER``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import secrets
+from typing import TYPE_CHECKING
+
+from .errors import (
+    HistoryChanged,
+    HubbubError,
+    InvalidArgument,
+    MalformedEvent,
+    ResumeBeyondEnd,
+    ShuttingDown,
+    SlowConsumer,
+)
+from .events import InResume, OutEvent, OutGoingAway, OutMessage, OutPresence, OutSynced, OutWelcome
+from .models import Account, AuthSession, PresenceChange, StoredMessage
+from .outbox import Outbox, OutboxClosed
+
+if TYPE_CHECKING:
+    from .hub import Hub
+
+log = logging.getLogger(__name__)
+
+FILL_BATCH = 256
+CONTROL_EVENT_SIZE = 128  # bytes counted for non-message events
+RESUME_TOKEN_BYTES = 24
+
+
+def resume_holder(resume_token: str) -> str:
+    """The presence holder id of a stream: SHA-256 (hex) of its resume token, so the
+    token itself is never stored or published."""
+    return hashlib.sha256(resume_token.encode()).hexdigest()
+
+
+class ChatSession:
+    """One live Chat stream of one user.
+
+    The transport feeds client events to :meth:`Hub.handle` and writes what
+    :attr:`outbox` yields. ``close_error`` says why the hub closed the stream
+    (None for a normal end). ``auth`` is the session the stream was opened with
+    (None for in-process callers without a token); ``resume_token`` is this
+    stream's secret (sent in Welcome) and ``holder`` its presence holder id.
+    """
+
+    def __init__(
+        self, hub: Hub, account: Account, outbox: Outbox, auth: AuthSession | None = None
+    ) -> None:
+        self.hub = hub
+        self.account = account
+        self.outbox = outbox
+        self.auth = auth
+        self.resume_token = secrets.token_urlsafe(RESUME_TOKEN_BYTES)
+        self.holder = resume_holder(self.resume_token)
+        self.expiry: asyncio.TimerHandle | None = None  # ends the stream when the token expires
+        self.close_task: asyncio.Task[None] | None = None
+        self.close_error: HubbubError | None = None
+        self.aborted = asyncio.Event()  # set when the hub drops the stream at once
+        self.requests = 0  # client events read so far
+        self.delivering = False
+        self.enqueued_seq = 0  # last inbox sequence queued for the writer
+        self.target_seq = 0  # highest inbox sequence known to exist
+        self.synced = asyncio.Event()  # first replay done
+        self.sends: set[asyncio.Task[None]] = set()  # sends awaiting their commit
+        self._fill_task: asyncio.Task[None] | None = None
+        self._welcomed = False
+        self._early_presence: list[PresenceChange] = []
+        self._acked = 0
+        self._ack_persisted = 0
+        self._ack_task: asyncio.Task[None] | None = None
+
+    @property
+    def username(self) -> str:
+        """Canonical username of the session's user."""
+        return self.account.username
+
+    # -- outbound ---------------------------------------------------------------
+
+    def offer(self, event: OutEvent, size: int = CONTROL_EVENT_SIZE) -> None:
+        """Queue an event without waiting; a full outbox disconnects the client."""
+        if self.outbox.closed:
+            return
+        if not self.outbox.offer(event, size):
+            self.fail(
+                SlowConsumer(
+                    "Disconnected: this client did not read its messages fast enough "
+                    "(outbound queue full). Stored messages will be delivered on reconnect."
+                )
+            )
+
+    def fail(self, error: HubbubError) -> None:
+        """Close the stream at once with ``error``; queued events are dropped (not lost: stored)."""
+        if self.close_error is None:
+            self.close_error = error
+            log.info("closing stream of %s: %s", self.username, error.reason)
+        self.outbox.close(drain=False)
+        self.aborted.set()
+
+    def go_away(self, reason: str, message: str, reconnect_delay_ms: int) -> None:
+        """Tell the client to reconnect, then close after the queue drains."""
+        if not self.outbox.closed:
+            self.outbox.offer(OutGoingAway(reason, message, reconnect_delay_ms), 0)
+            self.close_error = ShuttingDown(message)
+            self.outbox.close(drain=True)
+
+    def _welcome(self, event: OutWelcome) -> None:
+        self.offer(event)
+        self._welcomed = True
+        for change in self._early_presence:
+            self.on_presence(change)
+        self._early_presence.clear()
+
+    def on_presence(self, change: PresenceChange) -> None:
+        """Forward another user's presence change."""
+        if change.user.username == self.username:
+            return
+        if not self._welcomed:
+            self._early_presence.append(change)
+            return
+        self.offer(OutPresence(change))
+
+    # -- inbox delivery ------------------------------------------------------------
+
+    def start_delivery(self, after_sequence: int, last_sequence: int) -> None:
+        """Replay stored messages after ``after_sequence``, then go live."""
+        self.delivering = True
+        self.enqueued_seq = after_sequence
+        self.target_seq = max(self.target_seq, last_sequence)
+        self._kick_fill()
+
+    def on_message(self, message: StoredMessage) -> None:
+        """A message was stored for this user: enqueue it in sequence order."""
+        if message.sequence > self.target_seq:
+            self.target_seq = message.sequence
+        if not self.delivering or message.sequence <= self.enqueued_seq:
+            return
+        if message.sequence == self.enqueued_seq + 1 and self._fill_task is None:
+            self.enqueued_seq = message.sequence
+            self.offer(OutMessage(message), message.size)
+            return
+        self._kick_fill()
+
+    def _kick_fill(self) -> None:
+        if self._fill_task is None and not self.outbox.closed:
+            self._fill_task = asyncio.create_task(self._fill(), name=f"fill-{self.username}")
+
+    async def _fill(self) -> None:
+        """Copy inbox messages (enqueued_seq, target_seq] from the store, in order.
+
+        Inboxes have no gaps; if one has (a damaged or hand-edited database), the
+        missing sequences are logged and skipped, and delivery goes on: a gap never
+        makes delivery stop or spin.
+        """
+        try:
+            while self.enqueued_seq < self.target_seq:
+                batch = await self.hub.store.messages_after(
+                    self.account, self.enqueued_seq, FILL_BATCH
+                )
+                if not batch:
+                    log.warning(
+                        "inbox of %s: sequences %d..%d are missing from the store; skipped",
+                        self.username,
+                        self.enqueued_seq + 1,
+                        self.target_seq,
+                    )
+                    self.target_seq = self.enqueued_seq
+                    break
+                for message in batch:
+                    if message.sequence != self.enqueued_seq + 1:
+                        log.warning(
+                            "inbox of %s has a gap: sequences %d..%d are missing; skipped",
+                            self.username,
+                            self.enqueued_seq + 1,
+                            message.sequence - 1,
+                        )
+                    await self.outbox.put(OutMessage(message), message.size)
+                    self.enqueued_seq = message.sequence
+            if not self.synced.is_set():
+                await self.outbox.put(OutSynced(self.enqueued_seq), CONTROL_EVENT_SIZE)
+                self.synced.set()
+        except OutboxClosed:
+            pass
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("inbox replay failed for %s", self.username)
+            self.fail(ShuttingDown("Internal error while replaying the inbox; reconnect."))
+        finally:
+            self._fill_task = None
+        if self.enqueued_seq < self.target_seq and not self.outbox.closed:
+            self._kick_fill()  # messages arrived while the last batch was being queued
+
+    async def wait_delivered(self) -> None:
+        """Wait until every message known at call time is queued for the writer."""
+        target = self.target_seq
+        while (
+            self._fill_task is not None or self.enqueued_seq < target
+        ) and not self.outbox.closed:
+            if self._fill_task is None:
+                self._kick_fill()
+            task = self._fill_task
+            if task is None:
+                break
+            await asyncio.shield(task)
+
+    # -- the client's position -------------------------------------------------------
+
+    async def resume(self, event: InResume | None) -> None:
+        """Start delivery after the client's position (see the Resume message in the proto).
+
+        Raises (delivery has started from the acknowledged sequence):
+            HistoryChanged: ``event.history_id`` is set and is not this store's.
+            ResumeBeyondEnd: ``event.after_sequence`` is after the last stored sequence.
+        """
+        if self.delivering:
+            raise MalformedEvent.for_field("resume", "the stream has already resumed")
+        cursor = await self.hub.store.cursor(self.account)
+        acked, last = cursor.acked_sequence, cursor.last_sequence
+        after = None if event is None else event.after_sequence
+        if event is not None and event.history_id and event.history_id != self.hub.history_id:
+            self.start_delivery(acked, last)
+            raise HistoryChanged(
+                "Your position belongs to another history (the server's data was restored "
+                f"or imported): replaying after your last acknowledged message ({acked}); "
+                "forget what you marked as shown after it."
+            )
+        if after is not None and after > last:
+            self.start_delivery(acked, last)
+            raise ResumeBeyondEnd(
+                f"resume.after_sequence {after} is after the last stored sequence ({last}): "
+                f"replaying after your last acknowledged message ({acked}); forget what you "
+                "marked as shown after it."
+            )
+        self.start_delivery(acked if after is None else after, last)
+
+    def receive_ack(self, sequence: int) -> None:
+        """Record the client's cumulative ack of ``sequence`` (:meth:`ack`).
+
+        Raises:
+            InvalidArgument: ``sequence`` was not sent on this stream yet.
+        """
+        if sequence > self.enqueued_seq:
+            raise InvalidArgument.for_field(
+                "ack.sequence",
+                f"{sequence} was not sent on this stream (last sent: {self.enqueued_seq})",
+            )
+        self.ack(sequence)
+
+    # -- acks ------------------------------------------------------------------------
+
+    def ack(self, sequence: int) -> None:
+        """Record a cumulative ack; persisted in the background, coalesced."""
+        if sequence <= self._acked:
+            return
+        self._acked = sequence
+        if self._ack_task is None:
+            self._ack_task = asyncio.create_task(self._persist_acks(), name=f"ack-{self.username}")
+
+    async def _persist_acks(self) -> None:
+        try:
+            while self._ack_persisted < self._acked:
+                target = self._acked
+                await self.hub.store_ack(self.account, target)
+                self._ack_persisted = target
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("could not persist ack for %s", self.username)
+        finally:
+            self._ack_task = None
+
+    async def flush_acks(self) -> None:
+        """Wait until every recorded ack is stored."""
+        while self._ack_task is not None:
+            await asyncio.shield(self._ack_task)
+        if self._ack_persisted < self._acked:
+            await self.hub.store_ack(self.account, self._acked)
+            self._ack_persisted = self._acked
+
+    def cancel_tasks(self) -> None:
+        """Stop the replay task and the expiry timer (the ack task is left to finish)."""
+        if self._fill_task is not None:
+            self._fill_task.cancel()
+        if self.expiry is not None:
+            self.expiry.cancel()
