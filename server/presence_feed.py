@@ -15,18 +15,24 @@ Each stream holds one integer, the generation it has read up to, and reads the
 users that changed since in chunks when its writer is idle (:meth:`read`). So a
 change costs O(1) (amortised: the log is compacted when half of it is stale), a
 stream never holds more than one pending change per user, and nothing is queued
-per stream. Readers see changes up to :attr:`PresenceFeed.visible`, which the
-hub moves forward by :meth:`publish` once per flush (so every idle stream is
-woken once per flush, not once per change).
+per stream. Readers see changes up to :attr:`PresenceFeed.visible`, which
+:class:`PresenceFanout` moves forward once per flush, so every idle stream is
+woken once per flush, not once per change.
 """
 
 from __future__ import annotations
 
+import asyncio
 import bisect
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Protocol
 
 from .events import OutPresence
 from .models import PresenceChange, UserView
+
+PRESENCE_FLUSH_S = 0.05  # shortest wait from a change to the flush that publishes it, s
+PRESENCE_FLUSH_MAX_S = 1.0  # longest such wait (with many live streams), s
+PRESENCE_FLUSH_PER_STREAM_S = 100e-6  # the wait grows by this per live stream, s
 
 
 class PresenceFeed:
@@ -112,6 +118,11 @@ class PresenceFeed:
             self._online_cache = [online[name] for name in self._online_names]
         return self._online_cache
 
+    def changed_after(self, username: str, generation: int) -> bool:
+        """True if ``username`` changed after ``generation``."""
+        latest = self._latest.get(username)
+        return latest is not None and latest[0] > generation
+
     def is_online(self, username: str) -> bool:
         """True if ``username`` is online as far as this node knows."""
         return username in self._online
@@ -142,3 +153,57 @@ class PresenceFeed:
         if len(out) < limit:  # everything visible was read
             after = max(after, upto)
         return out, after
+
+
+class PresenceFollower(Protocol):
+    """A live stream that reads the feed (:class:`~hubbub.server.session.ChatSession`)."""
+
+    def presence_published(self) -> None:
+        """The feed published changes: take the first of them now if the writer is idle."""
+        ...
+
+
+class PresenceFanout:
+    """Presence changes to this node's streams, through one :class:`PresenceFeed`.
+
+    A change is recorded at once (O(1)); a flush, scheduled by the first change after
+    the previous one, publishes everything recorded since and tells each stream
+    (O(streams) per flush, not per change). The wait before a flush is
+    ``PRESENCE_FLUSH_S`` (50 ms), growing with the number of live streams by
+    ``PRESENCE_FLUSH_PER_STREAM_S`` each up to ``PRESENCE_FLUSH_MAX_S`` (1 s at
+    10,000 streams), so writing presence takes a bounded share of the node during a
+    burst of connects: a stream gets the changes of one flush in one go (one frame
+    with batching).
+
+    Args:
+        followers: the live streams by username (the hub's sessions; read at each flush).
+    """
+
+    def __init__(self, followers: Mapping[str, PresenceFollower]) -> None:
+        self.feed = PresenceFeed()
+        self._followers = followers
+        self._flush: asyncio.TimerHandle | None = None
+
+    def apply(self, change: PresenceChange) -> None:
+        """Record ``change`` and schedule the flush that publishes it (needs a running loop)."""
+        if self.feed.apply(change) and self._flush is None:
+            delay = min(
+                PRESENCE_FLUSH_MAX_S,
+                max(PRESENCE_FLUSH_S, len(self._followers) * PRESENCE_FLUSH_PER_STREAM_S),
+            )
+            self._flush = asyncio.get_running_loop().call_later(delay, self.flush)
+
+    def flush(self) -> None:
+        """Publish every recorded change to the streams now."""
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+        self.feed.publish()
+        for follower in self._followers.values():
+            follower.presence_published()
+
+    def close(self) -> None:
+        """Cancel a scheduled flush (the node is stopping)."""
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
