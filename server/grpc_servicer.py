@@ -21,10 +21,11 @@ from hubbub.v1 import messenger_pb2_grpc as pb_grpc
 
 from . import grpc_convert as convert
 from .auth import AuthService
-from .errors import InternalError, SlowConsumer
+from .errors import InternalError, InvalidArgument, SlowConsumer
 from .events import InMalformed
 from .groups import GroupService
 from .grpc_interceptor import (
+    PRESENCE_KEY,
     RESUME_TOKEN_KEY,
     Undecodable,
     current_account,
@@ -166,12 +167,21 @@ class MessengerServicer(pb_grpc.MessengerServiceServicer):
         a write is stuck on flow control: the session's abort hook cancels this handler's
         wait, and that cancellation alone is taken back (``Task.uncancel``) so the call
         ends with the session's close error. The ``hubbub-resume-token`` metadata takes
-        over the user's current stream.
+        over the user's current stream; ``hubbub-presence: off`` opts out of presence
+        events.
+
+        Raises:
+            InvalidArgument: ``hubbub-presence`` is neither ``on`` nor ``off``.
         """
+        metadata = context.invocation_metadata()
+        presence = metadata_value(metadata, PRESENCE_KEY)
+        if presence not in ("", "on", "off"):
+            raise InvalidArgument.for_field(PRESENCE_KEY, "must be 'on' or 'off'")
         session = await self.hub.open_session(
             current_account.get(),
             current_session.get(None),
-            metadata_value(context.invocation_metadata(), RESUME_TOKEN_KEY),
+            metadata_value(metadata, RESUME_TOKEN_KEY),
+            presence=presence != "off",
         )
         name = session.username
         handler = asyncio.current_task()

@@ -248,7 +248,12 @@ class Hub:
     # -- streams -----------------------------------------------------------------------
 
     async def open_session(
-        self, account: Account, auth: AuthSession | None = None, resume_token: str = ""
+        self,
+        account: Account,
+        auth: AuthSession | None = None,
+        resume_token: str = "",
+        *,
+        presence: bool = True,
     ) -> ChatSession:
         """Register a live stream for ``account`` and queue its Welcome.
 
@@ -258,6 +263,8 @@ class Hub:
                 revoked or expires (None: no session, for in-process callers).
             resume_token: the resume token of the user's current stream, if the client
                 has one: that stream (on any node, or a dead one) is taken over at once.
+            presence: False: the stream gets no presence events (the client does not
+                track presence); its user's own presence is announced all the same.
 
         Raises:
             ShuttingDown: the server is stopping.
@@ -322,7 +329,7 @@ class Hub:
             welcome = OutWelcome(
                 me, online, cursor, self.history_id, session.resume_token, expires_at
             )
-            session.welcome(welcome, self.fanout.feed)
+            session.welcome(welcome, self.fanout.feed if presence else None)
             session.target_seq = cursor.last_sequence
             await self.broker.publish_presence(change)
         except BaseException:

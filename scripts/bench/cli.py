@@ -5,7 +5,8 @@ subprocess on 127.0.0.1, through warm-up, ping-pong, max throughput, light
 load (open loop at 20% of the relay's max) and idle streams (300). Opt-in:
 ``--streams N`` (N live streams on one node, one group message fanned out to
 all), ``--cluster`` (two nodes on throw-away PostgreSQL + Redis),
-``--profile DIR`` (py-spy recordings of each server's max and light phases).
+``--profile DIR`` (py-spy recordings of each server's max and light phases, and of the
+``--streams`` connects).
 Timing is never asserted. Exit status: 0 ok, 1 messages lost, duplicated or
 corrupted, 2 setup failure.
 """
@@ -147,7 +148,9 @@ async def run_bench(
     if args.streams:
         from .streams import run_streams
 
-        streams = await run_streams(args.streams, args.streams_per_channel, cfg, tmp, progress)
+        streams = await run_streams(
+            args.streams, args.streams_per_channel, cfg, tmp, progress, args.profile
+        )
         extra += streams.lines()
         extra_json["streams"] = asdict(streams)
     if args.cluster:

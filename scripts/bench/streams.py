@@ -38,6 +38,7 @@ from .config import Config
 from .peer import Peer, make_body
 from .phases import open_streams, settle
 from .procstat import process_cpu_s, process_rss_bytes, raise_nofile
+from .profiling import recording
 from .report import fmt
 from .seed import open_sqlite, seed_database
 from .servers import hubbub_command, relay_command, start_server_process
@@ -172,9 +173,16 @@ async def relay_streams(
 
 
 async def run_streams(
-    n: int, per_channel: int, cfg: Config, tmp: Path, progress: TextIO
+    n: int,
+    per_channel: int,
+    cfg: Config,
+    tmp: Path,
+    progress: TextIO,
+    profile: Path | None = None,
 ) -> StreamsResult:
-    """Seed N users in one group, open N streams, read RSS, fan one message out."""
+    """Seed N users in one group, open N streams, read RSS, fan one message out.
+    ``profile``: a directory for a py-spy recording of the server while the streams
+    connect and settle (``streams-connect.txt``)."""
     result = StreamsResult(wanted=n, channels=math.ceil(n / max(1, per_channel)))
     result.nofile_limit = raise_nofile(n + 4096)
     workdir = tmp / "streams"
@@ -220,11 +228,12 @@ async def run_streams(
         print(f"[streams] opening {n} streams over {result.channels} channels…", file=progress)
         t0 = time.perf_counter()
         cap = max(MIN_CONNECT_CAP_S, cfg.phase_cap_s)
-        connected = await open_streams(peers, CONNECT_CONCURRENCY, time.monotonic() + cap)
-        result.connect_s = time.perf_counter() - t0
-        result.connect_capped = len(connected) < n
-        result.connected = len(connected)
-        result.settle_s = await settle(server.pid, cfg.idle_settle_s, SETTLE_MAX_S)
+        async with recording(server.pid, profile / "streams-connect.txt" if profile else None):
+            connected = await open_streams(peers, CONNECT_CONCURRENCY, time.monotonic() + cap)
+            result.connect_s = time.perf_counter() - t0
+            result.connect_capped = len(connected) < n
+            result.connected = len(connected)
+            result.settle_s = await settle(server.pid, cfg.idle_settle_s, SETTLE_MAX_S)
         cpu1 = process_cpu_s(server.pid)
         if cpu0 is not None and cpu1 is not None:
             result.server_cpu_connect_s = cpu1 - cpu0

@@ -100,3 +100,36 @@ async def test_a_burst_of_connects_and_disconnects_leaves_every_stream_right(
     assert [w.error for w in watchers] == [None] * USERS
     assert all(w.presence_events <= 2 * (USERS - 1) for w in staying)
     await asyncio.gather(*(w.close() for w in staying))
+
+
+async def test_a_stream_may_opt_out_of_presence_events(
+    node_factory: Callable[..., Awaitable[Node]],
+) -> None:
+    """With ``hubbub-presence: off`` a stream gets the online list in Welcome and its
+    messages, but no presence events; any value but on/off is refused."""
+    node = await node_factory()
+    bot_token, alice_token, bob_token = [await logged_in(node, n) for n in ("bot", "alice", "bob")]
+    quiet = node.stub.Chat(metadata=(*auth(bot_token), ("hubbub-presence", "off")))
+    welcome = await asyncio.wait_for(quiet.read(), 5)
+    await quiet.write(pb.ChatRequest(resume=pb.Resume()))
+    watcher = Watcher(node, alice_token)
+    await until(lambda: watcher.online == {"alice", "bot", "echobot"}, "alice sees the bot")
+    assert [u.username for u in welcome.welcome.online_users] == ["bot", "echobot"]
+    bob = Watcher(node, bob_token)
+    await until(lambda: "bob" in watcher.online, "alice sees bob")
+    await bob.close()
+    await until(lambda: "bob" not in watcher.online, "alice sees bob leave")
+    await quiet.write(
+        pb.ChatRequest(send=pb.SendMessage(client_id="e1", recipient="echobot", body="hi"))
+    )
+    kinds: list[str] = []
+    while "message" not in kinds:
+        event = await asyncio.wait_for(quiet.read(), 5)
+        kinds.append(event.WhichOneof("event"))
+    assert "presence_change" not in kinds
+    quiet.cancel()
+    await watcher.close()
+    refused = node.stub.Chat(metadata=(*auth(bob_token), ("hubbub-presence", "maybe")))
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await refused.read()
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
