@@ -64,6 +64,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="--streams: Chat streams multiplexed on one client channel (default 100)",
     )
     p.add_argument(
+        "--streams-presence",
+        choices=["on", "off"],
+        default="on",
+        help="--streams: 'off' opens the streams with hubbub-presence: off (default on)",
+    )
+    p.add_argument(
         "--cluster",
         action="store_true",
         help="also run two hubbub nodes on throw-away PostgreSQL + Redis (pairs split)",
@@ -149,7 +155,13 @@ async def run_bench(
         from .streams import run_streams
 
         streams = await run_streams(
-            args.streams, args.streams_per_channel, cfg, tmp, progress, args.profile
+            args.streams,
+            args.streams_per_channel,
+            cfg,
+            tmp,
+            progress,
+            args.profile,
+            presence=args.streams_presence == "on",
         )
         extra += streams.lines()
         extra_json["streams"] = asdict(streams)

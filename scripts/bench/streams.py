@@ -60,6 +60,7 @@ class StreamsResult:
 
     wanted: int = 0
     channels: int = 0
+    presence: bool = True
     seed_s: float | None = None
     connected: int = 0
     alive: int = 0
@@ -85,7 +86,8 @@ class StreamsResult:
         capped = " (TIME-CAPPED)" if self.connect_capped else ""
         return [
             f"--streams {self.wanted} on one hubbub node (SQLite), {self.channels} client "
-            f"channels, open files {self.nofile_limit}:",
+            f"channels, open files {self.nofile_limit}, presence events "
+            f"{'on' if self.presence else 'off (hubbub-presence: off)'}:",
             f"  streams connected           {self.connected} of {self.wanted} in "
             f"{fmt(self.connect_s)} s{capped}, quiet {fmt(self.settle_s)} s later (server CPU "
             f"{fmt(self.server_cpu_connect_s)} s); seeding users {fmt(self.seed_s)} s",
@@ -179,11 +181,13 @@ async def run_streams(
     tmp: Path,
     progress: TextIO,
     profile: Path | None = None,
+    presence: bool = True,
 ) -> StreamsResult:
     """Seed N users in one group, open N streams, read RSS, fan one message out.
     ``profile``: a directory for a py-spy recording of the server while the streams
-    connect and settle (``streams-connect.txt``)."""
-    result = StreamsResult(wanted=n, channels=math.ceil(n / max(1, per_channel)))
+    connect and settle (``streams-connect.txt``). ``presence`` False: the streams opt
+    out of presence events (``hubbub-presence: off``), as bots would."""
+    result = StreamsResult(wanted=n, channels=math.ceil(n / max(1, per_channel)), presence=presence)
     result.nofile_limit = raise_nofile(n + 4096)
     workdir = tmp / "streams"
     workdir.mkdir(mode=0o700)
@@ -218,6 +222,7 @@ async def run_streams(
             1,
             channel=channels[i // max(1, per_channel)],
             on_message=on_message,
+            presence=presence,
         )
         for i, name in enumerate(names)
     ]
