@@ -25,6 +25,43 @@ class OutboxClosed(Exception):
     """The outbox is closed (and, for a graceful close, drained)."""
 
 
+class _Flag:
+    """The part of :class:`asyncio.Event` an outbox uses (``set``, ``clear``, ``wait``),
+    holding a waiter future only while someone waits: an Event allocates its waiter
+    deque up front (~0.7 KB), an outbox needs two, and a node holds one outbox per
+    live stream (10,000 and more)."""
+
+    __slots__ = ("_set", "_waiter")
+
+    def __init__(self, value: bool = False) -> None:
+        self._set = value
+        self._waiter: asyncio.Future[None] | None = None
+
+    def is_set(self) -> bool:
+        """True if set."""
+        return self._set
+
+    def set(self) -> None:
+        """Set the flag and wake every waiter."""
+        self._set = True
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def clear(self) -> None:
+        """Unset the flag."""
+        self._set = False
+
+    async def wait(self) -> None:
+        """Return once the flag is set (at once if it is). Any number of tasks may wait;
+        a waiter that is cancelled does not disturb the others."""
+        if self._set:
+            return
+        if self._waiter is None:
+            self._waiter = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._waiter)
+
+
 class Outbox:
     """FIFO of outbound events bounded by count and by bytes.
 
@@ -33,6 +70,18 @@ class Outbox:
         max_bytes: most queued bytes (sizes as given by the caller).
     """
 
+    __slots__ = (
+        "_abort",
+        "_bytes",
+        "_closed",
+        "_items",
+        "_readable",
+        "_writable",
+        "max_bytes",
+        "max_events",
+        "source",
+    )
+
     def __init__(self, max_events: int = 1024, max_bytes: int = 8 * 1024 * 1024) -> None:
         self.max_events = max_events
         self.max_bytes = max_bytes
@@ -40,9 +89,8 @@ class Outbox:
         self._bytes = 0
         self._closed = False
         self._abort = False
-        self._readable = asyncio.Event()
-        self._writable = asyncio.Event()
-        self._writable.set()
+        self._readable = _Flag()
+        self._writable = _Flag(True)
         self.source: Source | None = None  # coalesced events, taken when the queue is empty
 
     def __len__(self) -> int:

@@ -62,3 +62,18 @@ async def test_a_closed_outbox_does_not_ask_its_source() -> None:
     assert await box.get() == OutPong(1)
     with pytest.raises(OutboxClosed):
         await box.get()
+
+
+async def test_a_cancelled_waiting_put_does_not_disturb_another() -> None:
+    """Two puts wait for room; cancelling one leaves the other waiting, then queued."""
+    box = Outbox(max_events=1)
+    box.offer(OutPong(1))
+    first = asyncio.create_task(box.put(OutPong(2)))
+    second = asyncio.create_task(box.put(OutPong(3)))
+    await asyncio.sleep(0.01)
+    first.cancel()
+    await asyncio.sleep(0.01)
+    assert first.cancelled() and not second.done()
+    assert await box.get() == OutPong(1)
+    await asyncio.wait_for(second, 1)
+    assert await box.get() == OutPong(3)
