@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -36,6 +37,7 @@ from .models import (
     UserView,
     to_ms,
 )
+from .presence_feed import OnlineUsers
 
 
 def timestamp(when: datetime) -> Timestamp:
@@ -64,6 +66,7 @@ def user(view: UserView) -> pb.User:
 # bounded; the cached messages are shared and must not be modified.
 WIRE_CACHE_MAX = 100_000  # entries per cache before it is emptied
 _online_wire: dict[str, tuple[UserView, bytes]] = {}
+_chunk_wire: dict[int, tuple[tuple[UserView, ...], bytes]] = {}  # id(chunk) → (chunk, bytes)
 _presence_wire: dict[str, tuple[OutPresence, pb.ChatResponse]] = {}
 
 
@@ -77,6 +80,24 @@ def _online_entry(view: UserView) -> bytes:
         _online_wire.clear()
     _online_wire[view.username] = (view, wire)
     return wire
+
+
+def _online_entries(online: Sequence[UserView]) -> bytes:
+    """``online`` encoded as ``Welcome.online_users`` entries: from the cached encoding
+    of each chunk of an :class:`OnlineUsers` (one chunk changes per connect), else user
+    by user."""
+    if not isinstance(online, OnlineUsers):
+        return b"".join([_online_entry(u) for u in online])
+    chunks = online.chunks
+    if len(_chunk_wire) > 2 * len(chunks) + 64:  # mostly chunks replaced since
+        _chunk_wire.clear()
+    parts = []
+    for chunk in chunks:
+        hit = _chunk_wire.get(id(chunk))
+        if hit is None or hit[0] is not chunk:
+            hit = _chunk_wire[id(chunk)] = (chunk, b"".join([_online_entry(u) for u in chunk]))
+        parts.append(hit[1])
+    return b"".join(parts)
 
 
 def _presence_change(event: OutPresence) -> pb.ChatResponse:
@@ -211,7 +232,7 @@ def server_event(event: OutEvent) -> pb.ChatResponse:
             if event.session_expires_at is not None:
                 welcome.session_expire_time.CopyFrom(timestamp(event.session_expires_at))
             # repeated entries appended in order: the cached encodings, parsed in C
-            welcome.MergeFromString(b"".join([_online_entry(u) for u in event.online]))
+            welcome.MergeFromString(_online_entries(event.online))
             return pb.ChatResponse(welcome=welcome)
         case OutError():
             err = event.error

@@ -9,7 +9,9 @@ the streams' outboxes. The feed instead keeps, once for the whole node:
   change itself, shared by every stream that reads it);
 * a log of ``(generation, username)`` in generation order; an entry whose user
   changed again later is *stale* and skipped (latest state wins);
-* the online users, sorted by username, for Welcome.
+* the online users, sorted by username, for Welcome, in chunks of a few hundred
+  (:class:`OnlineUsers`): a chunk stays the same object until a user in it
+  changes, so the transport encodes a Welcome from cached chunks.
 
 Each stream holds one integer, the generation it has read up to, and reads the
 users that changed since in chunks when its writer is idle (:meth:`read`). So a
@@ -24,8 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-from collections.abc import Iterable, Mapping
-from typing import Protocol
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Protocol, overload
 
 from .events import OutPresence
 from .models import PresenceChange, UserView
@@ -33,6 +35,40 @@ from .models import PresenceChange, UserView
 PRESENCE_FLUSH_S = 0.05  # shortest wait from a change to the flush that publishes it, s
 PRESENCE_FLUSH_MAX_S = 1.0  # longest such wait (with many live streams), s
 PRESENCE_FLUSH_PER_STREAM_S = 100e-6  # the wait grows by this per live stream, s
+ONLINE_CHUNK = 256  # online users per chunk of the Welcome list (split at twice this)
+
+
+class OnlineUsers(Sequence[UserView]):
+    """The online users sorted by username, as consecutive chunks (tuples). A chunk is
+    the same tuple object in every snapshot until a user in it changes.
+
+    Attributes:
+        chunks: the users, in order, chunk by chunk.
+    """
+
+    __slots__ = ("_flat", "chunks")
+
+    def __init__(self, chunks: tuple[tuple[UserView, ...], ...]) -> None:
+        self.chunks = chunks
+        self._flat: list[UserView] | None = None
+
+    def __len__(self) -> int:
+        return sum(len(chunk) for chunk in self.chunks)
+
+    def __iter__(self) -> Iterator[UserView]:
+        for chunk in self.chunks:
+            yield from chunk
+
+    @overload
+    def __getitem__(self, index: int) -> UserView: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[UserView]: ...
+
+    def __getitem__(self, index: int | slice) -> UserView | Sequence[UserView]:
+        if self._flat is None:
+            self._flat = list(self)
+        return self._flat[index]
 
 
 class PresenceFeed:
@@ -42,12 +78,14 @@ class PresenceFeed:
     """
 
     __slots__ = (
+        "_chunk_last",
+        "_chunk_names",
+        "_chunk_views",
         "_latest",
         "_log_gens",
         "_log_names",
         "_online",
         "_online_cache",
-        "_online_names",
         "generation",
         "visible",
     )
@@ -57,8 +95,12 @@ class PresenceFeed:
         self._log_gens: list[int] = []  # generation of each log entry, increasing
         self._log_names: list[str] = []  # username of each log entry
         self._online: dict[str, UserView] = {}  # online users (bots included) → their view
-        self._online_names: list[str] = []  # keys of _online, sorted
-        self._online_cache: list[UserView] | None = None
+        # the keys of _online, sorted, in chunks of at most 2 * ONLINE_CHUNK; the last
+        # name of each chunk (to find a name's chunk); each chunk's views (None: stale)
+        self._chunk_names: list[list[str]] = []
+        self._chunk_last: list[str] = []
+        self._chunk_views: list[tuple[UserView, ...] | None] = []
+        self._online_cache: OnlineUsers | None = None
         self.generation = 0  # of the last applied change
         self.visible = 0  # readers see changes up to this generation
 
@@ -82,17 +124,51 @@ class PresenceFeed:
         if change.user.online:
             self._set_online(change.user)
         elif self._online.pop(name, None) is not None:
-            del self._online_names[bisect.bisect_left(self._online_names, name)]
+            self._remove_name(name)
             self._online_cache = None
         if len(self._log_gens) > 2 * len(self._latest) + 64:
             self._compact()
         return True
 
     def _set_online(self, view: UserView) -> None:
-        if view.username not in self._online:
-            bisect.insort(self._online_names, view.username)
+        if view.username in self._online:
+            self._chunk_views[self._chunk_of(view.username)] = None
+        else:
+            self._insert_name(view.username)
         self._online[view.username] = view
         self._online_cache = None
+
+    def _chunk_of(self, name: str) -> int:
+        """Index of the chunk that holds ``name`` or would hold it (there is one)."""
+        return min(bisect.bisect_left(self._chunk_last, name), len(self._chunk_last) - 1)
+
+    def _insert_name(self, name: str) -> None:
+        if not self._chunk_names:
+            self._chunk_names.append([name])
+            self._chunk_last.append(name)
+            self._chunk_views.append(None)
+            return
+        i = self._chunk_of(name)
+        names = self._chunk_names[i]
+        bisect.insort(names, name)
+        self._chunk_views[i] = None
+        if len(names) > 2 * ONLINE_CHUNK:  # split in two
+            tail = names[ONLINE_CHUNK:]
+            del names[ONLINE_CHUNK:]
+            self._chunk_names.insert(i + 1, tail)
+            self._chunk_last.insert(i + 1, tail[-1])
+            self._chunk_views.insert(i + 1, None)
+        self._chunk_last[i] = names[-1]
+
+    def _remove_name(self, name: str) -> None:
+        i = self._chunk_of(name)
+        names = self._chunk_names[i]
+        del names[bisect.bisect_left(names, name)]
+        if names:
+            self._chunk_last[i] = names[-1]
+            self._chunk_views[i] = None
+        else:
+            del self._chunk_names[i], self._chunk_last[i], self._chunk_views[i]
 
     def _compact(self) -> None:
         """Drop stale log entries (a later entry of the same user exists); a reader's
@@ -110,12 +186,18 @@ class PresenceFeed:
         """Let readers see every change applied so far."""
         self.visible = self.generation
 
-    def online(self) -> list[UserView]:
-        """The online users (bots included) sorted by username; the same list object until
-        the next change, so callers must not modify it."""
+    def online(self) -> OnlineUsers:
+        """The online users (bots included) sorted by username: the same object until the
+        next change, and each of its chunks the same tuple until a user in it changes.
+        O(chunks + users of the changed chunks)."""
         if self._online_cache is None:
             online = self._online
-            self._online_cache = [online[name] for name in self._online_names]
+            chunks: list[tuple[UserView, ...]] = []
+            for i, views in enumerate(self._chunk_views):
+                if views is None:
+                    views = self._chunk_views[i] = tuple(online[n] for n in self._chunk_names[i])
+                chunks.append(views)
+            self._online_cache = OnlineUsers(tuple(chunks))
         return self._online_cache
 
     def changed_after(self, username: str, generation: int) -> bool:

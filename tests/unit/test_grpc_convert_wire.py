@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from hubbub.server import grpc_convert as convert
 from hubbub.server.events import OutPresence, OutWelcome
 from hubbub.server.models import InboxCursor, PresenceChange, UserView
+from hubbub.server.presence_feed import PresenceFeed
 from hubbub.v1 import messenger_pb2 as pb
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -45,3 +46,17 @@ def test_a_new_view_or_change_of_a_user_is_encoded_afresh() -> None:
     came = OutPresence(PresenceChange(UserView("bob", "Bob", True, T0, False), T0))
     assert convert.server_event(went).presence_change.user.presence == pb.PRESENCE_OFFLINE
     assert convert.server_event(came).presence_change.user.presence == pb.PRESENCE_ONLINE
+
+
+def test_welcome_from_a_chunked_online_list_matches_user_by_user() -> None:
+    """A feed's chunked online list encodes to the same users, before and after a change."""
+    feed = PresenceFeed()
+    for i in range(1200):
+        at = T0 + timedelta(seconds=i)
+        feed.apply(PresenceChange(UserView(f"u{i:04}", f"U{i}", True, at, False), at))
+    for _ in range(2):
+        online = feed.online()
+        event = OutWelcome(online[0], online, InboxCursor(last_sequence=0, acked_sequence=0))
+        got = convert.server_event(event).welcome.online_users
+        assert list(got) == [convert.user(v) for v in online]
+        feed.apply(PresenceChange(UserView("u0600", "U600", False, T0, False), T0))

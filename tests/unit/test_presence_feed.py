@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 
 from hubbub.server.models import PresenceChange, UserView
-from hubbub.server.presence_feed import PresenceFeed
+from hubbub.server.presence_feed import ONLINE_CHUNK, PresenceFeed
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -112,3 +113,24 @@ def test_log_stays_bounded_and_lagging_cursors_stay_correct() -> None:
     assert len(feed._log_gens) <= 2 * 6 + 64
     seen, _ = read_all(feed, lagging)
     assert sorted(seen) == sorted(last.items())
+
+
+def test_online_chunks_stay_sorted_and_only_the_changed_chunk_is_rebuilt() -> None:
+    """Thousands of users in random order: online() is sorted; after one change every
+    chunk but the one holding that user is the same tuple object as before."""
+    feed = PresenceFeed()
+    names = [f"user{i:05}" for i in range(3000)]
+    for i in random.Random(7).sample(range(3000), 3000):
+        feed.apply(change(names[i], True, i))
+    for name in names[::7]:
+        feed.apply(change(name, False, 5000))
+    before = feed.online()
+    expected = [n for i, n in enumerate(names) if i % 7]
+    assert [u.username for u in before] == expected
+    assert len(before) == len(expected) and before[3].username == expected[3]
+    assert max(len(c) for c in before.chunks) <= 2 * ONLINE_CHUNK
+    feed.apply(change("user01500", False, 6000))
+    after = feed.online()
+    changed = [a is not b for a, b in zip(before.chunks, after.chunks, strict=True)]
+    assert changed.count(True) == 1
+    assert "user01500" not in [u.username for u in after]
