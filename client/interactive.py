@@ -26,15 +26,14 @@ from prompt_toolkit.layout.processors import Processor, Transformation, Transfor
 from prompt_toolkit.patch_stdout import patch_stdout
 
 from . import render
-from .api import (
-    Client,
+from .client import Client
+from .conversation import Conversation
+from .errors import ErrorKind, HubbubError
+from .events import (
     ConnectionLost,
-    Conversation,
     DeliveryReceipt,
-    ErrorKind,
     EventRejected,
     GroupUpdate,
-    HubbubError,
     IncomingMessage,
     PresenceChanged,
     Reconnected,

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol, cast
 
 import grpc
@@ -23,7 +23,9 @@ from .broker import Broker
 from .broker_memory import MemoryBroker
 from .broker_redis import RedisBroker
 from .config import ServerConfig, redact_url
+from .directory import Directory
 from .directory_ldap import ldap_directory
+from .errors import ConfigurationError, ListenError
 from .groups import GroupService
 from .grpc_docs import enable_documented_reflection
 from .grpc_interceptor import AuthInterceptor
@@ -80,20 +82,33 @@ def server_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
     """TLS credentials from ``--tls-cert``/``--tls-key`` (PEM), or None for plaintext.
 
     Raises:
-        RuntimeError: only one of the two files is given.
+        ConfigurationError: only one of the two files is given.
         OSError: a file cannot be read.
     """
     if not config.tls_cert and not config.tls_key:
         return None
     if not (config.tls_cert and config.tls_key):
-        raise RuntimeError("--tls-cert and --tls-key go together")
+        raise ConfigurationError("--tls-cert and --tls-key go together")
     with open(config.tls_key, "rb") as key, open(config.tls_cert, "rb") as cert:
         return grpc.ssl_server_credentials([(key.read(), cert.read())])
 
 
 @dataclass
+class StopSettings:
+    """How :meth:`HubbubServer.stop` stops serving: ``grace_s``, seconds the running
+    RPCs get before they are cancelled (``--grace``, or the ``grace_s`` of stop)."""
+
+    grace_s: float
+
+
+@dataclass
 class HubbubServer:
-    """A running Hubbub node; ``port`` is the bound TCP port."""
+    """A running Hubbub node; ``port`` is the bound TCP port.
+
+    ``resources`` holds everything :func:`start_server` opened, each with the step that
+    closes it; :meth:`stop` unwinds it in reverse order of opening (the order of a start
+    that failed half-way, too).
+    """
 
     config: ServerConfig
     server: grpc.aio.Server
@@ -103,39 +118,40 @@ class HubbubServer:
     hashing: PasswordHashing
     health: HealthReporter  # the asyncio servicer: a Watch never holds a thread
     port: int
-    db_lock: DatabaseLock | None = None  # one server per database (see server/backup.py)
+    resources: contextlib.AsyncExitStack
+    stopping: StopSettings
+    db_lock: DatabaseLock | None = None  # one server per database (see server/dblock.py)
     metrics_port: int = -1  # Prometheus /metrics port, -1 when off
-    # Run last by stop(): close the Redis broker and presence (after the streams ended).
-    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def stop(self, grace_s: float | None = None) -> None:
-        """Graceful shutdown: NOT_SERVING, going-away to every stream, drain, close the store."""
-        grace = self.config.grace_s if grace_s is None else grace_s
-        await self.health.enter_graceful_shutdown()  # Watch calls see NOT_SERVING
-        await _bounded("hub shutdown", self.hub.shutdown())
-        await self.server.stop(grace)
-        await self.hub.wait_closed()  # stream cleanups outlive their cancelled handlers
-        await self.hub.metrics.stop()
-        await _bounded("store close", self.store.close())
-        self.hashing.close()
-        if self.db_lock is not None:
-            self.db_lock.release()
-        for close in self.closers:
-            await _bounded("broker/presence close", close())
+        """Graceful shutdown: NOT_SERVING, going-away to every stream, drain, then close
+        Redis, the store and the database lock (:attr:`resources`, in reverse order of
+        opening); a step that waits on a peer gives up after STOP_STEP_TIMEOUT_S seconds.
+
+        Args:
+            grace_s: seconds the running RPCs get (None: ``config.grace_s``).
+        """
+        self.stopping.grace_s = self.config.grace_s if grace_s is None else grace_s
+        await self.resources.aclose()
 
 
 #: Longest wait for one shutdown step (seconds) before stop() goes on without it.
 STOP_STEP_TIMEOUT_S = 5.0
 
 
-async def _bounded(what: str, step: Awaitable[None]) -> None:
-    """Await one shutdown step for at most STOP_STEP_TIMEOUT_S seconds: a step stuck on a
+async def _bounded(what: str, step: Callable[[], Awaitable[None]]) -> None:
+    """Run one shutdown step for at most STOP_STEP_TIMEOUT_S seconds: a step stuck on a
     peer (Redis, PostgreSQL) must not keep the process from exiting; logged if cut short."""
     try:
         async with asyncio.timeout(STOP_STEP_TIMEOUT_S):
-            await step
+            await step()
     except TimeoutError:
         log.warning("%s did not finish within %.0f s; going on", what, STOP_STEP_TIMEOUT_S)
+
+
+async def _stop_serving(server: grpc.aio.Server, stopping: StopSettings) -> None:
+    """Stop the gRPC server, giving running RPCs ``stopping.grace_s`` seconds."""
+    await server.stop(stopping.grace_s)
 
 
 def storage_description(config: ServerConfig) -> str:
@@ -153,7 +169,7 @@ def throttle_policy(config: ServerConfig) -> ThrottlePolicy:
     """The login/registration limits from the flags (the rest are the documented defaults).
 
     Raises:
-        RuntimeError: a limit is not in the ``limits`` notation ("10 per hour").
+        ConfigurationError: a limit is not in the ``limits`` notation ("10 per hour").
     """
     policy = ThrottlePolicy(
         register_per_address=config.register_limit,
@@ -162,94 +178,107 @@ def throttle_policy(config: ServerConfig) -> ThrottlePolicy:
     try:
         policy.validate()
     except ValueError as exc:
-        raise RuntimeError(
+        raise ConfigurationError(
             f"bad --register-limit / --login-address-limit ({exc}); write e.g. '10 per hour'"
         ) from None
     return policy
 
 
-async def _open_store(config: ServerConfig) -> tuple[Store, DatabaseLock | None]:
-    """PostgreSQL when ``--postgres-url`` is set, else the SQLite file under its lock.
+async def _open_store(
+    config: ServerConfig, resources: contextlib.AsyncExitStack
+) -> tuple[Store, DatabaseLock | None]:
+    """PostgreSQL when ``--postgres-url`` is set, else the SQLite file under its lock;
+    their closing goes on ``resources``.
 
     Raises:
-        RuntimeError: ``--redis-url`` without ``--postgres-url``; the database is
-            unusable or (SQLite) in use by another server.
+        ConfigurationError: ``--redis-url`` without ``--postgres-url``.
+        RuntimeError: the database is unusable or (SQLite) in use by another server
+            (``DatabaseInUse``).
     """
     if config.redis_url and not config.postgres_url:
-        raise RuntimeError(
+        raise ConfigurationError(
             "--redis-url needs --postgres-url: nodes that share Redis must share one "
             "PostgreSQL database (the SQLite file belongs to one node)"
         )
     if config.postgres_url:
         postgres = PostgresStore(config.postgres_url)
         await postgres.open()
+        resources.push_async_callback(_bounded, "store close", postgres.close)
         return postgres, None  # PostgreSQL serves many nodes: no file lock
     # One server per SQLite database: an exclusive flock on DB.lock for the server's
     # lifetime, so a second server, `restore` and `import` are refused (DatabaseInUse,
     # a RuntimeError).
     db_lock = DatabaseLock.acquire(config.database, shared_in_process=True)
+    resources.callback(db_lock.release)
     sqlite = SqliteStore(config.database)
-    try:
-        await sqlite.open()
-    except BaseException:
-        db_lock.release()
-        raise
+    await sqlite.open()
+    resources.push_async_callback(_bounded, "store close", sqlite.close)
     return sqlite, db_lock
 
 
 async def _open_fanout(
-    config: ServerConfig,
-) -> tuple[Broker, PresenceRegistry, list[Callable[[], Awaitable[None]]]]:
-    """Redis broker and presence with ``--redis-url``, else the in-process ones.
+    config: ServerConfig, resources: contextlib.AsyncExitStack
+) -> tuple[Broker, PresenceRegistry]:
+    """Redis broker and presence with ``--redis-url``, else the in-process ones; closing
+    the Redis ones goes on ``resources``.
 
     Raises:
         RuntimeError: Redis cannot be reached.
     """
     if not config.redis_url:
-        return MemoryBroker(), MemoryPresence(), []
+        return MemoryBroker(), MemoryPresence()
     broker = RedisBroker(config.redis_url)
+    resources.push_async_callback(_bounded, "broker close", broker.aclose)
     presence = RedisPresence(config.redis_url, ttl_s=config.presence_ttl_s)
-    try:
-        await presence.start()
-    except BaseException:
-        await presence.close()
-        await broker.aclose()
-        raise
-    return broker, presence, [presence.close, broker.aclose]
+    resources.push_async_callback(_bounded, "presence close", presence.close)
+    await presence.start()
+    return broker, presence
 
 
 async def start_server(config: ServerConfig) -> HubbubServer:
     """Open the store, build the services and start listening.
 
+    Everything opened is closed again, in reverse order, if a later step fails.
+
     Raises:
-        RuntimeError: the port cannot be bound, the database is unusable or in use
-            by another server (``DatabaseInUse``), or the LDAP settings are inconsistent.
+        ListenError: the port cannot be bound.
+        ConfigurationError: inconsistent or malformed settings (TLS, limits, Redis
+            without PostgreSQL).
+        RuntimeError: the database is unusable or in use by another server
+            (``DatabaseInUse``), or the LDAP settings are inconsistent.
     """
     directory = ldap_directory(config)
     policy = throttle_policy(config)
     try:
         credentials = server_credentials(config)
     except OSError as exc:
-        raise RuntimeError(f"cannot read the TLS files: {exc}") from None
-    store, db_lock = await _open_store(config)
-    closers: list[Callable[[], Awaitable[None]]] = []
-
-    async def release() -> None:  # undo what was opened when starting fails
-        await store.close()
-        if db_lock is not None:
-            db_lock.release()
-        for close in closers:
-            with contextlib.suppress(Exception):
-                await close()
-
+        raise ConfigurationError(f"cannot read the TLS files: {exc}") from None
+    resources = contextlib.AsyncExitStack()
     try:
-        broker, presence, closers = await _open_fanout(config)
+        return await _start(config, resources, directory, policy, credentials)
     except BaseException:
-        await release()
+        try:
+            await resources.aclose()
+        except Exception:  # the start's own error is the one to report
+            log.exception("closing what a failed start had opened failed")
         raise
+
+
+async def _start(
+    config: ServerConfig,
+    resources: contextlib.AsyncExitStack,
+    directory: Directory | None,
+    policy: ThrottlePolicy,
+    credentials: grpc.ServerCredentials | None,
+) -> HubbubServer:
+    """Open and start the parts of a node in order, each one's closing pushed on
+    ``resources`` as soon as it is open (so they close in reverse order)."""
+    store, db_lock = await _open_store(config, resources)
+    broker, presence = await _open_fanout(config, resources)
     hashing = PasswordHashing()
+    resources.callback(hashing.close)
     throttle = Throttle(policy, redis_url=config.redis_url)
-    closers.append(throttle.close)
+    resources.push_async_callback(_bounded, "throttle close", throttle.close)
     auth = AuthService(
         store,
         hashing,
@@ -270,14 +299,15 @@ async def start_server(config: ServerConfig) -> HubbubServer:
         ),
         Metrics(),
     )
-    try:
-        await hub.start()
-    except BaseException:
-        await broker.close()
-        await release()
-        raise
-    hub.metrics.start_sampling()
+    resources.push_async_callback(hub.metrics.stop)
+    # Stream cleanups outlive their cancelled handlers: wait for them after the server.
+    resources.push_async_callback(hub.wait_closed)
     server = grpc.aio.server(interceptors=[AuthInterceptor(auth)], options=channel_options(config))
+    stopping = StopSettings(config.grace_s)
+    resources.push_async_callback(_stop_serving, server, stopping)
+    resources.push_async_callback(_bounded, "hub shutdown", hub.shutdown)
+    await hub.start()
+    hub.metrics.start_sampling()
     pb_grpc.add_MessengerServiceServicer_to_server(
         MessengerServicer(
             auth, hub, GroupService(hub), HistoryService(hub), config.write_timeout_s
@@ -289,6 +319,7 @@ async def start_server(config: ServerConfig) -> HubbubServer:
     async_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(async_servicer, server)
     health_servicer = cast(HealthReporter, async_servicer)
+    resources.push_async_callback(health_servicer.enter_graceful_shutdown)  # first to run
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     # Reflection with the .proto comments, so `grpcurl describe` shows the API docs.
@@ -304,11 +335,7 @@ async def start_server(config: ServerConfig) -> HubbubServer:
     except RuntimeError:  # grpcio raises "Failed to bind" (older versions returned 0)
         port = 0
     if port == 0:
-        await hub.shutdown()
-        await hub.metrics.stop()
-        hashing.close()
-        await release()
-        raise RuntimeError(f"cannot listen on {address} (address in use or not local)")
+        raise ListenError(f"cannot listen on {address} (address in use or not local)")
     await server.start()
     metrics_port = -1
     if config.metrics_port >= 0:
@@ -322,9 +349,10 @@ async def start_server(config: ServerConfig) -> HubbubServer:
         hashing,
         health_servicer,
         port,
+        resources,
+        stopping,
         db_lock,
         metrics_port,
-        closers,
     )
 
 

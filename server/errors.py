@@ -8,6 +8,22 @@ when the same call may succeed later unchanged (``retry_after_s`` then suggests
 the wait, seconds) and False when retrying cannot help (fix the request, log in
 again or give up). The transport reports it as ``ErrorInfo.metadata["retry"]``
 plus a ``google.rpc.RetryInfo`` (AIP-194), like Centrifuge's reconnect flag.
+
+The server's exceptions (as websockets' ``exceptions.py``)::
+
+    Exception
+    ├── HubbubError            a refusal reported to a client (reason, category, retry)
+    │   ├── InvalidArgument    … one class per reason, below
+    │   └── …
+    └── RuntimeError
+        ├── StartupError       the server cannot start (operator-facing, retry)
+        │   ├── ConfigurationError   flags / environment contradict or are malformed
+        │   └── ListenError          the port cannot be bound
+        └── BackupError        backup, restore, export, import (``backup_errors.py``)
+            ├── DatabaseInUse
+            └── ExportFormatError
+
+Every refusal says whether retrying unchanged can help (``retry``).
 """
 
 from __future__ import annotations
@@ -368,3 +384,22 @@ class InternalError(HubbubError):
 
     def __init__(self, message: str = "internal error") -> None:
         super().__init__(message)
+
+
+class StartupError(RuntimeError):
+    """The server cannot start (``hubbub-server serve``, or an in-process start); ``str()``
+    is one line for the operator. Not reported to clients. ``retry`` is True when starting
+    again unchanged may succeed (e.g. once a port is free)."""
+
+    retry = False
+
+
+class ConfigurationError(StartupError):
+    """Flags or ``HUBBUB_*`` variables contradict each other or are malformed (or a file
+    they name cannot be read); fix the settings, retrying unchanged cannot help."""
+
+
+class ListenError(StartupError):
+    """The address cannot be bound: the port is in use or the host is not local."""
+
+    retry = True

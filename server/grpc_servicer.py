@@ -37,6 +37,7 @@ from .history import HistoryService
 from .hub import Hub
 from .outbox import OutboxClosed
 from .session import ChatSession
+from .watchdog import WriteWatchdog
 
 log = logging.getLogger(__name__)
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -263,24 +264,29 @@ class MessengerServicer(pb_grpc.MessengerServiceServicer):
             session.fail(InternalError())
 
     async def _write(self, session: ChatSession, context: Context) -> None:
-        while True:
-            try:
-                event = await session.outbox.get()
-            except OutboxClosed:
-                return
-            try:
-                async with asyncio.timeout(self.write_timeout_s):
-                    await context.write(convert.server_event(event))
+        """Write the outbox; a write stuck over ``write_timeout_s`` fails the session (its
+        abort then cancels this task). One watchdog timer per stream, not one per write."""
+        watchdog = WriteWatchdog(self.write_timeout_s, lambda: self._write_timed_out(session))
+        try:
+            while True:
+                try:
+                    event = await session.outbox.get()
+                except OutboxClosed:
+                    return
+                watchdog.started()
+                await context.write(convert.server_event(event))
+                watchdog.done()
                 self.hub.metrics.events_written.inc()
-            except TimeoutError:
-                session.fail(
-                    SlowConsumer(
-                        "Disconnected: a write to this client took longer than "
-                        f"{self.write_timeout_s:g} s. Stored messages will be delivered "
-                        "on reconnect."
-                    )
-                )
-                return
+        finally:
+            watchdog.cancel()
+
+    def _write_timed_out(self, session: ChatSession) -> None:
+        session.fail(
+            SlowConsumer(
+                "Disconnected: a write to this client took longer than "
+                f"{self.write_timeout_s:g} s. Stored messages will be delivered on reconnect."
+            )
+        )
 
 
 class _Interrupt:

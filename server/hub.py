@@ -330,7 +330,7 @@ class Hub:
                 me, online, cursor, self.history_id, session.resume_token, expires_at
             )
             session.welcome(welcome, self.fanout.feed if presence else None)
-            session.target_seq = cursor.last_sequence
+            session.position.target = cursor.last_sequence
             await self.broker.publish_presence(change)
         except BaseException:
             await self.close_session(session)
@@ -394,14 +394,14 @@ class Hub:
             return
         session.requests += 1
         index = session.requests
-        if not session.delivering and not isinstance(event, InResume):
+        if not session.position.delivering and not isinstance(event, InResume):
             await session.resume(None)  # any first event starts delivery
         try:
             match event:
                 case InSend():
                     await self.sending.on_stream(session, event, index)
                 case InAck():
-                    session.receive_ack(event.sequence)
+                    session.ack(event.sequence)
                 case InResume():
                     await session.resume(event)
                 case InPing():
@@ -416,7 +416,7 @@ class Hub:
         """The client half-closed: deliver what is pending, then end the stream."""
         if session.outbox.closed:
             return
-        if not session.delivering:
+        if not session.position.delivering:
             await session.resume(None)
         if session.sends:  # wait (never cancel) the sends' commits
             await asyncio.wait(set(session.sends))

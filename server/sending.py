@@ -36,8 +36,8 @@ MAX_SENDS_IN_FLIGHT = 256  # per stream, awaiting their commit
 
 
 def check_send(client_id: str, body: str, max_message_bytes: int) -> None:
-    """Check a send's client id and body (the one rule for the stream and the unary
-    SendMessage).
+    """Check a send's client id and body (the one rule for the stream, the unary
+    SendMessage and ``hubbub-server import``, :mod:`.export_validation`).
 
     Args:
         client_id: the sender's id of the message, 1 to CLIENT_ID_MAX characters, not
@@ -58,7 +58,7 @@ def check_send(client_id: str, body: str, max_message_bytes: int) -> None:
     if size > max_message_bytes:
         raise InvalidMessage.for_field(
             "send.body",
-            f"the message is {size} bytes; the limit is {max_message_bytes}",
+            f"{size} bytes; the limit is {max_message_bytes}",
         )
 
 

@@ -1,10 +1,11 @@
 """One live Chat stream: its outbox, in-order inbox delivery (fill) and acks.
 
 The hub (:mod:`hubbub.server.hub`) opens and closes sessions and routes events to
-them; a :class:`ChatSession` keeps the per-stream state: what was queued for the
-writer (``enqueued_seq``), what exists in the inbox (``target_seq``), what the
-client acknowledged, and the bounded :class:`~hubbub.server.outbox.Outbox` the hub
-only *offers* to (a full outbox disconnects the client with ``SLOW_CONSUMER``).
+them; a :class:`ChatSession` does one stream's I/O: the bounded
+:class:`~hubbub.server.outbox.Outbox` the hub only *offers* to (a full outbox
+disconnects the client with ``SLOW_CONSUMER``), the fill task that replays the
+inbox from the store, and the ack writes. What was queued, what exists and what
+was acked is the sans-I/O :class:`~hubbub.server.sequencing.StreamSequence`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from typing import TYPE_CHECKING
 from .errors import (
     HistoryChanged,
     HubbubError,
-    InvalidArgument,
     MalformedEvent,
     ResumeBeyondEnd,
     SessionExpired,
@@ -29,6 +29,7 @@ from .errors import (
 from .events import InResume, OutEvent, OutGoingAway, OutMessage, OutPresence, OutSynced, OutWelcome
 from .models import Account, AuthSession, StoredMessage
 from .outbox import Outbox, OutboxClosed
+from .sequencing import Delivery, StreamSequence
 
 if TYPE_CHECKING:
     from .hub import Hub
@@ -74,16 +75,12 @@ class ChatSession:
         # the hub drops the stream; called once, from fail().
         self.abort_hook: Callable[[], None] | None = None
         self.requests = 0  # client events read so far
-        self.delivering = False
-        self.enqueued_seq = 0  # last inbox sequence queued for the writer
-        self.target_seq = 0  # highest inbox sequence known to exist
+        self.position = StreamSequence()  # inbox sequences queued, known, acked
         self.synced = False  # first replay done (Synced queued)
         self.sends: set[asyncio.Task[None]] = set()  # sends awaiting their commit
         self._fill_task: asyncio.Task[None] | None = None
         self._presence: PresenceFeed | None = None  # the feed followed after Welcome
         self._presence_after = 0  # its generation read up to
-        self._acked = 0
-        self._ack_persisted = 0
         self._ack_task: asyncio.Task[None] | None = None
 
     @property
@@ -157,60 +154,55 @@ class ChatSession:
 
     def start_delivery(self, after_sequence: int, last_sequence: int) -> None:
         """Replay stored messages after ``after_sequence``, then go live."""
-        self.delivering = True
-        self.enqueued_seq = after_sequence
-        self.target_seq = max(self.target_seq, last_sequence)
+        self.position.start(after_sequence, last_sequence)
         self._kick_fill()
 
     def on_message(self, message: StoredMessage) -> None:
         """A message was stored for this user: enqueue it in sequence order."""
-        if message.sequence > self.target_seq:
-            self.target_seq = message.sequence
-        if not self.delivering or message.sequence <= self.enqueued_seq:
-            return
-        if message.sequence == self.enqueued_seq + 1 and self._fill_task is None:
-            self.enqueued_seq = message.sequence
+        action = self.position.stored(message.sequence, filling=self._fill_task is not None)
+        if action is Delivery.QUEUE:
             self.offer(OutMessage(message), message.size)
-            return
-        self._kick_fill()
+        elif action is Delivery.FILL:
+            self._kick_fill()
 
     def _kick_fill(self) -> None:
         if self._fill_task is None and not self.outbox.closed:
             self._fill_task = asyncio.create_task(self._fill(), name=f"fill-{self.username}")
 
     async def _fill(self) -> None:
-        """Copy inbox messages (enqueued_seq, target_seq] from the store, in order.
+        """Copy inbox messages (position.enqueued, position.target] from the store, in order.
 
         Inboxes have no gaps; if one has (a damaged or hand-edited database), the
         missing sequences are logged and skipped, and delivery goes on: a gap never
         makes delivery stop or spin.
         """
         try:
-            while self.enqueued_seq < self.target_seq:
+            position = self.position
+            while position.behind:
                 batch = await self.hub.store.messages_after(
-                    self.account, self.enqueued_seq, FILL_BATCH
+                    self.account, position.enqueued, FILL_BATCH
                 )
                 if not batch:
+                    missing = position.give_up_missing()
                     log.warning(
                         "inbox of %s: sequences %d..%d are missing from the store; skipped",
                         self.username,
-                        self.enqueued_seq + 1,
-                        self.target_seq,
+                        missing.start,
+                        missing.stop - 1,
                     )
-                    self.target_seq = self.enqueued_seq
                     break
                 for message in batch:
-                    if message.sequence != self.enqueued_seq + 1:
+                    if message.sequence != position.enqueued + 1:
                         log.warning(
                             "inbox of %s has a gap: sequences %d..%d are missing; skipped",
                             self.username,
-                            self.enqueued_seq + 1,
+                            position.enqueued + 1,
                             message.sequence - 1,
                         )
                     await self.outbox.put(OutMessage(message), message.size)
-                    self.enqueued_seq = message.sequence
+                    position.queued(message.sequence)
             if not self.synced:
-                await self.outbox.put(OutSynced(self.enqueued_seq), CONTROL_EVENT_SIZE)
+                await self.outbox.put(OutSynced(position.enqueued), CONTROL_EVENT_SIZE)
                 self.synced = True
         except OutboxClosed:
             pass
@@ -221,14 +213,14 @@ class ChatSession:
             self.fail(ShuttingDown("Internal error while replaying the inbox; reconnect."))
         finally:
             self._fill_task = None
-        if self.enqueued_seq < self.target_seq and not self.outbox.closed:
+        if self.position.behind and not self.outbox.closed:
             self._kick_fill()  # messages arrived while the last batch was being queued
 
     async def wait_delivered(self) -> None:
         """Wait until every message known at call time is queued for the writer."""
-        target = self.target_seq
+        target = self.position.target
         while (
-            self._fill_task is not None or self.enqueued_seq < target
+            self._fill_task is not None or self.position.enqueued < target
         ) and not self.outbox.closed:
             if self._fill_task is None:
                 self._kick_fill()
@@ -246,7 +238,7 @@ class ChatSession:
             HistoryChanged: ``event.history_id`` is set and is not this store's.
             ResumeBeyondEnd: ``event.after_sequence`` is after the last stored sequence.
         """
-        if self.delivering:
+        if self.position.delivering:
             raise MalformedEvent.for_field("resume", "the stream has already resumed")
         cursor = await self.hub.store.cursor(self.account)
         acked, last = cursor.acked_sequence, cursor.last_sequence
@@ -267,35 +259,23 @@ class ChatSession:
             )
         self.start_delivery(acked if after is None else after, last)
 
-    def receive_ack(self, sequence: int) -> None:
-        """Record the client's cumulative ack of ``sequence`` (:meth:`ack`).
+    # -- acks ------------------------------------------------------------------------
+
+    def ack(self, sequence: int) -> None:
+        """Record the client's cumulative ack of ``sequence``; stored in the background,
+        coalesced.
 
         Raises:
             InvalidArgument: ``sequence`` was not sent on this stream yet.
         """
-        if sequence > self.enqueued_seq:
-            raise InvalidArgument.for_field(
-                "ack.sequence",
-                f"{sequence} was not sent on this stream (last sent: {self.enqueued_seq})",
-            )
-        self.ack(sequence)
-
-    # -- acks ------------------------------------------------------------------------
-
-    def ack(self, sequence: int) -> None:
-        """Record a cumulative ack; persisted in the background, coalesced."""
-        if sequence <= self._acked:
-            return
-        self._acked = sequence
-        if self._ack_task is None:
+        if self.position.ack(sequence) and self._ack_task is None:
             self._ack_task = asyncio.create_task(self._persist_acks(), name=f"ack-{self.username}")
 
     async def _persist_acks(self) -> None:
         try:
-            while self._ack_persisted < self._acked:
-                target = self._acked
+            while (target := self.position.ack_to_store()) is not None:
                 await self.hub.store_ack(self.account, target)
-                self._ack_persisted = target
+                self.position.ack_written(target)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -307,9 +287,10 @@ class ChatSession:
         """Wait until every recorded ack is stored."""
         while self._ack_task is not None:
             await asyncio.shield(self._ack_task)
-        if self._ack_persisted < self._acked:
-            await self.hub.store_ack(self.account, self._acked)
-            self._ack_persisted = self._acked
+        target = self.position.ack_to_store()
+        if target is not None:
+            await self.hub.store_ack(self.account, target)
+            self.position.ack_written(target)
 
     def cancel_tasks(self) -> None:
         """Stop the replay task and the expiry timer (the ack task is left to finish)."""

@@ -8,8 +8,11 @@ is the synchronous driver of an operation on a ``sqlite3`` connection.
 Writes go through one writer thread that commits *groups*: every write queued
 while the previous commit was syncing runs in the next transaction, each in
 its own savepoint, and one synced ``COMMIT`` makes the whole group durable
-before any caller is answered. Reads use a second connection (WAL readers never
-block the writer). See https://www.sqlite.org/wal.html and
+before any caller is answered. At light load nothing queues during a sync, so
+each write would pay a commit and its fsync alone: when writes arrive less than
+a *commit window* apart on average, a lone write waits up to that window for
+the next one (see :class:`_GroupCommitWriter`). Reads use a second connection
+(WAL readers never block the writer). See https://www.sqlite.org/wal.html and
 https://www.sqlite.org/pragma.html#pragma_synchronous.
 """
 
@@ -22,6 +25,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -36,8 +40,12 @@ __all__ = ["SCHEMA_VERSION", "SqliteStore", "new_history_id", "run_op"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+_Job = tuple[Callable[[sqlite3.Connection], Any], Any]  # a write and its asyncio.Future
 
 MAX_GROUP = 512  # writes per group commit
+COMMIT_WINDOW_S = 0.001  # longest wait for a second write before committing a lone one, s
+GAP_SMOOTHING = 0.2  # weight of the newest gap in the moving average of write arrivals
+MAX_GAP_S = 1.0  # gaps are counted up to this (an idle spell does not skew the average), s
 PRIVATE_DIR_MODE = 0o700  # a data directory this process creates: owner only
 PRIVATE_FILE_MODE = 0o600  # database, -wal, -shm, lock, backup and export files: owner only
 SIDECARS = ("-wal", "-shm", "-journal")  # files SQLite keeps next to a database
@@ -161,13 +169,26 @@ def migrate(conn: sqlite3.Connection) -> list[int]:
 
 
 class _GroupCommitWriter:
-    """One thread, one connection; runs queued write functions in group commits."""
+    """One thread, one connection; runs queued write functions in group commits.
 
-    def __init__(self, path: str) -> None:
+    Args:
+        path: the database file.
+        window_s: commit window, seconds (0 = off). When the writer finds a single
+            job queued and jobs have been arriving less than ``window_s`` apart on
+            average (a moving average of the gaps between :meth:`submit` calls), it
+            waits up to ``window_s`` for the next job before ``BEGIN``, so one
+            commit and fsync serve several writes. A job is still answered only after the
+            synced ``COMMIT`` of its group; the window adds at most ``window_s`` to
+            its latency, and nothing when writes are sparse (an idle server) or
+            already queue up (under load the previous sync gathers them).
+    """
+
+    def __init__(self, path: str, window_s: float = COMMIT_WINDOW_S) -> None:
         self._path = path
-        self._jobs: queue.SimpleQueue[tuple[Callable[[sqlite3.Connection], Any], Any] | None] = (
-            queue.SimpleQueue()
-        )
+        self._window_s = window_s
+        self._last_submit = 0.0  # time.monotonic() of the latest submit
+        self._gap_s = MAX_GAP_S  # moving average of the gaps between submits, s
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="sqlite-writer", daemon=True)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.commits = 0  # number of group commits, for metrics and tests
@@ -181,6 +202,9 @@ class _GroupCommitWriter:
         commit. Jobs run in submission order."""
         assert self._loop is not None
         fut: asyncio.Future[T] = self._loop.create_future()
+        now = time.monotonic()
+        self._gap_s += GAP_SMOOTHING * (min(now - self._last_submit, MAX_GAP_S) - self._gap_s)
+        self._last_submit = now
         self._jobs.put((fn, fut))
         return fut
 
@@ -192,13 +216,16 @@ class _GroupCommitWriter:
         self._jobs.put(None)
         self._thread.join(timeout=30)
 
-    def _resolve(self, fut: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-        if fut.done():
-            return
-        if error is not None:
-            fut.set_exception(error)
-        else:
-            fut.set_result(result)
+    @staticmethod
+    def _resolve(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+        """Answer every job of one group (on the event loop: one wake-up per group)."""
+        for fut, result, error in outcomes:
+            if fut.done():
+                continue
+            if error is not None:
+                fut.set_exception(error)
+            else:
+                fut.set_result(result)
 
     def _run(self) -> None:
         conn = connect(self._path)
@@ -209,46 +236,69 @@ class _GroupCommitWriter:
                 if job is None:
                     break
                 batch = [job]
-                while len(batch) < MAX_GROUP:
-                    try:
-                        more = self._jobs.get_nowait()
-                    except queue.Empty:
-                        break
-                    if more is None:
-                        stopping = True
-                        break
-                    batch.append(more)
+                stopping = self._take_queued(batch)
+                if not stopping and len(batch) == 1 and self._gap_s < self._window_s:
+                    stopping = self._wait_for_more(batch)
                 self._commit_group(conn, batch)
         finally:
             conn.close()
 
-    def _commit_group(
-        self, conn: sqlite3.Connection, batch: list[tuple[Callable[[sqlite3.Connection], Any], Any]]
-    ) -> None:
+    def _take_queued(self, batch: list[_Job]) -> bool:
+        """Move the jobs queued now into ``batch`` (at most MAX_GROUP in all); True if the
+        stop marker was taken."""
+        while len(batch) < MAX_GROUP:
+            try:
+                more = self._jobs.get_nowait()
+            except queue.Empty:
+                return False
+            if more is None:
+                return True
+            batch.append(more)
+        return False
+
+    def _wait_for_more(self, batch: list[_Job]) -> bool:
+        """The commit window: wait up to ``window_s`` for the next job, then take it and
+        whatever else is queued; True if the stop marker was taken."""
+        try:
+            more = self._jobs.get(timeout=self._window_s)
+        except queue.Empty:
+            return False
+        if more is None:
+            return True
+        batch.append(more)
+        return self._take_queued(batch)
+
+    def _commit_group(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         assert self._loop is not None
         outcomes: list[tuple[Any, Any, BaseException | None]] = []
+        isolate = len(batch) > 1  # a lone job needs no savepoint: the transaction is its own
         try:
             conn.execute("BEGIN IMMEDIATE")
             for fn, fut in batch:
-                conn.execute("SAVEPOINT job")
+                if isolate:
+                    conn.execute("SAVEPOINT job")
                 try:
                     result = fn(conn)
                 except Exception as exc:  # the job's own failure: undo only this job
-                    conn.execute("ROLLBACK TO job")
-                    conn.execute("RELEASE job")
+                    if isolate:
+                        conn.execute("ROLLBACK TO job")
+                        conn.execute("RELEASE job")
+                    elif conn.in_transaction:
+                        conn.execute("ROLLBACK")
                     outcomes.append((fut, None, exc))
                 else:
-                    conn.execute("RELEASE job")
+                    if isolate:
+                        conn.execute("RELEASE job")
                     outcomes.append((fut, result, None))
-            conn.execute("COMMIT")
-            self.commits += 1
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+                self.commits += 1
         except Exception as exc:  # the commit itself failed: nobody's write is durable
             log.exception("group commit failed")
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             outcomes = [(fut, None, exc) for _, fut in batch]
-        for fut, result, error in outcomes:
-            self._loop.call_soon_threadsafe(self._resolve, fut, result, error)
+        self._loop.call_soon_threadsafe(self._resolve, outcomes)
 
 
 class SqliteStore(SqlStore):
@@ -257,13 +307,15 @@ class SqliteStore(SqlStore):
     Args:
         path: database file; parent directories are created. ``synchronous=FULL``
             means a committed write survives a process crash and a power loss.
+        commit_window_s: the writer's commit window, seconds (0 = off; see
+            :class:`_GroupCommitWriter`).
     """
 
     dialect = SQLITE
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, commit_window_s: float = COMMIT_WINDOW_S) -> None:
         self.path = Path(path)
-        self._writer = _GroupCommitWriter(str(self.path))
+        self._writer = _GroupCommitWriter(str(self.path), commit_window_s)
         self._local = threading.local()
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sqlite-reader")
         self._reader_conns: list[sqlite3.Connection] = []

@@ -20,7 +20,8 @@ from textual.screen import Screen
 from textual.widgets import Label
 
 from .. import render
-from ..api import DEFAULT_SERVER, Client, ErrorKind, HubbubError
+from ..client import DEFAULT_SERVER, Client
+from ..errors import ErrorKind, HubbubError
 from ..session_store import SessionFileError, load_session
 from .model import ChatState, ConversationKey
 from .screens import KEY_HELP, ChatScreen, LoginScreen

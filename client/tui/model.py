@@ -1,7 +1,7 @@
 """The sans-I/O state of the full-screen client: conversations, their messages, unread
 counts, presence, delivery ticks and ordering by last activity.
 
-`ChatState` takes the plain events of `hubbub.client.api` (and history pages, local
+`ChatState` takes the plain events of `hubbub.client` (and history pages, local
 sends, notes) and changes nothing but itself: no network, no Textual, no clock (times
 are passed in). The widgets draw what it holds; the tests drive it directly.
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final, Literal
 
-from ..api import (
+from ..events import (
     DeliveryReceipt,
     EventRejected,
     GroupUpdate,

@@ -22,13 +22,12 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Checkbox, Footer, Input, Label, OptionList
 
 from .. import render
-from ..api import (
+from ..errors import ErrorKind, HubbubError
+from ..events import (
     ConnectionLost,
     DeliveryReceipt,
-    ErrorKind,
     EventRejected,
     GroupUpdate,
-    HubbubError,
     IncomingMessage,
     PresenceChanged,
     Reconnected,

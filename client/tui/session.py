@@ -1,5 +1,5 @@
 """The network side of the full-screen client: connecting, logging in, the saved
-session, the live chat (`api.Conversation`: reconnect, resume, resend, nothing shown
+session, the live chat (`hubbub.client.Conversation`: reconnect, resume, resend, nothing shown
 twice) and the history pages the sidebar and the message pane need.
 
 Nothing here knows Textual; the screens call these coroutines in workers.
@@ -15,8 +15,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Final
 
-from ..api import Client, Conversation, HistoryPage, HubbubError, LoginResult, UserInfo
 from ..backoff import Backoff
+from ..client import Client
+from ..conversation import Conversation
+from ..errors import HubbubError
+from ..events import HistoryPage, LoginResult, UserInfo
 from ..session_store import SavedSession, SessionFileError, load_session, save_session
 from .model import ChatState, ConversationKey
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 import pytest
@@ -144,3 +144,36 @@ async def _open_when_free(node: Node, token: str, after: int) -> Chat:
         except (grpc.aio.AioRpcError, AssertionError):
             await asyncio.sleep(0.05)
     raise AssertionError("could not reconnect")
+
+
+@pytest.mark.timeout(120)
+async def test_write_stuck_past_write_timeout_closes_stream(
+    node_factory: Callable[..., Awaitable[Node]],
+) -> None:
+    """A write stuck past --write-timeout closes the stream as SLOW_CONSUMER (queue not full)."""
+    node = await node_factory(write_timeout_s=1.0)
+    stall = FaultProxy("127.0.0.1", node.server.port)
+    await stall.start()
+    try:
+        alice = await register_login(node, "alice")
+        bob = await register_login(node, "bob")
+        bob_node, bob_channel = via(node, stall)
+        b = await open_chat(bob_node, bob)
+        await b.next("synced")
+        bob_session = node.server.hub.sessions["bob"]
+        a = await open_chat(node, alice)
+        stall.stall_downstream()  # bob's client stops reading
+        for i in range(40):  # 2.4 MB: past the flow-control windows, far below the outbox bound
+            await a.send("bob", "x" * 60_000, f"b{i}")
+            await a.next("send_result")
+        assert len(bob_session.outbox) < node.config.outbox_events
+        for _ in range(200):  # 10 s
+            if bob_session.close_error is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert isinstance(bob_session.close_error, SlowConsumer), "the stuck stream stayed open"
+        assert "took longer than 1 s" in bob_session.close_error.message
+        stall.resume()
+        await bob_channel.close()
+    finally:
+        await stall.close()

@@ -129,7 +129,7 @@ async def test_an_inbox_gap_is_skipped_and_delivery_goes_on(node: Node, db_path:
     (live,) = await b.messages(1)
     assert (live.sequence, live.body) == (8, "live")
     session = node.server.hub.sessions["bob"]
-    assert session.enqueued_seq == 8
+    assert session.position.enqueued == 8
     await a.send("echobot", "still there?", "e1")
     (echo,) = await a.messages(1)
     assert echo.body == "still there?"

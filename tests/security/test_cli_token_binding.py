@@ -186,7 +186,7 @@ def test_insecure_and_loopback_pass_the_plaintext_check() -> None:
     """--insecure lets plaintext go to another machine; loopback names never need it."""
     import argparse
 
-    from hubbub.client.cli import _target
+    from hubbub.client.commands import _target
 
     remote = argparse.Namespace(server="192.0.2.10:1", tls=False, ca_file="", insecure=True)
     assert _target(remote).key == "192.0.2.10:1"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from textual.pilot import Pilot
 
-from hubbub.client.api import Client, Conversation, IncomingMessage
+from hubbub.client import Client, Conversation, IncomingMessage
 from hubbub.client.tui.app import HubbubApp, TuiConfig
 from hubbub.client.tui.screens import ChatScreen
 from tests.integration.conftest import PASSWORD, db_path, node, node_factory

@@ -9,13 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from hubbub.client.api import (
-    Client,
-    DeliveryReceipt,
-    IncomingMessage,
-    SendConfirmed,
-    UserInfo,
-)
+from hubbub.client import Client, DeliveryReceipt, IncomingMessage, SendConfirmed, UserInfo
 from hubbub.client.tui.app import HubbubApp, TuiConfig
 from hubbub.client.tui.model import ChatState, ConversationKey
 from hubbub.client.tui.session import ChatSession

@@ -12,7 +12,7 @@ import tempfile
 from datetime import UTC
 from pathlib import Path
 
-from hubbub.client.api import Client, Conversation
+from hubbub.client import Client, Conversation
 from hubbub.client.tui.app import HubbubApp, TuiConfig
 from hubbub.server.app import start_server
 from hubbub.server.config import ServerConfig

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input
 
-from hubbub.client.api import Client
+from hubbub.client import Client
 from hubbub.client.session_store import load_session
 from hubbub.client.tui.app import HubbubApp
 from hubbub.client.tui.model import ConversationKey
@@ -256,7 +256,7 @@ async def test_account_creation_then_the_saved_session_is_reused(
     async with second.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: isinstance(second.screen, ChatScreen))
         assert chat_of(second).state.me == "newbie"
-        assert "newbie" in screen_text(second)
+        await until(pilot, lambda: "newbie" in screen_text(second))
         await quit_app(second)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pexpect
 import pytest
 
-from hubbub.client.api import Client
+from hubbub.client import Client
 
 from .conftest import PASSWORD
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from hubbub.client.api import (
+from hubbub.client import (
     DeliveryReceipt,
     EventRejected,
     GroupUpdate,

@@ -14,8 +14,9 @@ import pytest
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from hubbub.client import api
-from hubbub.client.api import (
+from hubbub.client import (
+    Chat,
+    Client,
     ConnectionLost,
     Conversation,
     DeliveryReceipt,
@@ -23,6 +24,7 @@ from hubbub.client.api import (
     EventRejected,
     FieldViolation,
     GoingAway,
+    GroupInfo,
     GroupUpdate,
     HubbubError,
     IncomingMessage,
@@ -30,8 +32,9 @@ from hubbub.client.api import (
     SendConfirmed,
     UserInfo,
     Welcome,
-    event_from_pb,
 )
+from hubbub.client.errors import _error_from_rpc, _violations_from_metadata
+from hubbub.client.events import event_from_pb
 from hubbub.client.interactive import rejection_line
 from hubbub.client.render import Backoff
 from hubbub.v1 import messenger_pb2 as pb
@@ -138,7 +141,7 @@ def test_bad_request_details_are_read_from_trailing_metadata() -> None:
     detail.Pack(bad)
     status = status_pb2.Status(code=3, message="invalid", details=[detail])
     metadata = (("grpc-status-details-bin", status.SerializeToString()),)
-    assert api._violations_from_metadata(metadata) == [FieldViolation("username", "bad char")]
+    assert _violations_from_metadata(metadata) == [FieldViolation("username", "bad char")]
 
 
 class _FakeRpcError(grpc.RpcError):
@@ -157,9 +160,9 @@ class _FakeRpcError(grpc.RpcError):
 
 def test_rpc_errors_map_to_kinds_with_human_sentences() -> None:
     """Status codes become ErrorKinds; UNAVAILABLE says which server cannot be reached."""
-    err = api._error_from_rpc(_FakeRpcError(grpc.StatusCode.ALREADY_EXISTS, "taken"), "h:1")
+    err = _error_from_rpc(_FakeRpcError(grpc.StatusCode.ALREADY_EXISTS, "taken"), "h:1")
     assert err.kind is ErrorKind.ALREADY_EXISTS and err.message == "taken"
-    err = api._error_from_rpc(_FakeRpcError(grpc.StatusCode.UNAVAILABLE, "conn refused"), "h:1")
+    err = _error_from_rpc(_FakeRpcError(grpc.StatusCode.UNAVAILABLE, "conn refused"), "h:1")
     assert err.kind is ErrorKind.UNAVAILABLE
     assert err.message == "Cannot reach the Hubbub server at h:1."
 
@@ -197,7 +200,7 @@ def _msg(seq: int, body: str = "") -> IncomingMessage:
 
 
 class FakeChat:
-    """Stands in for api.Chat: records what the client wrote, plays scripted events."""
+    """Stands in for Chat: records what the client wrote, plays scripted events."""
 
     def __init__(self, welcome: Welcome) -> None:
         self.welcome = welcome
@@ -247,7 +250,7 @@ class FakeChat:
 
 
 class FakeClient:
-    """Stands in for api.Client: hands out scripted chats or refusals."""
+    """Stands in for Client: hands out scripted chats or refusals."""
 
     def __init__(self, *opens: FakeChat | HubbubError) -> None:
         self.opens = list(opens)
@@ -516,8 +519,8 @@ class FakeStub:
         )
 
 
-async def _client(stub: FakeStub) -> api.Client:
-    client = api.Client("127.0.0.1:9", token="tok")
+async def _client(stub: FakeStub) -> Client:
+    client = Client("127.0.0.1:9", token="tok")
     client._stub = stub  # type: ignore[assignment]
     return client
 
@@ -587,9 +590,9 @@ async def test_group_calls_return_group_info() -> None:
     stub = FakeStub()
     client = await _client(stub)
     group = await client.create_group("#Team", ["bob"])
-    assert group == api.GroupInfo("team", ("alice", "bob"), T0)
+    assert group == GroupInfo("team", ("alice", "bob"), T0)
     assert list(stub.requests[0][1].members) == ["bob"]
-    assert await client.list_groups() == [api.GroupInfo("team", ("alice", "bob"), None)]
+    assert await client.list_groups() == [GroupInfo("team", ("alice", "bob"), None)]
     await client.leave_group("team")
     assert stub.requests[-1][0] == "LeaveGroup" and stub.requests[-1][1].group == "team"
     await client.close()
@@ -662,7 +665,7 @@ class _IdleCall:
 async def test_chat_send_sets_exactly_one_destination() -> None:
     """Chat.send fills the destination oneof: recipient, group, or random_recipient."""
     outbox: asyncio.Queue[pb.ChatRequest | None] = asyncio.Queue()
-    chat = api.Chat(_IdleCall(), outbox, "h:1")
+    chat = Chat(_IdleCall(), outbox, "h:1")
     chat.send("bob", "a", "c1")
     chat.send("", "b", "c2", group="team")
     chat.send("", "c", "c3", random_recipient=True)

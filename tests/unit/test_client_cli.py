@@ -8,9 +8,11 @@ import pytest
 from prompt_toolkit.completion import CompleteEvent
 from prompt_toolkit.document import Document
 
-from hubbub.client.api import IncomingMessage, UserInfo
-from hubbub.client.cli import build_parser, main, message_json, user_json
+from hubbub.client import IncomingMessage, UserInfo
+from hubbub.client.arguments import build_parser
+from hubbub.client.cli import main
 from hubbub.client.interactive import ChatCompleter
+from hubbub.client.json_output import message_json, user_json
 
 COMMANDS = ["chat", "register", "login", "logout", "who", "send", "listen"]
 

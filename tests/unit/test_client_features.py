@@ -12,17 +12,13 @@ import pytest
 from prompt_toolkit.completion import CompleteEvent
 from prompt_toolkit.document import Document
 
-from hubbub.client import render
-from hubbub.client.api import EventRejected, FieldViolation, GroupInfo, IncomingMessage
-from hubbub.client.cli import (
-    Failure,
-    build_parser,
-    group_json,
-    history_json,
-    main,
-    read_profile_passwords,
-)
+from hubbub.client import EventRejected, FieldViolation, GroupInfo, IncomingMessage, render
+from hubbub.client.arguments import build_parser
+from hubbub.client.cli import main
+from hubbub.client.failures import Failure
 from hubbub.client.interactive import ChatCompleter, rejection_line
+from hubbub.client.json_output import group_json, history_json
+from hubbub.client.password_input import read_profile_passwords
 from hubbub.client.render import (
     AddMembers,
     Command,
@@ -379,7 +375,7 @@ def test_profile_password_input_problems_are_failures(monkeypatch: pytest.Monkey
     with pytest.raises(Failure, match="needs --password-stdin"):
         read_profile_passwords(_profile_args("--current-password-stdin"))
     monkeypatch.setattr("sys.stdin", io.StringIO("new-secret-1\n"))
-    monkeypatch.setattr("hubbub.client.cli._terminal_available", lambda: False)
+    monkeypatch.setattr("hubbub.client.password_input._terminal_available", lambda: False)
     with pytest.raises(Failure, match="use --current-password-stdin"):
         read_profile_passwords(_profile_args("--password-stdin"))
     assert read_profile_passwords(_profile_args("--display-name", "X")) == ("", "")

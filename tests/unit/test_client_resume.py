@@ -17,8 +17,8 @@ import pytest
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from hubbub.client import api
-from hubbub.client.api import (
+from hubbub.client import (
+    Client,
     ConnectionLost,
     Conversation,
     ErrorKind,
@@ -30,9 +30,11 @@ from hubbub.client.api import (
     SendConfirmed,
     UserInfo,
     Welcome,
-    event_from_pb,
 )
 from hubbub.client.backoff import Backoff
+from hubbub.client.conversation import MAX_TAKEOVER_REFUSALS
+from hubbub.client.errors import _error_from_rpc, kind_of_code
+from hubbub.client.events import event_from_pb
 from hubbub.v1 import messenger_pb2 as pb
 
 pytestmark = pytest.mark.timeout(10)
@@ -52,7 +54,7 @@ def msg(seq: int) -> IncomingMessage:
 
 
 class FakeChat:
-    """Stands in for api.Chat: records what the client wrote, plays scripted events."""
+    """Stands in for Chat: records what the client wrote, plays scripted events."""
 
     def __init__(self, welcome: Welcome) -> None:
         self.welcome = welcome
@@ -92,7 +94,7 @@ class FakeChat:
 
 
 class FakeClient:
-    """Stands in for api.Client: hands out scripted chats or refusals, records tokens."""
+    """Stands in for Client: hands out scripted chats or refusals, records tokens."""
 
     def __init__(self, *opens: FakeChat | HubbubError) -> None:
         self.opens = list(opens)
@@ -281,7 +283,7 @@ async def test_already_exists_with_a_resume_token_is_retried_a_bounded_number_of
     MAX_TAKEOVER_REFUSALS times in a row; then it is reported."""
     first = FakeChat(welcome(0, 0, token="tok"))
     refused = _refusal(ErrorKind.ALREADY_EXISTS)
-    opens: list[Any] = [first] + [refused] * (api.MAX_TAKEOVER_REFUSALS + 1)
+    opens: list[Any] = [first] + [refused] * (MAX_TAKEOVER_REFUSALS + 1)
     client = FakeClient(*opens)
     conv = conversation(client)
     await conv.start()
@@ -289,7 +291,7 @@ async def test_already_exists_with_a_resume_token_is_retried_a_bounded_number_of
     assert isinstance(await anext(conv), ConnectionLost)
     with pytest.raises(HubbubError):
         await anext(conv)
-    assert len(client.resume_tokens) == 1 + api.MAX_TAKEOVER_REFUSALS + 1
+    assert len(client.resume_tokens) == 1 + MAX_TAKEOVER_REFUSALS + 1
 
 
 async def test_retryable_refusals_are_retried_and_retry_info_is_waited() -> None:
@@ -336,7 +338,7 @@ def test_client_fails_over_round_robin() -> None:
     """A Client with several addresses moves to the next one on every reset_channel."""
 
     async def run() -> list[str]:
-        client = api.Client("127.0.0.1:1,127.0.0.1:2", token="t")
+        client = Client("127.0.0.1:1,127.0.0.1:2", token="t")
         seen = [client.address]
         for _ in range(3):
             await client.reset_channel()
@@ -353,7 +355,7 @@ async def test_connect_skips_a_dead_address() -> None:
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:
-        client = await api.Client.connect(f"127.0.0.1:1,127.0.0.1:{port}", within=1.0)
+        client = await Client.connect(f"127.0.0.1:1,127.0.0.1:{port}", within=1.0)
         assert client.address == f"127.0.0.1:{port}"
         await client.close()
     finally:
@@ -379,7 +381,7 @@ def test_retry_flag_and_delay_are_read_from_the_status_details() -> None:
         def trailing_metadata(self) -> Any:
             return (("grpc-status-details-bin", status.SerializeToString()),)
 
-    err = api._error_from_rpc(Err(), "h:1")
+    err = _error_from_rpc(Err(), "h:1")
     assert (err.reason, err.retry, err.retry_delay, err.retryable) == ("BUSY", True, 0.25, True)
     assert HubbubError(ErrorKind.UNAVAILABLE, "x", retry=False).retryable is False
     assert HubbubError(ErrorKind.NOT_FOUND, "x").retryable is False
@@ -392,7 +394,7 @@ def test_error_events_carry_a_kind_and_the_retry_flag() -> None:
     )
     assert isinstance(event, EventRejected)
     assert event.kind is ErrorKind.NOT_FOUND and event.retry is False
-    assert api.kind_of_code(10) is ErrorKind.ABORTED and api.kind_of_code(999) is ErrorKind.OTHER
+    assert kind_of_code(10) is ErrorKind.ABORTED and kind_of_code(999) is ErrorKind.OTHER
 
 
 def test_welcome_carries_history_id_resume_token_and_expiry() -> None:
@@ -405,8 +407,8 @@ def test_welcome_carries_history_id_resume_token_and_expiry() -> None:
 
 
 def test_the_library_does_not_import_the_cli_text_module() -> None:
-    """hubbub.client.api (and the package) work without loading hubbub.client.render."""
-    code = "import sys, hubbub.client.api; print('hubbub.client.render' in sys.modules)"
+    """The library (hubbub.client and its modules) works without loading hubbub.client.render."""
+    code = "import sys, hubbub.client; print('hubbub.client.render' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -443,7 +445,7 @@ class PagingStub:
 async def test_list_users_pages_until_the_last_page() -> None:
     """list_users asks for pages of USERS_PAGE_SIZE and follows next_page_token to the end."""
     stub = PagingStub(2_345)
-    client = api.Client("127.0.0.1:9", token="tok")
+    client = Client("127.0.0.1:9", token="tok")
     client._stub = stub  # type: ignore[assignment]
     users = await client.list_users(online_only=True)
     assert [u.username for u in users] == stub.users
@@ -462,7 +464,7 @@ async def test_list_users_stops_on_a_repeated_page_token() -> None:
         async def ListUsers(self, request: Any, **_: Any) -> Any:
             return pb.ListUsersResponse(users=[pb.User(username="a")], next_page_token="again")
 
-    client = api.Client("127.0.0.1:9", token="tok")
+    client = Client("127.0.0.1:9", token="tok")
     client._stub = Loop(0)  # type: ignore[assignment]
     with pytest.raises(HubbubError):
         await client.list_users()
@@ -472,7 +474,7 @@ async def test_list_users_stops_on_a_repeated_page_token() -> None:
 async def test_send_message_uses_the_unary_rpc() -> None:
     """send_message fills one destination and returns the SendResult as SendConfirmed."""
     stub = PagingStub(0)
-    client = api.Client("127.0.0.1:9", token="tok")
+    client = Client("127.0.0.1:9", token="tok")
     client._stub = stub  # type: ignore[assignment]
     result = await client.send_message("", "hi", "cid-1", random_recipient=True)
     assert result == SendConfirmed("cid-1", 7, 3, T0, False, False, "carol")
