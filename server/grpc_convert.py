@@ -89,7 +89,7 @@ def _online_entries(online: Sequence[UserView]) -> bytes:
     if not isinstance(online, OnlineUsers):
         return b"".join([_online_entry(u) for u in online])
     chunks = online.chunks
-    if len(_chunk_wire) > 2 * len(chunks) + 64:  # mostly chunks replaced since
+    if len(_chunk_wire) > 2 * len(chunks) + 8:  # mostly chunks replaced since
         _chunk_wire.clear()
     parts = []
     for chunk in chunks:
