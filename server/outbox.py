@@ -10,11 +10,10 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
+from .errors import OutboxClosed
 from .events import OutEvent
 
-
-class OutboxClosed(Exception):
-    """The outbox is closed (and, for a graceful close, drained)."""
+__all__ = ["Outbox", "OutboxClosed"]
 
 
 class Outbox:
