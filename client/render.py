@@ -209,15 +209,17 @@ def group_error_line(reason: str, kind: str, group: str, message: str) -> str:
     ("not_found", "already_exists", "permission_denied", ...), `group` the name as
     typed (a leading '#' is dropped) and `message` the server's sentence, which is
     used as it is when it names a missing user.
+
+    The decision comes from `reason` (the server's stable reasons, docs/protocol.md),
+    else from `kind` where it is unambiguous; the message text is never parsed. Without a
+    reason, "not_found" may be the group or a user, so the server's sentence is shown.
     """
     name = group.removeprefix("#")
     if reason == "GROUP_NAME_TAKEN" or (not reason and kind == "already_exists"):
         return group_name_taken(name)
     if reason == "NOT_A_MEMBER" or (not reason and kind == "permission_denied"):
         return not_a_member(name)
-    if reason == "GROUP_NOT_FOUND" or (
-        not reason and kind == "not_found" and "group" in message.lower()
-    ):
+    if reason == "GROUP_NOT_FOUND":
         return group_not_found(name)
     if kind == "invalid_argument":
         return f"Cannot use #{shown(name)} as a group name: {shown(message)}"
