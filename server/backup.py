@@ -149,7 +149,7 @@ def check_database(conn: sqlite3.Connection, what: str) -> int:
 
     Raises:
         BackupError: not SQLite, damaged, foreign (no ``schema_version``), of no
-            or a newer schema version than :data:`SCHEMA_VERSION`, or missing tables.
+            or a newer schema version than :data:`.schema.SCHEMA_VERSION`, or missing tables.
     """
     try:
         problems = [row[0] for row in conn.execute("PRAGMA integrity_check(3)")]
