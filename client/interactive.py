@@ -25,7 +25,7 @@ from prompt_toolkit.history import DummyHistory, InMemoryHistory
 from prompt_toolkit.layout.processors import Processor, Transformation, TransformationInput
 from prompt_toolkit.patch_stdout import patch_stdout
 
-from . import render
+from . import parsing, render
 from .client import Client
 from .conversation import Conversation
 from .errors import ErrorKind, HubbubError
@@ -333,28 +333,28 @@ class ChatApp:
             self.groups |= {g.name for g in await self.client.list_groups()}
 
     async def _handle_line(self, conversation: Conversation, line: str) -> None:
-        parsed = render.parse_line(line)
-        if isinstance(parsed, render.DirectMessage):
+        parsed = parsing.parse_line(line)
+        if isinstance(parsed, parsing.DirectMessage):
             conversation.send(parsed.recipient, parsed.body)
-        elif isinstance(parsed, render.GroupMessage):
+        elif isinstance(parsed, parsing.GroupMessage):
             cid = conversation.send("", parsed.body, group=parsed.group)
             self._sent[cid] = _Sent(group=parsed.group)
-        elif isinstance(parsed, render.RandomMessage):
+        elif isinstance(parsed, parsing.RandomMessage):
             cid = conversation.send_random(parsed.body)
             self._sent[cid] = _Sent(random_recipient=True)
-        elif isinstance(parsed, render.Command):
+        elif isinstance(parsed, parsing.Command):
             await self._command(conversation, parsed.name)
-        elif isinstance(parsed, render.CreateGroup):
+        elif isinstance(parsed, parsing.CreateGroup):
             await self._create_group(parsed)
-        elif isinstance(parsed, render.AddMembers):
+        elif isinstance(parsed, parsing.AddMembers):
             await self._add_members(parsed)
-        elif isinstance(parsed, render.LeaveGroup):
+        elif isinstance(parsed, parsing.LeaveGroup):
             await self._leave_group(parsed.group)
-        elif isinstance(parsed, render.ShowHistory):
+        elif isinstance(parsed, parsing.ShowHistory):
             await self._history(parsed)
-        elif isinstance(parsed, render.SetDisplayName):
+        elif isinstance(parsed, parsing.SetDisplayName):
             await self._set_display_name(parsed.display_name)
-        elif isinstance(parsed, render.Invalid):
+        elif isinstance(parsed, parsing.Invalid):
             _say(parsed.message)
 
     async def _command(self, conversation: Conversation, name: str) -> None:
@@ -404,7 +404,7 @@ class ChatApp:
             _say(render.group_listing(group.name, group.members))
         self.groups = {g.name for g in groups}
 
-    async def _create_group(self, request: render.CreateGroup) -> None:
+    async def _create_group(self, request: parsing.CreateGroup) -> None:
         try:
             group = await self.client.create_group(request.group, request.members)
         except HubbubError as exc:
@@ -413,7 +413,7 @@ class ChatApp:
         self.groups.add(group.name)
         _say(render.group_created(group.name, group.members))
 
-    async def _add_members(self, request: render.AddMembers) -> None:
+    async def _add_members(self, request: parsing.AddMembers) -> None:
         try:
             group = await self.client.add_group_members(request.group, request.members)
         except HubbubError as exc:
@@ -434,7 +434,7 @@ class ChatApp:
         self.groups = {g for g in self.groups if g.casefold() != name.casefold()}
         _say(render.group_left(name))
 
-    async def _history(self, request: render.ShowHistory) -> None:
+    async def _history(self, request: parsing.ShowHistory) -> None:
         try:
             messages = await self.client.recent_history(
                 username=request.username or None,

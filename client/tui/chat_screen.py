@@ -2,7 +2,7 @@
 input line, status bar.
 
 It is the controller: it feeds `ChatSession` events into the sans-I/O `ChatState` and
-redraws; typed lines are parsed by `render.parse_line`, the same parser as the line-mode
+redraws; typed lines are parsed by `parsing.parse_line`, the same parser as the line-mode
 client, so the `!` commands mean the same in both.
 """
 
@@ -21,7 +21,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Input, OptionList
 
-from .. import render
+from .. import parsing, render
 from ..errors import ErrorKind, HubbubError
 from ..events import (
     ConnectionLost,
@@ -379,23 +379,23 @@ class ChatScreen(Screen[None]):
         if stripped[0] not in "@#!":
             self._send_here(line.strip())
             return
-        parsed = render.parse_line(line)
+        parsed = parsing.parse_line(line)
         conversation = self.session.conversation
-        if isinstance(parsed, render.DirectMessage):
+        if isinstance(parsed, parsing.DirectMessage):
             self._send(ConversationKey.user(parsed.recipient), parsed.body, parsed.recipient)
-        elif isinstance(parsed, render.GroupMessage):
+        elif isinstance(parsed, parsing.GroupMessage):
             self._send(ConversationKey.group(parsed.group), parsed.body, parsed.group)
-        elif isinstance(parsed, render.RandomMessage):
+        elif isinstance(parsed, parsing.RandomMessage):
             if conversation is not None:
                 cid = conversation.send_random(parsed.body)
                 self._random_bodies[cid] = parsed.body
                 self.state.sending(None, cid, parsed.body, self.clock())
                 self.note("Sending to a random online user…")
-        elif isinstance(parsed, render.Command):
+        elif isinstance(parsed, parsing.Command):
             self._command(parsed.name)
-        elif isinstance(parsed, render.Invalid):
+        elif isinstance(parsed, parsing.Invalid):
             self.note(parsed.message)
-        elif not isinstance(parsed, render.Empty):
+        elif not isinstance(parsed, parsing.Empty):
             self._request(parsed)
 
     def _send_here(self, body: str) -> None:
@@ -478,30 +478,30 @@ class ChatScreen(Screen[None]):
         self.note("\n".join(lines))
 
     @work(group="commands")
-    async def _request(self, parsed: render.ParsedLine) -> None:
+    async def _request(self, parsed: parsing.ParsedLine) -> None:
         client = self.session.client
         try:
-            if isinstance(parsed, render.CreateGroup):
+            if isinstance(parsed, parsing.CreateGroup):
                 group = await client.create_group(parsed.group, parsed.members)
                 key = ConversationKey.group(group.name)
                 self.state.set_groups([(group.name, group.members)])
                 self.state.conversation(key).history_token = ""
                 self.open(key)
                 self.note(render.group_created(group.name, group.members))
-            elif isinstance(parsed, render.AddMembers):
+            elif isinstance(parsed, parsing.AddMembers):
                 group = await client.add_group_members(parsed.group, parsed.members)
                 self.state.set_groups([(group.name, group.members)])
                 added = render.canonical_members(parsed.members, group.members)
                 self.note(render.members_added(group.name, added))
-            elif isinstance(parsed, render.LeaveGroup):
+            elif isinstance(parsed, parsing.LeaveGroup):
                 await client.leave_group(parsed.group)
                 self.state.remove(ConversationKey.group(parsed.group))
                 self.note(render.group_left(parsed.group))
-            elif isinstance(parsed, render.SetDisplayName):
+            elif isinstance(parsed, parsing.SetDisplayName):
                 user = await client.update_profile(display_name=parsed.display_name)
                 self.state.my_display_name = user.display_name
                 self.note(render.display_name_changed(user.display_name or parsed.display_name))
-            elif isinstance(parsed, render.ShowHistory):
+            elif isinstance(parsed, parsing.ShowHistory):
                 if parsed.group:
                     self.open(ConversationKey.group(parsed.group))
                 else:

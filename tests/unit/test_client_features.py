@@ -25,8 +25,7 @@ from hubbub.client.cli import main
 from hubbub.client.failures import Failure
 from hubbub.client.interactive import ChatCompleter, rejection_line
 from hubbub.client.json_output import group_json, history_json
-from hubbub.client.password_input import read_profile_passwords
-from hubbub.client.render import (
+from hubbub.client.parsing import (
     AddMembers,
     Command,
     CreateGroup,
@@ -37,6 +36,7 @@ from hubbub.client.render import (
     ShowHistory,
     parse_line,
 )
+from hubbub.client.password_input import read_profile_passwords
 
 T0 = datetime(2026, 3, 1, 20, 0, tzinfo=UTC)
 IST = timezone(timedelta(hours=5, minutes=30))
