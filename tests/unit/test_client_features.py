@@ -23,8 +23,9 @@ from hubbub.client import (
 from hubbub.client.arguments import build_parser
 from hubbub.client.cli import main
 from hubbub.client.failures import Failure
-from hubbub.client.interactive import ChatCompleter, rejection_line
+from hubbub.client.interactive import rejection_line
 from hubbub.client.json_output import group_json, history_json
+from hubbub.client.line_input import ChatCompleter
 from hubbub.client.parsing import (
     AddMembers,
     Command,
