@@ -24,8 +24,9 @@ from ..client import DEFAULT_SERVER, Client
 from ..errors import ErrorKind, HubbubError
 from ..session_store import SessionFileError, load_session
 from .chat_screen import KEY_HELP, ChatScreen
+from .conversations import ConversationKey
 from .login_screens import LoginScreen
-from .model import ChatState, ConversationKey
+from .model import ChatState
 from .session import ChatSession, ClientFactory, remember, usable_saved_session
 from .text import visible
 

@@ -34,7 +34,8 @@ from ..events import (
     SendConfirmed,
 )
 from . import text as tx
-from .model import ChatState, ConversationKey, ConversationState
+from .conversations import ConversationKey, ConversationState
+from .model import ChatState
 from .password_screen import PasswordScreen
 from .session import ChatSession
 from .widgets import ChatInput, ChatSuggester, MessageLog, PaneView, Sidebar, StatusBar, status_text
