@@ -23,7 +23,7 @@ from .. import render
 from ..client import DEFAULT_SERVER, Client
 from ..errors import ErrorKind, HubbubError
 from ..session_store import SessionFileError, load_session
-from .chat_screen import KEY_HELP, ChatScreen
+from .chat_screen import ChatScreen
 from .conversations import ConversationKey
 from .login_screens import LoginScreen
 from .model import ChatState
@@ -272,4 +272,4 @@ def run_tui(
     return result if isinstance(result, int) else 0
 
 
-__all__ = ["KEY_HELP", "HubbubApp", "TuiConfig", "run_tui"]
+__all__ = ["HubbubApp", "TuiConfig", "run_tui"]

@@ -34,7 +34,7 @@ from ..events import (
     SendConfirmed,
 )
 from . import text as tx
-from .conversations import ConversationKey, ConversationState
+from .conversations import ConversationKey
 from .model import ChatState
 from .password_screen import PasswordScreen
 from .session import ChatSession
@@ -42,35 +42,6 @@ from .widgets import ChatInput, ChatSuggester, MessageLog, PaneView, Sidebar, St
 
 if TYPE_CHECKING:
     from .app import HubbubApp
-
-#: Lines `!help` adds for the keys of the full-screen client.
-KEY_HELP: tuple[str, ...] = (
-    "Keys:",
-    "  ctrl+n / alt+down    next conversation",
-    "  ctrl+p / alt+up      previous conversation",
-    "  pageup / pagedown    scroll the messages (older ones load at the top)",
-    "  tab                  complete @name, #group or !command",
-    "  up / down            the lines typed before",
-    "  ctrl+k               command palette",
-    "  ctrl+q               quit",
-    "A line without @ or # goes to the open conversation.",
-)
-
-
-def pane_title(state: ChatState, conversation: ConversationState | None) -> Text:
-    """The message pane's title: `@bob (Bob) · online`, or `#team · alice, bob, carol`."""
-    if conversation is None:
-        return Text("Hubbub")
-    key = conversation.key
-    if key.kind == "group":
-        title = Text(f"#{tx.visible(conversation.title)}", style="bold")
-        if conversation.members:
-            title.append(" · " + ", ".join(tx.visible(m) for m in conversation.members))
-        return title
-    title = Text("@" + tx.user_label(conversation.title, state.display_name(key.name)))
-    title.stylize("bold")
-    title.append(" · online" if state.online(key.name) else " · offline")
-    return title
 
 
 class ChatScreen(Screen[None]):
@@ -172,7 +143,7 @@ class ChatScreen(Screen[None]):
                 self.state.conversations.get(self.state.active) if self.state.active else None
             )
             self.pane.show(PaneView(self.state, conversation, self.tz), reset=reset)
-            self.pane.border_title = pane_title(self.state, conversation)
+            self.pane.border_title = tx.pane_title(self.state, conversation)
         self._draw_status()
 
     def _draw_status(self) -> None:
@@ -425,7 +396,7 @@ class ChatScreen(Screen[None]):
         if name == "!quit":
             self.run_worker(self.hubbub_app().action_quit())
         elif name == "!help":
-            self.note("\n".join((*render.help_lines(), *KEY_HELP)))
+            self.note("\n".join((*render.help_lines(), *tx.KEY_HELP)))
         elif name == "!password":
             self.app.push_screen(PasswordScreen(), self._password_chosen)
         elif name == "!who":
