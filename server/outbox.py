@@ -15,14 +15,13 @@ import asyncio
 from collections import deque
 from collections.abc import Callable, Sequence
 
+from .errors import OutboxClosed
 from .events import OutEvent
+
+__all__ = ["Outbox", "OutboxClosed", "Source"]
 
 Source = Callable[[], Sequence[OutEvent]]
 """Gives the next few coalesced events (an empty sequence when there are none)."""
-
-
-class OutboxClosed(Exception):
-    """The outbox is closed (and, for a graceful close, drained)."""
 
 
 class _Flag:
