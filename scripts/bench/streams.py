@@ -223,6 +223,7 @@ async def run_streams(
             channel=channels[i // max(1, per_channel)],
             on_message=on_message,
             presence=presence,
+            batching=True,  # as the client library does: queued events share a frame
         )
         for i, name in enumerate(names)
     ]
