@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from . import render
+from . import parsing, render
 from .arguments import ENV_SERVER
 from .client import DEFAULT_SERVER, Client
 from .conversation import Conversation
@@ -382,7 +382,7 @@ async def cmd_group(args: argparse.Namespace) -> int:
 
 async def cmd_history(args: argparse.Namespace) -> int:
     """`hubbub history @USER|#GROUP [-n N] [--json]`: the last N messages, oldest first."""
-    target = render.parse_history_target(args.target)
+    target = parsing.parse_history_target(args.target)
     if target is None:
         raise Failure("Name a conversation: @USER or #GROUP.")
     if not 1 <= args.count <= render.HISTORY_MAX:

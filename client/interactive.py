@@ -3,7 +3,9 @@
 Input comes from a prompt_toolkit `PromptSession` (history, completion of
 `@names` and `!commands`) inside `patch_stdout`, so lines printed by the event
 task appear above the line being typed without mangling it. When stdin is not a
-terminal a plain line reader is used instead (scripts can pipe lines in).
+terminal a plain line reader is used instead (scripts can pipe lines in); both are
+in :mod:`hubbub.client.line_input`. Typed lines are classified by
+:mod:`hubbub.client.parsing`.
 """
 
 from __future__ import annotations
@@ -13,19 +15,12 @@ import contextlib
 import enum
 import os
 import sys
-import threading
-from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from prompt_toolkit import PromptSession
-from prompt_toolkit.completion import CompleteEvent, Completer, Completion
-from prompt_toolkit.document import Document
-from prompt_toolkit.history import DummyHistory, InMemoryHistory
-from prompt_toolkit.layout.processors import Processor, Transformation, TransformationInput
 from prompt_toolkit.patch_stdout import patch_stdout
 
-from . import render
+from . import parsing, render
 from .client import Client
 from .conversation import Conversation
 from .errors import ErrorKind, HubbubError
@@ -39,108 +34,11 @@ from .events import (
     Reconnected,
     SendConfirmed,
 )
+from .line_input import CHAT_PROMPT, LineInput, PlainInput, PromptInput
 from .target import ServerTarget
 
-CHAT_PROMPT = "> "
 LOGIN_PROMPT = "> "
 KEEP_TYPED_PASSWORD = "Press Enter to keep the password you just typed."
-
-
-# --- line input ---------------------------------------------------------------------------
-
-
-class LineInput(Protocol):
-    """Where typed lines come from. `ask` raises EOFError on Ctrl-D / end of input."""
-
-    async def ask(self, prompt: str, *, secret: bool = False, chat: bool = False) -> str:
-        """Show `prompt`, return one line (without newline); `secret` hides the typing."""
-        ...
-
-
-class _HideInput(Processor):
-    """Shows nothing of what is typed and keeps the cursor still (password entry)."""
-
-    def apply_transformation(self, transformation_input: TransformationInput) -> Transformation:
-        return Transformation([], source_to_display=lambda i: 0, display_to_source=lambda i: 0)
-
-
-class ChatCompleter(Completer):
-    """Completes, at the start of a line, `!commands`, `@names` from `names()` and
-    `#groups` from `groups()`."""
-
-    def __init__(
-        self,
-        names: Callable[[], Iterable[str]],
-        groups: Callable[[], Iterable[str]] = tuple,
-    ) -> None:
-        self._names = names
-        self._groups = groups
-
-    def get_completions(
-        self, document: Document, complete_event: CompleteEvent
-    ) -> Iterator[Completion]:
-        """Yield completions for the word before the cursor if it is the line's first word."""
-        before = document.text_before_cursor
-        word = before.lstrip()
-        if not word or any(ch.isspace() for ch in word):
-            return
-        if word.startswith("!"):
-            for name in render.COMMANDS:
-                if name.startswith(word.lower()):
-                    yield Completion(name, start_position=-len(word))
-        elif word[0] in "@#":
-            sigil, prefix = word[0], word[1:].casefold()
-            known = self._names() if sigil == "@" else self._groups()
-            for name in sorted(set(known)):
-                if name.casefold().startswith(prefix):
-                    yield Completion(
-                        f"{sigil}{name} ", start_position=-len(word), display=f"{sigil}{name}"
-                    )
-
-
-class PromptInput:
-    """prompt_toolkit input: one session with history and completion for chat lines,
-    one without history for the login dialogue (so passwords are never kept)."""
-
-    def __init__(
-        self, names: Callable[[], Iterable[str]], groups: Callable[[], Iterable[str]] = tuple
-    ) -> None:
-        self._chat = PromptSession[str](
-            history=InMemoryHistory(),
-            completer=ChatCompleter(names, groups),
-            complete_while_typing=False,
-        )
-        self._login = PromptSession[str](history=DummyHistory())
-        self._secret = PromptSession[str](history=DummyHistory(), input_processors=[_HideInput()])
-
-    async def ask(self, prompt: str, *, secret: bool = False, chat: bool = False) -> str:
-        """Read one line; raises EOFError on Ctrl-D and KeyboardInterrupt on Ctrl-C."""
-        session = self._secret if secret else self._chat if chat else self._login
-        return await session.prompt_async(prompt, set_exception_handler=False)
-
-
-class PlainInput:
-    """Line input for a stdin that is not a terminal; a daemon thread reads the lines."""
-
-    def __init__(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._lines: asyncio.Queue[str | None] = asyncio.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        for line in sys.stdin:
-            self._loop.call_soon_threadsafe(self._lines.put_nowait, line.rstrip("\r\n"))
-        self._loop.call_soon_threadsafe(self._lines.put_nowait, None)
-
-    async def ask(self, prompt: str, *, secret: bool = False, chat: bool = False) -> str:
-        """Read one line; raises EOFError at the end of input."""
-        if prompt.strip() and prompt != CHAT_PROMPT:
-            print(prompt, end="", flush=True)
-        line = await self._lines.get()
-        if line is None:
-            self._lines.put_nowait(None)
-            raise EOFError
-        return line
 
 
 # --- the chat application -----------------------------------------------------------------
@@ -333,28 +231,28 @@ class ChatApp:
             self.groups |= {g.name for g in await self.client.list_groups()}
 
     async def _handle_line(self, conversation: Conversation, line: str) -> None:
-        parsed = render.parse_line(line)
-        if isinstance(parsed, render.DirectMessage):
+        parsed = parsing.parse_line(line)
+        if isinstance(parsed, parsing.DirectMessage):
             conversation.send(parsed.recipient, parsed.body)
-        elif isinstance(parsed, render.GroupMessage):
+        elif isinstance(parsed, parsing.GroupMessage):
             cid = conversation.send("", parsed.body, group=parsed.group)
             self._sent[cid] = _Sent(group=parsed.group)
-        elif isinstance(parsed, render.RandomMessage):
+        elif isinstance(parsed, parsing.RandomMessage):
             cid = conversation.send_random(parsed.body)
             self._sent[cid] = _Sent(random_recipient=True)
-        elif isinstance(parsed, render.Command):
+        elif isinstance(parsed, parsing.Command):
             await self._command(conversation, parsed.name)
-        elif isinstance(parsed, render.CreateGroup):
+        elif isinstance(parsed, parsing.CreateGroup):
             await self._create_group(parsed)
-        elif isinstance(parsed, render.AddMembers):
+        elif isinstance(parsed, parsing.AddMembers):
             await self._add_members(parsed)
-        elif isinstance(parsed, render.LeaveGroup):
+        elif isinstance(parsed, parsing.LeaveGroup):
             await self._leave_group(parsed.group)
-        elif isinstance(parsed, render.ShowHistory):
+        elif isinstance(parsed, parsing.ShowHistory):
             await self._history(parsed)
-        elif isinstance(parsed, render.SetDisplayName):
+        elif isinstance(parsed, parsing.SetDisplayName):
             await self._set_display_name(parsed.display_name)
-        elif isinstance(parsed, render.Invalid):
+        elif isinstance(parsed, parsing.Invalid):
             _say(parsed.message)
 
     async def _command(self, conversation: Conversation, name: str) -> None:
@@ -404,7 +302,7 @@ class ChatApp:
             _say(render.group_listing(group.name, group.members))
         self.groups = {g.name for g in groups}
 
-    async def _create_group(self, request: render.CreateGroup) -> None:
+    async def _create_group(self, request: parsing.CreateGroup) -> None:
         try:
             group = await self.client.create_group(request.group, request.members)
         except HubbubError as exc:
@@ -413,7 +311,7 @@ class ChatApp:
         self.groups.add(group.name)
         _say(render.group_created(group.name, group.members))
 
-    async def _add_members(self, request: render.AddMembers) -> None:
+    async def _add_members(self, request: parsing.AddMembers) -> None:
         try:
             group = await self.client.add_group_members(request.group, request.members)
         except HubbubError as exc:
@@ -434,7 +332,7 @@ class ChatApp:
         self.groups = {g for g in self.groups if g.casefold() != name.casefold()}
         _say(render.group_left(name))
 
-    async def _history(self, request: render.ShowHistory) -> None:
+    async def _history(self, request: parsing.ShowHistory) -> None:
         try:
             messages = await self.client.recent_history(
                 username=request.username or None,

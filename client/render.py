@@ -1,8 +1,9 @@
-"""Pure text logic of the CLI: parsing typed lines and formatting the lines it prints.
+"""Pure text logic of the CLI: the lines it prints and safe display of network text.
 
 Nothing here touches the network, the terminal or the clock (times are passed in),
 so every function is unit-tested directly. The exact wording of the lines that
-docs/cli.md §Wording fixes lives here and nowhere else.
+docs/cli.md §Wording fixes lives here and nowhere else; parsing what the person
+types is :mod:`hubbub.client.parsing`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
 # --- the fixed wording of docs/cli.md §Wording -----------------------------------------
@@ -58,9 +58,6 @@ COMMAND_HELP: dict[str, tuple[str, str]] = {
 
 #: Commands the interactive client understands, with their one-line help.
 COMMANDS: dict[str, str] = {name: text for name, (_, text) in COMMAND_HELP.items()}
-
-#: Commands that take no arguments (parsed into `Command`).
-_PLAIN_COMMANDS = frozenset({"!who", "!groups", "!password", "!help", "!quit"})
 
 _USERNAME_RE = re.compile(r"[\w.-]{3,32}")
 
@@ -209,15 +206,17 @@ def group_error_line(reason: str, kind: str, group: str, message: str) -> str:
     ("not_found", "already_exists", "permission_denied", ...), `group` the name as
     typed (a leading '#' is dropped) and `message` the server's sentence, which is
     used as it is when it names a missing user.
+
+    The decision comes from `reason` (the server's stable reasons, docs/protocol.md),
+    else from `kind` where it is unambiguous; the message text is never parsed. Without a
+    reason, "not_found" may be the group or a user, so the server's sentence is shown.
     """
     name = group.removeprefix("#")
     if reason == "GROUP_NAME_TAKEN" or (not reason and kind == "already_exists"):
         return group_name_taken(name)
     if reason == "NOT_A_MEMBER" or (not reason and kind == "permission_denied"):
         return not_a_member(name)
-    if reason == "GROUP_NOT_FOUND" or (
-        not reason and kind == "not_found" and "group" in message.lower()
-    ):
+    if reason == "GROUP_NOT_FOUND":
         return group_not_found(name)
     if kind == "invalid_argument":
         return f"Cannot use #{shown(name)} as a group name: {shown(message)}"
@@ -334,184 +333,3 @@ def sanitize(text: str) -> str:
         else:
             out.append(ch)
     return "".join(out)
-
-
-# --- parsing what the person types -------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DirectMessage:
-    """`@recipient body`: send `body` (non-empty, not only spaces) to `recipient`."""
-
-    recipient: str
-    body: str
-
-
-@dataclass(frozen=True)
-class GroupMessage:
-    """`#group body`: send `body` to every other member of `group`."""
-
-    group: str
-    body: str
-
-
-@dataclass(frozen=True)
-class Command:
-    """A known `!command` without arguments; `name` includes the `!` (e.g. `"!who"`)."""
-
-    name: str
-
-
-@dataclass(frozen=True)
-class CreateGroup:
-    """`!create <group> <user>…`: create `group` (no '#') with me and `members`."""
-
-    group: str
-    members: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class AddMembers:
-    """`!add <group> <user>…`: add `members` (at least one) to `group`."""
-
-    group: str
-    members: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class LeaveGroup:
-    """`!leave <group>`."""
-
-    group: str
-
-
-@dataclass(frozen=True)
-class ShowHistory:
-    """`!history @user [n]` / `!history #group [n]`: exactly one of `username`/`group`."""
-
-    username: str = ""
-    group: str = ""
-    count: int = HISTORY_DEFAULT
-
-
-@dataclass(frozen=True)
-class RandomMessage:
-    """`!random <text>`: send `body` to a random online user."""
-
-    body: str
-
-
-@dataclass(frozen=True)
-class SetDisplayName:
-    """`!name <display name>`."""
-
-    display_name: str
-
-
-@dataclass(frozen=True)
-class Empty:
-    """A blank line: nothing to do."""
-
-
-@dataclass(frozen=True)
-class Invalid:
-    """A line the client cannot act on; `message` is the one line to print about it."""
-
-    message: str
-
-
-ParsedLine = (
-    DirectMessage
-    | GroupMessage
-    | Command
-    | CreateGroup
-    | AddMembers
-    | LeaveGroup
-    | ShowHistory
-    | RandomMessage
-    | SetDisplayName
-    | Empty
-    | Invalid
-)
-
-_DM_RE = re.compile(r"[@#](\S*)(?:\s(.*))?", re.DOTALL)
-
-
-def parse_line(line: str) -> ParsedLine:
-    """Classify one typed line.
-
-    `@user text` → DirectMessage (the body is everything after the first blank
-    following the name, kept as typed); `#group text` → GroupMessage; commands
-    without arguments (`!who`, `!groups`, `!password`, `!help`, `!quit`) → Command;
-    `!create`, `!add`, `!leave`, `!history`, `!random`, `!name` → their own
-    dataclasses; a blank line → Empty; anything else → Invalid with the line to print.
-    """
-    text = line.rstrip("\r\n")
-    stripped = text.strip()
-    if not stripped:
-        return Empty()
-    if stripped.startswith("!"):
-        return _parse_command(stripped)
-    if stripped[0] in "@#":
-        sigil = stripped[0]
-        m = _DM_RE.fullmatch(text.lstrip())
-        assert m is not None  # the pattern matches every string that starts with @ or #
-        name, body = m.group(1), m.group(2) or ""
-        if not name:
-            what = "<username>" if sigil == "@" else "<group>"
-            return Invalid(f"Type {sigil}{what} <message> to send a message.")
-        if not body.strip():
-            return Invalid(f"Type a message after {sigil}{shown(name)} to send it.")
-        if sigil == "#":
-            return GroupMessage(name, body.lstrip(" "))
-        return DirectMessage(name, body.lstrip(" "))
-    return Invalid("To send a message type @<username> <message>; !help lists the commands.")
-
-
-def _usage(name: str) -> Invalid:
-    args = COMMAND_HELP[name][0]
-    return Invalid(f"Type {name} {args} to {COMMAND_HELP[name][1]}.")
-
-
-def parse_history_target(target: str) -> tuple[str, str] | None:
-    """`@bob` or `bob` → ("bob", ""); `#team` → ("", "team"); None if no name is left."""
-    if target.startswith("#"):
-        return ("", target[1:]) if target[1:] else None
-    name = target.removeprefix("@")
-    return (name, "") if name else None
-
-
-def _parse_command(stripped: str) -> ParsedLine:
-    word, *tail = stripped.split(None, 1)
-    rest = tail[0].strip() if tail else ""
-    name = word.lower()
-    args = tuple(rest.split())
-    if name in _PLAIN_COMMANDS:
-        return Command(name)
-    if name == "!create":
-        if not args or not args[0].removeprefix("#"):
-            return _usage(name)
-        return CreateGroup(args[0].removeprefix("#"), tuple(a.removeprefix("@") for a in args[1:]))
-    if name == "!add":
-        if len(args) < 2 or not args[0].removeprefix("#"):
-            return _usage(name)
-        return AddMembers(args[0].removeprefix("#"), tuple(a.removeprefix("@") for a in args[1:]))
-    if name == "!leave":
-        if len(args) != 1 or not args[0].removeprefix("#"):
-            return _usage(name)
-        return LeaveGroup(args[0].removeprefix("#"))
-    if name == "!history":
-        target = parse_history_target(args[0]) if args else None
-        if target is None or len(args) > 2:
-            return _usage(name)
-        count = HISTORY_DEFAULT
-        if len(args) == 2:
-            if not args[1].isdigit() or not 1 <= int(args[1]) <= HISTORY_MAX:
-                return Invalid(f"The number of messages must be 1 to {HISTORY_MAX}.")
-            count = int(args[1])
-        return ShowHistory(target[0], target[1], count)
-    if name == "!random":
-        return RandomMessage(rest) if rest else _usage(name)
-    if name == "!name":
-        return SetDisplayName(rest) if rest else _usage(name)
-    return Invalid(f"Unknown command {shown(word)}. Type !help for the list.")

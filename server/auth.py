@@ -220,7 +220,7 @@ class AuthService:
         """The session of a valid token: its hash, account and expiry.
 
         Checked on every call; a live Chat stream is also ended when its session is
-        revoked or expires (see :mod:`hubbub.server.hub`), OWASP Session Management
+        revoked or expires (see :mod:`hubbub.server.revocation`), OWASP Session Management
         Cheat Sheet ("Session Expiration", "Renew the Session ID ...").
 
         Raises:

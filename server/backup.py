@@ -9,9 +9,13 @@
   with a verified backup, atomically (copy next to it, fsync, rename).
 * :func:`export_database` / :func:`import_database` (SQLite file) and
   :func:`export_postgres` / :func:`import_postgres` (PostgreSQL URL) write and
-  read the same documented JSON format through the same operations of
-  :mod:`.export` (:func:`~.export.dump`, :func:`~.export.parse_export`,
-  :func:`~.export.load`); only the connection and transaction differ.
+  read the same documented JSON format (``hubbub-export`` version 1, see
+  :mod:`.export_format`) through the same operations:
+  :func:`~.export_dump.dump` reads a database into the document in one read
+  snapshot, :func:`~.export_validation.parse_export` validates a document
+  completely against the format and the live API's rules, writing nothing, and
+  :func:`~.export_load.load` writes it into a new or empty database in one
+  transaction; only the connection and transaction differ.
 * The database lock is :class:`~.dblock.DatabaseLock`; the errors are those of
   :mod:`.backup_errors`.
 
@@ -36,22 +40,17 @@ from . import schema
 from .backup_errors import BackupError, DatabaseInUse, ExportFormatError
 from .config import redact_url
 from .dblock import DatabaseLock, database_in_use, lock_path
-from .export import (
+from .export_dump import count_rows as count_rows_op
+from .export_dump import dump, recorded_version
+from .export_format import (
     DEFAULT_MAX_MESSAGE_BYTES,
     Counts,
     Export,
     document_counts,
-    dump,
-    load,
-    parse_export,
-    read_export,
-    recorded_version,
-    require_empty,
     write_document,
 )
-from .export import (
-    count_rows as count_rows_op,
-)
+from .export_load import load, require_empty
+from .export_validation import parse_export, read_export
 from .schema import set_history_id
 from .sql import POSTGRES, SQLITE
 from .store_postgres import run_op as run_pg
@@ -150,7 +149,7 @@ def check_database(conn: sqlite3.Connection, what: str) -> int:
 
     Raises:
         BackupError: not SQLite, damaged, foreign (no ``schema_version``), of no
-            or a newer schema version than :data:`SCHEMA_VERSION`, or missing tables.
+            or a newer schema version than :data:`.schema.SCHEMA_VERSION`, or missing tables.
     """
     try:
         problems = [row[0] for row in conn.execute("PRAGMA integrity_check(3)")]
@@ -176,7 +175,7 @@ def check_database(conn: sqlite3.Connection, what: str) -> int:
 
 def schema_version(conn: sqlite3.Connection, what: str) -> int:
     """The Hubbub schema version of the SQLite database ``conn``
-    (:func:`.export.recorded_version`).
+    (:func:`.export_dump.recorded_version`).
 
     Raises:
         BackupError: no ``schema_version`` table or row, or a newer version.
@@ -414,12 +413,12 @@ def import_database(
     """Import the export file ``source`` into a new or empty SQLite ``database`` (server
     stopped).
 
-    The file must follow the live API's rules (:func:`.export.parse_export`);
+    The file must follow the live API's rules (:func:`.export_validation.parse_export`);
     bodies may be up to ``max_message_bytes`` (the server's ``--max-message-bytes``).
 
     The whole file is validated first; then, holding the database lock, an
     existing database is checked to be empty (read only), the schema is
-    created or migrated, and :func:`.export.load` writes everything in one
+    created or migrated, and :func:`.export_load.load` writes everything in one
     transaction. A database this call created is removed again if the import fails.
 
     Raises:

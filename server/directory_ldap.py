@@ -37,7 +37,7 @@ from ldap3.utils.dn import escape_rdn
 from .auth import check_display_name
 from .config import ServerConfig
 from .directory import DirectoryUser
-from .errors import DirectoryUnavailable, InvalidArgument
+from .errors import ConfigurationError, DirectoryUnavailable, InvalidArgument
 
 log = logging.getLogger(__name__)
 
@@ -277,16 +277,18 @@ def ldap_directory(config: ServerConfig) -> LdapDirectory | None:
     Logs a warning when passwords would travel in clear to a non-loopback server.
 
     Raises:
-        RuntimeError: inconsistent or malformed LDAP settings (``--ldap-only`` or
+        ConfigurationError: inconsistent or malformed LDAP settings (``--ldap-only`` or
             ``--ldap-start-tls`` without ``--ldap-url``, no ``--ldap-user-dn``, a
             bad URL, template or CA file); the message names the problem.
     """
     if not config.ldap_url:
         if config.ldap_only or config.ldap_user_dn or config.ldap_start_tls or config.ldap_ca_file:
-            raise RuntimeError("--ldap-only, --ldap-user-dn and TLS options need --ldap-url")
+            raise ConfigurationError("--ldap-only, --ldap-user-dn and TLS options need --ldap-url")
         return None
     if not config.ldap_user_dn:
-        raise RuntimeError("--ldap-url needs --ldap-user-dn (e.g. uid={username},ou=people,...)")
+        raise ConfigurationError(
+            "--ldap-url needs --ldap-user-dn (e.g. uid={username},ou=people,...)"
+        )
     try:
         directory = LdapDirectory(
             config.ldap_url,
@@ -296,7 +298,7 @@ def ldap_directory(config: ServerConfig) -> LdapDirectory | None:
             timeout_s=config.ldap_timeout_s,
         )
     except ValueError as exc:
-        raise RuntimeError(f"LDAP settings: {exc}") from None
+        raise ConfigurationError(f"LDAP settings: {exc}") from None
     if not directory.encrypted and not _is_loopback(directory.host):
         log.warning(
             "LDAP login to %s sends passwords in clear; use ldaps:// or --ldap-start-tls",

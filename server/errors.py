@@ -15,15 +15,22 @@ The server's exceptions (as websockets' ``exceptions.py``)::
     ├── HubbubError            a refusal reported to a client (reason, category, retry)
     │   ├── InvalidArgument    … one class per reason, below
     │   └── …
+    ├── OutboxClosed           a stream's outbox is closed (internal signal, never sent)
     └── RuntimeError
-        ├── StartupError       the server cannot start (operator-facing, retry)
-        │   ├── ConfigurationError   flags / environment contradict or are malformed
+        ├── StartupError       the server cannot start (operator-facing, reason, retry)
+        │   ├── ConfigurationError   flags / environment (also ``--ldap-*``) contradict
+        │   │                        or are malformed
         │   └── ListenError          the port cannot be bound
+        ├── SchemaTooNew       the database was written by a newer server
         └── BackupError        backup, restore, export, import (``backup_errors.py``)
             ├── DatabaseInUse
             └── ExportFormatError
 
-Every refusal says whether retrying unchanged can help (``retry``).
+Every refusal says whether retrying unchanged can help (``retry``), and every class
+but the backup family has a stable ``reason``. Those outside :class:`HubbubError`
+stay subclasses of what their callers caught before (``RuntimeError`` for the
+operator-facing ones), so ``except RuntimeError`` in ``hubbub-server`` still
+catches them.
 """
 
 from __future__ import annotations
@@ -386,20 +393,44 @@ class InternalError(HubbubError):
         super().__init__(message)
 
 
+class OutboxClosed(Exception):
+    """A stream's outbox (:mod:`.outbox`) is closed (and, for a graceful close, drained):
+    the writer or a waiting ``put`` stops. An internal signal between the session and the
+    stream's writer task; never reported to a client (the stream's end says why)."""
+
+    reason = "OUTBOX_CLOSED"
+    retry = False
+
+
 class StartupError(RuntimeError):
     """The server cannot start (``hubbub-server serve``, or an in-process start); ``str()``
     is one line for the operator. Not reported to clients. ``retry`` is True when starting
     again unchanged may succeed (e.g. once a port is free)."""
 
+    reason = "STARTUP_FAILED"
     retry = False
 
 
 class ConfigurationError(StartupError):
     """Flags or ``HUBBUB_*`` variables contradict each other or are malformed (or a file
-    they name cannot be read); fix the settings, retrying unchanged cannot help."""
+    they name cannot be read, or the ``--ldap-*`` settings are inconsistent); fix the
+    settings, retrying unchanged cannot help."""
+
+    reason = "CONFIGURATION_INVALID"
 
 
 class ListenError(StartupError):
     """The address cannot be bound: the port is in use or the host is not local."""
 
+    reason = "LISTEN_FAILED"
     retry = True
+
+
+class SchemaTooNew(RuntimeError):
+    """The database's schema version is newer than this server's
+    (:data:`.schema.SCHEMA_VERSION`): upgrade ``hubbub-server``; retrying cannot help.
+    Raised when a store opens or migrates a database, and by backup, restore and import
+    (which report it as a :class:`~.backup_errors.BackupError`)."""
+
+    reason = "SCHEMA_TOO_NEW"
+    retry = False

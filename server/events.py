@@ -6,6 +6,7 @@ each ``OutEvent`` into a ``hubbub.v1.ChatResponse``; the hub sees only these.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -68,7 +69,7 @@ class OutWelcome:
     client shows to take the stream over) and when the session token expires (None: never)."""
 
     user: UserView
-    online: list[UserView]
+    online: Sequence[UserView]
     cursor: InboxCursor
     history_id: str = ""
     resume_token: str = ""

@@ -136,7 +136,7 @@ class MessageRecord:
 
 @dataclass(frozen=True, slots=True)
 class Export:
-    """A validated export, ready for :func:`load` (times in ms since the epoch)."""
+    """A validated export, ready for :func:`.export_load.load` (times in ms since the epoch)."""
 
     users: tuple[UserRecord, ...]
     groups: tuple[GroupRecord, ...]

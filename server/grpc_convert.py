@@ -37,6 +37,7 @@ from .models import (
     UserView,
     to_ms,
 )
+from .presence_feed import OnlineUsers
 
 
 def timestamp(when: datetime) -> Timestamp:
@@ -56,6 +57,60 @@ def user(view: UserView) -> pb.User:
     if view.presence_changed_at is not None:
         msg.presence_change_time.CopyFrom(timestamp(view.presence_changed_at))
     return msg
+
+
+# Encoded forms of what one node sends to many streams, built once per object instead of
+# once per stream: a Welcome lists every online user, and every presence change goes to
+# every stream. Keyed by username, holding the object they were built from (checked by
+# identity, so a new view or change of the user is encoded afresh). Process-wide and
+# bounded; the cached messages are shared and must not be modified.
+WIRE_CACHE_MAX = 100_000  # entries per cache before it is emptied
+_online_wire: dict[str, tuple[UserView, bytes]] = {}
+_chunk_wire: dict[int, tuple[tuple[UserView, ...], bytes]] = {}  # id(chunk) → (chunk, bytes)
+_presence_wire: dict[str, tuple[OutPresence, pb.ChatResponse]] = {}
+
+
+def _online_entry(view: UserView) -> bytes:
+    """``view`` encoded as one ``Welcome.online_users`` entry (field tag, length, User)."""
+    hit = _online_wire.get(view.username)
+    if hit is not None and hit[0] is view:
+        return hit[1]
+    wire = pb.Welcome(online_users=[user(view)]).SerializeToString()
+    if len(_online_wire) >= WIRE_CACHE_MAX:
+        _online_wire.clear()
+    _online_wire[view.username] = (view, wire)
+    return wire
+
+
+def _online_entries(online: Sequence[UserView]) -> bytes:
+    """``online`` encoded as ``Welcome.online_users`` entries: from the cached encoding
+    of each chunk of an :class:`OnlineUsers` (one chunk changes per connect), else user
+    by user."""
+    if not isinstance(online, OnlineUsers):
+        return b"".join([_online_entry(u) for u in online])
+    chunks = online.chunks
+    if len(_chunk_wire) > 2 * len(chunks) + 8:  # mostly chunks replaced since
+        _chunk_wire.clear()
+    parts = []
+    for chunk in chunks:
+        hit = _chunk_wire.get(id(chunk))
+        if hit is None or hit[0] is not chunk:
+            hit = _chunk_wire[id(chunk)] = (chunk, b"".join([_online_entry(u) for u in chunk]))
+        parts.append(hit[1])
+    return b"".join(parts)
+
+
+def _presence_change(event: OutPresence) -> pb.ChatResponse:
+    """The ChatResponse of a presence change (shared by every stream that writes it)."""
+    name = event.change.user.username
+    hit = _presence_wire.get(name)
+    if hit is not None and hit[0] is event:
+        return hit[1]
+    response = pb.ChatResponse(presence_change=pb.PresenceChange(user=user(event.change.user)))
+    if len(_presence_wire) >= WIRE_CACHE_MAX:
+        _presence_wire.clear()
+    _presence_wire[name] = (event, response)
+    return response
 
 
 def message(m: StoredMessage) -> pb.Message:
@@ -187,11 +242,10 @@ def server_event(event: OutEvent) -> pb.ChatResponse:
         case OutSendResult():
             return pb.ChatResponse(send_result=send_result(event.receipt))
         case OutPresence():
-            return pb.ChatResponse(presence_change=pb.PresenceChange(user=user(event.change.user)))
+            return _presence_change(event)
         case OutWelcome():
             welcome = pb.Welcome(
                 user=user(event.user),
-                online_users=[user(u) for u in event.online],
                 acked_sequence=event.cursor.acked_sequence,
                 last_sequence=event.cursor.last_sequence,
                 history_id=event.history_id,
@@ -199,6 +253,8 @@ def server_event(event: OutEvent) -> pb.ChatResponse:
             )
             if event.session_expires_at is not None:
                 welcome.session_expire_time.CopyFrom(timestamp(event.session_expires_at))
+            # repeated entries appended in order: the cached encodings, parsed in C
+            welcome.MergeFromString(_online_entries(event.online))
             return pb.ChatResponse(welcome=welcome)
         case OutError():
             err = event.error

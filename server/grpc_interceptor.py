@@ -41,6 +41,7 @@ current_account: contextvars.ContextVar[Account] = contextvars.ContextVar("curre
 current_token: contextvars.ContextVar[str] = contextvars.ContextVar("current_token")
 current_session: contextvars.ContextVar[AuthSession] = contextvars.ContextVar("current_session")
 RESUME_TOKEN_KEY = "hubbub-resume-token"
+PRESENCE_KEY = "hubbub-presence"  # "off": the Chat stream gets no presence events
 
 
 def metadata_value(metadata: Any, key: str) -> str:

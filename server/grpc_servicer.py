@@ -21,10 +21,11 @@ from hubbub.v1 import messenger_pb2_grpc as pb_grpc
 
 from . import grpc_convert as convert
 from .auth import AuthService
-from .errors import InternalError, SlowConsumer
+from .errors import InternalError, InvalidArgument, SlowConsumer
 from .events import InMalformed, InResume
 from .groups import GroupService
 from .grpc_interceptor import (
+    PRESENCE_KEY,
     RESUME_TOKEN_KEY,
     Undecodable,
     current_account,
@@ -160,30 +161,51 @@ class MessengerServicer(pb_grpc.MessengerServiceServicer):
     async def Chat(  # type: ignore[override]
         self, request_iterator: AsyncIterator[pb.ChatRequest | Undecodable], context: Context
     ) -> None:
-        """The live session: a reader task feeds the hub, a writer task drains the outbox.
+        """The live session: a reader task feeds the hub while this handler writes the
+        session's outbox (two tasks per stream: grpc's handler task and the reader).
 
-        The call ends when the writer is done (outbox closed and drained) or at
-        once when the hub aborts the session (slow consumer, revoked or expired
-        session, takeover), even if a write is stuck on flow control. The
-        ``hubbub-resume-token`` metadata takes over the user's current stream.
+        The call ends when the outbox is closed and drained, or at once when the hub
+        aborts the session (slow consumer, revoked or expired session, takeover), even if
+        a write is stuck on flow control: the session's abort hook cancels this handler's
+        wait, and that cancellation alone is taken back (``Task.uncancel``) so the call
+        ends with the session's close error. The ``hubbub-resume-token`` metadata takes
+        over the user's current stream; ``hubbub-presence: off`` opts out of presence
+        events.
+
+        Raises:
+            InvalidArgument: ``hubbub-presence`` is neither ``on`` nor ``off``.
         """
+        metadata = context.invocation_metadata()
+        presence = metadata_value(metadata, PRESENCE_KEY)
+        resume_token = metadata_value(metadata, RESUME_TOKEN_KEY)
+        del metadata  # not kept for the life of the stream (~0.4 KB)
+        if presence not in ("", "on", "off"):
+            raise InvalidArgument.for_field(PRESENCE_KEY, "must be 'on' or 'off'")
         session = await self.hub.open_session(
             current_account.get(),
             current_session.get(None),
-            metadata_value(context.invocation_metadata(), RESUME_TOKEN_KEY),
+            resume_token,
+            presence=presence != "off",
         )
+        del resume_token
         name = session.username
         stream = _Stream()
+        handler = asyncio.current_task()
+        assert handler is not None  # grpc.aio runs every handler in a task
+        interrupt = _Interrupt(handler)
         reader = asyncio.create_task(
             self._read(request_iterator, session, stream), name=f"read-{name}"
         )
-        writer = asyncio.create_task(self._write(session, context, stream), name=f"write-{name}")
-        aborted = asyncio.create_task(session.aborted.wait(), name=f"abort-{name}")
-        tasks = (reader, writer, aborted)
+        session.abort_hook = interrupt
         try:
-            await asyncio.wait((writer, aborted), return_when=asyncio.FIRST_COMPLETED)
+            try:
+                await self._write(session, context, stream)
+            except asyncio.CancelledError:
+                if not (interrupt.fired and handler.uncancel() == 0):
+                    raise  # cancelled by grpc (the client went away), not only by the hub
         finally:
-            cleanup = asyncio.create_task(self._end(session, tasks), name=f"end-{name}")
+            session.abort_hook = None
+            cleanup = asyncio.create_task(self._end(session, (reader,)), name=f"end-{name}")
             self._cleanups.add(cleanup)
             cleanup.add_done_callback(self._cleanups.discard)
             await asyncio.shield(cleanup)  # a second cancel cannot interrupt the cleanup
@@ -193,8 +215,8 @@ class MessengerServicer(pb_grpc.MessengerServiceServicer):
     async def _end(self, session: ChatSession, tasks: tuple[asyncio.Task[Any], ...]) -> None:
         """Stop a stream's tasks and release its session, whatever await they are in.
 
-        The outbox is closed first, so a replay waiting for room and the writer
-        return at once; then the tasks are cancelled and awaited (bounded: a task
+        The outbox is closed first, so a replay waiting for room returns at once;
+        then the tasks are cancelled and awaited (bounded: a task
         that swallowed its cancellation is logged, not waited for forever).
         """
         session.outbox.close(drain=False)
@@ -295,3 +317,20 @@ class _Stream:
 
     def __init__(self) -> None:
         self.batching = False
+
+
+class _Interrupt:
+    """The abort hook of one Chat call (:attr:`ChatSession.abort_hook`): cancels the
+    handler's current wait (a write stuck on flow control, or the outbox), unless the
+    handler itself is the caller (its writer then sees the closed outbox on its own)."""
+
+    __slots__ = ("fired", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.fired = False
+
+    def __call__(self) -> None:
+        if asyncio.current_task() is not self.task:
+            self.fired = True
+            self.task.cancel()

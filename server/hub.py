@@ -47,7 +47,6 @@ from .errors import (
     AlreadyConnected,
     HubbubError,
     ServerFull,
-    SessionExpired,
     SessionRevoked,
     ShuttingDown,
 )
@@ -77,6 +76,7 @@ from .models import (
 )
 from .outbox import Outbox
 from .presence import PresenceRegistry
+from .presence_feed import PresenceFanout
 from .revocation import Revocations
 from .sending import SendPipeline
 from .session import ChatSession, resume_holder
@@ -131,6 +131,7 @@ class Hub:
         self.presence = presence
         self.limits = limits or HubLimits()
         self.sessions: dict[str, ChatSession] = {}
+        self.fanout = PresenceFanout(self.sessions)  # presence to this node's streams
         self.users = Users(self)
         self.bots = Bots(self)
         self.sending = SendPipeline(self)
@@ -151,6 +152,11 @@ class Hub:
         self.presence.on_claim_lost(self.on_claim_lost)
         await self.broker.start(self)
         self.bots.start()
+        self.fanout.feed.add_bots(
+            [self.users.view(bot, {}, {}) for bot in self.bots.accounts.values()]
+        )
+        if self.presence.shared:
+            await self.users.sync_presence(self.fanout)
         interval = self.presence.sweep_interval_s
         if interval is not None:
             self._sweeper = asyncio.create_task(self.users.sweep_presence(interval), name="sweeper")
@@ -170,6 +176,7 @@ class Hub:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
+        self.fanout.close()
         await self.bots.stop()
         await self.broker.close()
 
@@ -241,7 +248,12 @@ class Hub:
     # -- streams -----------------------------------------------------------------------
 
     async def open_session(
-        self, account: Account, auth: AuthSession | None = None, resume_token: str = ""
+        self,
+        account: Account,
+        auth: AuthSession | None = None,
+        resume_token: str = "",
+        *,
+        presence: bool = True,
     ) -> ChatSession:
         """Register a live stream for ``account`` and queue its Welcome.
 
@@ -251,6 +263,8 @@ class Hub:
                 revoked or expires (None: no session, for in-process callers).
             resume_token: the resume token of the user's current stream, if the client
                 has one: that stream (on any node, or a dead one) is taken over at once.
+            presence: False: the stream gets no presence events (the client does not
+                track presence); its user's own presence is announced all the same.
 
         Raises:
             ShuttingDown: the server is stopping.
@@ -302,31 +316,22 @@ class Hub:
                     raise SessionRevoked("The session was revoked; log in again.")
                 loop = asyncio.get_running_loop()
                 delay = (auth.expires_at - utc_now()).total_seconds()
-                session.expiry = loop.call_at(
-                    loop.time() + max(0.0, delay),
-                    session.fail,
-                    SessionExpired("The session expired; log in again."),
-                )
-            online = await self.presence.online()
-            changed = await self.presence.last_change()
+                session.expiry = loop.call_at(loop.time() + max(0.0, delay), session.expire)
             cursor = await self.store.cursor(account)
-            online_views = [
-                self.users.view(a, online, changed)
-                for a in await self.users.accounts_named(set(online) | set(self.bots.accounts))
-            ]
-            me = self.users.view(account, online, changed)
-            session._welcome(
-                OutWelcome(
-                    me,
-                    online_views,
-                    cursor,
-                    history_id=self.history_id,
-                    resume_token=session.resume_token,
-                    session_expires_at=auth.expires_at if auth is not None else None,
-                )
+            if self.presence.shared:  # another node's change may not have reached us yet
+                await self.users.sync_presence(self.fanout)
+            # This node's feed first (so the Welcome lists the user), then every node.
+            me = UserView(name, account.display_name, True, now, account.bot)
+            change = PresenceChange(me, now)
+            self.fanout.apply(change)
+            online = self.fanout.feed.online()
+            expires_at = auth.expires_at if auth is not None else None
+            welcome = OutWelcome(
+                me, online, cursor, self.history_id, session.resume_token, expires_at
             )
+            session.welcome(welcome, self.fanout.feed if presence else None)
             session.position.target = cursor.last_sequence
-            await self.broker.publish_presence(PresenceChange(me, now))
+            await self.broker.publish_presence(change)
         except BaseException:
             await self.close_session(session)
             raise
@@ -375,7 +380,9 @@ class Hub:
             view = UserView(
                 session.username, session.account.display_name, False, now, session.account.bot
             )
-            await self.broker.publish_presence(PresenceChange(view, now))
+            change = PresenceChange(view, now)
+            self.fanout.apply(change)
+            await self.broker.publish_presence(change)
 
     async def handle(self, session: ChatSession, event: InEvent) -> None:
         """Process one client event; refusals become an :class:`OutError`, never an exception.
@@ -457,9 +464,9 @@ class Hub:
             session.on_message(message)
 
     def on_presence(self, change: PresenceChange) -> None:
-        """Broker callback: tell every local session about a presence change."""
-        for session in list(self.sessions.values()):
-            session.on_presence(change)
+        """Broker callback: a user's presence changed; every local stream of another
+        user gets it, coalesced (:class:`~hubbub.server.presence_feed.PresenceFanout`)."""
+        self.fanout.apply(change)
 
     def on_session_event(self, event: SessionEvent) -> None:
         """Broker callback: apply a revocation or takeover to this node's stream of the
@@ -473,8 +480,11 @@ class Hub:
 
     def on_resubscribed(self) -> None:
         """Broker callback: recheck every local stream's session
-        (:meth:`Revocations.on_resubscribed`)."""
+        (:meth:`Revocations.on_resubscribed`); presence changes published meanwhile were
+        missed too, so the presence feed is brought in line with the registry."""
         self.revocations.on_resubscribed()
+        if self.presence.shared:
+            self.spawn(self.users.sync_presence(self.fanout), "presence-sync")
 
 
 async def _discard(work: Awaitable[Any]) -> None:

@@ -3,18 +3,62 @@
 The hub only ever *offers* to an outbox (never awaits a slow consumer): a full
 outbox refuses the event and the hub disconnects that client. The per-stream
 replay task may *put*, which waits for room. The stream's writer *gets*.
+
+Events that are coalesced rather than queued (presence: the latest state of each
+user) come from the outbox's :attr:`Outbox.source`, asked for more only when the
+queue is empty (:meth:`Outbox.refill`): they never pile up behind a slow writer.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable, Sequence
 
+from .errors import OutboxClosed
 from .events import OutEvent
 
+__all__ = ["Outbox", "OutboxClosed", "Source"]
 
-class OutboxClosed(Exception):
-    """The outbox is closed (and, for a graceful close, drained)."""
+Source = Callable[[], Sequence[OutEvent]]
+"""Gives the next few coalesced events (an empty sequence when there are none)."""
+
+
+class _Flag:
+    """The part of :class:`asyncio.Event` an outbox uses (``set``, ``clear``, ``wait``),
+    holding a waiter future only while someone waits: an Event allocates its waiter
+    deque up front (~0.7 KB), an outbox needs two, and a node holds one outbox per
+    live stream (10,000 and more)."""
+
+    __slots__ = ("_set", "_waiter")
+
+    def __init__(self, value: bool = False) -> None:
+        self._set = value
+        self._waiter: asyncio.Future[None] | None = None
+
+    def is_set(self) -> bool:
+        """True if set."""
+        return self._set
+
+    def set(self) -> None:
+        """Set the flag and wake every waiter."""
+        self._set = True
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def clear(self) -> None:
+        """Unset the flag."""
+        self._set = False
+
+    async def wait(self) -> None:
+        """Return once the flag is set (at once if it is). Any number of tasks may wait;
+        a waiter that is cancelled does not disturb the others."""
+        if self._set:
+            return
+        if self._waiter is None:
+            self._waiter = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._waiter)
 
 
 class Outbox:
@@ -25,6 +69,18 @@ class Outbox:
         max_bytes: most queued bytes (sizes as given by the caller).
     """
 
+    __slots__ = (
+        "_abort",
+        "_bytes",
+        "_closed",
+        "_items",
+        "_readable",
+        "_writable",
+        "max_bytes",
+        "max_events",
+        "source",
+    )
+
     def __init__(self, max_events: int = 1024, max_bytes: int = 8 * 1024 * 1024) -> None:
         self.max_events = max_events
         self.max_bytes = max_bytes
@@ -32,9 +88,9 @@ class Outbox:
         self._bytes = 0
         self._closed = False
         self._abort = False
-        self._readable = asyncio.Event()
-        self._writable = asyncio.Event()
-        self._writable.set()
+        self._readable = _Flag()
+        self._writable = _Flag(True)
+        self.source: Source | None = None  # coalesced events, taken when the queue is empty
 
     def __len__(self) -> int:
         return len(self._items)
@@ -70,6 +126,14 @@ class Outbox:
             raise OutboxClosed
         self._push(event, size)
 
+    def refill(self) -> None:
+        """If the queue is empty and open, queue what :attr:`source` gives now (each
+        event counted as 0 bytes; the source bounds how many it gives at once)."""
+        if self._items or self._closed or self.source is None:
+            return
+        for event in self.source():
+            self._push(event, 0)
+
     def _push(self, event: OutEvent, size: int) -> None:
         self._items.append((event, size))
         self._bytes += size
@@ -77,18 +141,7 @@ class Outbox:
 
     async def get(self) -> OutEvent:
         """Next event. Raises OutboxClosed after an abort, or when closed and drained."""
-        while True:
-            if self._abort:
-                raise OutboxClosed
-            if self._items:
-                event, size = self._items.popleft()
-                self._bytes -= size
-                self._writable.set()
-                return event
-            if self._closed:
-                raise OutboxClosed
-            self._readable.clear()
-            await self._readable.wait()
+        return (await self.take(1))[0]
 
     async def take(self, max_events: int) -> list[OutEvent]:
         """The next event and every event queued behind it, oldest first, at most
@@ -100,6 +153,8 @@ class Outbox:
         while True:
             if self._abort:
                 raise OutboxClosed
+            if not self._items:
+                self.refill()
             if self._items:
                 count = min(max_events, len(self._items))
                 taken: list[OutEvent] = []

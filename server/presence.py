@@ -71,6 +71,13 @@ class PresenceRegistry(Protocol):
         ...
 
     @property
+    def shared(self) -> bool:
+        """True if other nodes claim in this registry too (then a node's hub rechecks its
+        presence feed against :meth:`online` when a stream opens); False if every claim
+        is made by this process, so the hub's feed is exact."""
+        ...
+
+    @property
     def sweep_interval_s(self) -> float | None:
         """How often to call :meth:`sweep`, seconds; None if claims never outlive a node."""
         ...

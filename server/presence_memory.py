@@ -51,6 +51,11 @@ class MemoryPresence:
         """Never called: one process never loses a claim it holds."""
 
     @property
+    def shared(self) -> bool:
+        """False: only this process claims."""
+        return False
+
+    @property
     def sweep_interval_s(self) -> float | None:
         """No sweeping needed."""
         return None

@@ -252,6 +252,11 @@ class RedisPresence:
         self._lost_handler = handler
 
     @property
+    def shared(self) -> bool:
+        """True: every node of the deployment claims here."""
+        return True
+
+    @property
     def sweep_interval_s(self) -> float:
         """How often a hub should call :meth:`sweep` (the heartbeat interval), seconds."""
         return self.heartbeat_s

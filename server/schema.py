@@ -23,6 +23,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from .errors import SchemaTooNew
 from .sql import POSTGRES, SQLITE, Dialect, Op, execute, many, rows, value
 from .usernames import skeleton
 
@@ -225,13 +226,13 @@ def migrate(dialect: Dialect) -> Op[list[int]]:
     wait for each other on a transaction-scoped advisory lock.
 
     Raises:
-        RuntimeError: the database has a newer schema than this server.
+        SchemaTooNew: the database has a newer schema than this server.
     """
     if dialect.concurrent_writers:
         yield execute("SELECT pg_advisory_xact_lock(?)", MIGRATION_LOCK)
     current = yield from current_version()
     if current > SCHEMA_VERSION:
-        raise RuntimeError(
+        raise SchemaTooNew(
             f"database schema version {current} is newer than this server "
             f"({SCHEMA_VERSION}); upgrade hubbub-server"
         )

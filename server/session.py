@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import logging
 import secrets
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .errors import (
@@ -21,22 +22,25 @@ from .errors import (
     HubbubError,
     MalformedEvent,
     ResumeBeyondEnd,
+    SessionExpired,
     ShuttingDown,
     SlowConsumer,
 )
 from .events import InResume, OutEvent, OutGoingAway, OutMessage, OutPresence, OutSynced, OutWelcome
-from .models import Account, AuthSession, PresenceChange, StoredMessage
+from .models import Account, AuthSession, StoredMessage
 from .outbox import Outbox, OutboxClosed
 from .sequencing import Delivery, StreamSequence
 
 if TYPE_CHECKING:
     from .hub import Hub
+    from .presence_feed import PresenceFeed
 
 log = logging.getLogger(__name__)
 
 FILL_BATCH = 256
 CONTROL_EVENT_SIZE = 128  # bytes counted for non-message events
 RESUME_TOKEN_BYTES = 24
+PRESENCE_CHUNK = 64  # most presence changes moved into an empty outbox at once
 
 
 def resume_holder(resume_token: str) -> str:
@@ -67,14 +71,16 @@ class ChatSession:
         self.expiry: asyncio.TimerHandle | None = None  # ends the stream when the token expires
         self.close_task: asyncio.Task[None] | None = None
         self.close_error: HubbubError | None = None
-        self.aborted = asyncio.Event()  # set when the hub drops the stream at once
+        # Set by the transport: stops the stream's writer at once (even mid-write) when
+        # the hub drops the stream; called once, from fail().
+        self.abort_hook: Callable[[], None] | None = None
         self.requests = 0  # client events read so far
         self.position = StreamSequence()  # inbox sequences queued, known, acked
-        self.synced = asyncio.Event()  # first replay done
+        self.synced = False  # first replay done (Synced queued)
         self.sends: set[asyncio.Task[None]] = set()  # sends awaiting their commit
         self._fill_task: asyncio.Task[None] | None = None
-        self._welcomed = False
-        self._early_presence: list[PresenceChange] = []
+        self._presence: PresenceFeed | None = None  # the feed followed after Welcome
+        self._presence_after = 0  # its generation read up to
         self._ack_task: asyncio.Task[None] | None = None
 
     @property
@@ -102,7 +108,13 @@ class ChatSession:
             self.close_error = error
             log.info("closing stream of %s: %s", self.username, error.reason)
         self.outbox.close(drain=False)
-        self.aborted.set()
+        hook, self.abort_hook = self.abort_hook, None
+        if hook is not None:
+            hook()
+
+    def expire(self) -> None:
+        """The session token expired: end the stream (``SESSION_EXPIRED``)."""
+        self.fail(SessionExpired("The session expired; log in again."))
 
     def go_away(self, reason: str, message: str, reconnect_delay_ms: int) -> None:
         """Tell the client to reconnect, then close after the queue drains."""
@@ -111,21 +123,32 @@ class ChatSession:
             self.close_error = ShuttingDown(message)
             self.outbox.close(drain=True)
 
-    def _welcome(self, event: OutWelcome) -> None:
+    def welcome(self, event: OutWelcome, feed: PresenceFeed | None) -> None:
+        """Queue ``event`` (the first of the stream), then follow ``feed`` from its
+        current generation: the presence changes after those ``event.online`` shows,
+        of users other than this one, coalesced (the latest state of each user), taken
+        when the outbox is empty and never counted against its bounds. ``feed`` None:
+        no presence events."""
         self.offer(event)
-        self._welcomed = True
-        for change in self._early_presence:
-            self.on_presence(change)
-        self._early_presence.clear()
+        if feed is not None:
+            self._presence = feed
+            self._presence_after = feed.generation
+            self.outbox.source = self._next_presence
 
-    def on_presence(self, change: PresenceChange) -> None:
-        """Forward another user's presence change."""
-        if change.user.username == self.username:
-            return
-        if not self._welcomed:
-            self._early_presence.append(change)
-            return
-        self.offer(OutPresence(change))
+    def _next_presence(self) -> list[OutPresence]:
+        """The next presence changes for the writer (at most a quarter of the outbox)."""
+        feed = self._presence
+        if feed is None or self._presence_after >= feed.visible:
+            return []
+        limit = max(1, min(PRESENCE_CHUNK, self.outbox.max_events // 4))
+        events, self._presence_after = feed.read(self._presence_after, limit, self.username)
+        return events
+
+    def presence_published(self) -> None:
+        """The feed published changes: queue the first of them now if the writer is idle."""
+        feed = self._presence
+        if feed is not None and self._presence_after < feed.visible:
+            self.outbox.refill()
 
     # -- inbox delivery ------------------------------------------------------------
 
@@ -178,9 +201,9 @@ class ChatSession:
                         )
                     await self.outbox.put(OutMessage(message), message.size)
                     position.queued(message.sequence)
-            if not self.synced.is_set():
+            if not self.synced:
                 await self.outbox.put(OutSynced(position.enqueued), CONTROL_EVENT_SIZE)
-                self.synced.set()
+                self.synced = True
         except OutboxClosed:
             pass
         except asyncio.CancelledError:

@@ -2,7 +2,7 @@
 
 An *operation* is a generator that yields :data:`Query` tuples and receives
 each query's result; its return value is the operation's result. Operations
-(``store_ops``, ``schema``, ``export``) hold the schema, the queries, the row
+(``store_ops_*``, ``schema``, ``export_*``) hold the schema, the queries, the row
 mapping and the inbox rules once; they never do I/O. Each backend has one
 small *driver* that runs an operation on its connection:
 :func:`hubbub.server.store_sqlite.run_op` (synchronous, in the SQLite writer

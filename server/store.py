@@ -7,7 +7,7 @@ been committed durably.
 
 Both SQL stores are one program: the schema and its migrations
 (:mod:`.schema`), every query, the row mapping and the inbox rules
-(:mod:`.store_ops`) are written once as sans-I/O operations (:mod:`.sql`), and
+(the ``store_ops_*`` modules) are written once as sans-I/O operations (:mod:`.sql`), and
 the methods of this interface once over them (:class:`.store_sql.SqlStore`).
 Each backend keeps its connection, its driver and its executor.
 """

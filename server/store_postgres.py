@@ -1,6 +1,7 @@
-"""PostgreSQL store (several nodes): the shared operations of ``store_ops`` on asyncpg.
+"""PostgreSQL store (several nodes): the shared ``store_ops_*`` operations on asyncpg.
 
-The schema, queries and inbox rules are those of :mod:`.store_ops` and
+The schema, queries and inbox rules are those of the ``store_ops_*`` modules (see
+:mod:`.store_sql`) and
 :mod:`.schema` (the same as SQLite's); this module is what is PostgreSQL's own:
 the pool, :func:`run_op` (the async driver of an operation on an asyncpg
 connection) and the executor:
@@ -20,7 +21,7 @@ connection) and the executor:
   :data:`WRITERS` writers, chosen by sender, so one sender's messages commit in
   the order they were sent; each writer commits every direct message queued
   while its previous commit ran in ONE transaction of multi-row statements
-  (:class:`_Writer`, :func:`.store_ops.append_many`), as SQLite's writer thread
+  (:class:`_Writer`, :func:`.store_ops_inbox.append_many`), as SQLite's writer thread
   groups its writes.
 * Row locks on ``users`` are taken in id order where a transaction needs several
   (group messages, receipts); a deadlock or serialization failure that still
@@ -40,7 +41,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 import asyncpg
 from asyncpg.exceptions import DeadlockDetectedError, SerializationError
 
-from . import schema, store_ops
+from . import schema, store_ops_inbox
 from .config import redact_url
 from .models import Appended
 from .schema import SCHEMA_VERSION
@@ -237,9 +238,9 @@ class PostgresStore(SqlStore):
         writes queued before it there are committed (see :class:`_Writer`)."""
         return self._submit(sender_id, _Job(None, make))
 
-    def _append_queued(self, entry: store_ops.NewEntry) -> asyncio.Future[Appended]:
+    def _append_queued(self, entry: store_ops_inbox.NewEntry) -> asyncio.Future[Appended]:
         """Queue ``entry`` on its sender's writer, which stores it together with the
-        entries queued next to it in one transaction (:func:`.store_ops.append_many`)."""
+        entries queued next to it in one transaction (:func:`.store_ops_inbox.append_many`)."""
         return self._submit(entry.sender.id, _Job(entry, None))
 
     def _submit(self, sender_id: int, job: _Job) -> asyncio.Future[Any]:
@@ -255,7 +256,7 @@ class _Job:
     __slots__ = ("entry", "future", "make")
 
     def __init__(
-        self, entry: store_ops.NewEntry | None, make: Callable[[], Op[Any]] | None
+        self, entry: store_ops_inbox.NewEntry | None, make: Callable[[], Op[Any]] | None
     ) -> None:
         self.entry = entry
         self.make = make
@@ -268,7 +269,7 @@ class _Writer:
     Every write queued while the previous commit ran goes into the next one (at
     most :data:`MAX_GROUP`), as in SQLite's writer thread: consecutive appends
     become ONE transaction of a few multi-row statements
-    (:func:`.store_ops.append_many`: one message insert, one ordered row lock,
+    (:func:`.store_ops_inbox.append_many`: one message insert, one ordered row lock,
     one sequence update, one inbox insert), whatever their number; any other
     queued write runs alone, in queue order. A future resolves only after its
     transaction's commit (``synchronous_commit = on``). If a batch fails
@@ -343,11 +344,13 @@ class _Writer:
         entries = [job.entry for job in jobs if job.entry is not None]
         try:
             async with store.pool.acquire() as conn, conn.transaction():
-                results = await run_op(conn, store_ops.append_many(POSTGRES, entries))
+                results = await run_op(conn, store_ops_inbox.append_many(POSTGRES, entries))
         except Exception as exc:  # rolled back: every member reruns on its own
             log.warning("group commit of %d writes failed, rerun one by one: %s", len(jobs), exc)
             for job, entry in zip(jobs, entries, strict=True):
-                await self._commit_alone(job, functools.partial(store_ops.append, POSTGRES, entry))
+                await self._commit_alone(
+                    job, functools.partial(store_ops_inbox.append, POSTGRES, entry)
+                )
             return
         store.group_commits += 1
         for job, result in zip(jobs, results, strict=True):

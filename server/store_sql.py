@@ -1,12 +1,31 @@
 """The Store methods written once for the SQL backends (SQLite and PostgreSQL).
 
 :class:`SqlStore` implements :class:`~hubbub.server.store.Store` by running the
-shared operations of :mod:`.store_ops` through three executor methods that each
-backend provides: :meth:`~SqlStore._read`, :meth:`~SqlStore._write` (one
-durable transaction) and :meth:`~SqlStore._write_queued` (queued at call time,
-so one sender's writes commit in call order). Writes are passed as factories
-(``lambda: store_ops.…``) because PostgreSQL reruns a write from scratch after
-a deadlock or serialization failure.
+shared operations of the ``store_ops_*`` modules through three executor methods
+that each backend provides: :meth:`~SqlStore._read`, :meth:`~SqlStore._write`
+(one durable transaction) and :meth:`~SqlStore._write_queued` (queued at call
+time, so one sender's writes commit in call order). Writes are passed as
+factories (``lambda: store_ops_….…``) because PostgreSQL reruns a write from
+scratch after a deadlock or serialization failure.
+
+The operations are written once for every SQL backend (see :mod:`.sql`): each
+function returns an operation (a generator of queries, see
+:data:`~hubbub.server.sql.Op`) that a backend's driver runs in one transaction
+(writes) or on a read connection (reads). They hold the queries, the row
+mapping and the inbox rules: gap-free per-recipient sequences, idempotency per
+``(sender, client_id)``, who gets a delivery receipt, the server's own
+``~receipt:`` and ``~group:`` client ids, group membership and history paging.
+One module per concept: :mod:`.store_ops_mapping` (rows → objects, shared
+SELECTs), :mod:`.store_ops_accounts` (accounts and sessions),
+:mod:`.store_ops_inbox` (the append rule and inbox reads),
+:mod:`.store_ops_receipts` (acks), :mod:`.store_ops_groups` (membership,
+announcements, group messages) and :mod:`.store_ops_history`.
+
+Where PostgreSQL runs writers in parallel (``dialect.concurrent_writers``) the
+operations lock what they depend on: ``users`` rows in id order (the one order
+every transaction uses, so no lock cycles), the group row for membership
+changes, and an advisory lock per username skeleton. SQLite's single writer
+thread needs none of them.
 """
 
 from __future__ import annotations
@@ -17,7 +36,14 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TypeVar
 
-from . import schema, store_ops
+from . import (
+    schema,
+    store_ops_accounts,
+    store_ops_groups,
+    store_ops_history,
+    store_ops_inbox,
+    store_ops_receipts,
+)
 from .models import (
     Account,
     Appended,
@@ -75,18 +101,18 @@ class SqlStore(abc.ABC):
         """See :meth:`Store.create_account`."""
         created_ms = to_ms(utc_now())
         return await self._write(
-            lambda: store_ops.create_account(
+            lambda: store_ops_accounts.create_account(
                 self.dialect, username, display_name, password_hash, bot, created_ms
             )
         )
 
     async def get_account(self, username: str) -> Account | None:
         """See :meth:`Store.get_account`."""
-        return await self._read(store_ops.get_account(username))
+        return await self._read(store_ops_accounts.get_account(username))
 
     async def list_accounts(self, after: str = "", limit: int = 0) -> list[Account]:
         """See :meth:`Store.list_accounts`."""
-        return await self._read(store_ops.list_accounts(self.dialect, after, limit))
+        return await self._read(store_ops_accounts.list_accounts(self.dialect, after, limit))
 
     async def update_account(
         self,
@@ -98,7 +124,7 @@ class SqlStore(abc.ABC):
     ) -> Account:
         """See :meth:`Store.update_account`."""
         return await self._write(
-            lambda: store_ops.update_account(
+            lambda: store_ops_accounts.update_account(
                 self.dialect, account, display_name, password_hash, keep_session
             )
         )
@@ -109,29 +135,31 @@ class SqlStore(abc.ABC):
         """See :meth:`Store.create_session`."""
         now_ms, expires_ms = to_ms(utc_now()), to_ms(expires_at)
         await self._write(
-            lambda: store_ops.create_session(token_hash, account_id, now_ms, expires_ms)
+            lambda: store_ops_accounts.create_session(token_hash, account_id, now_ms, expires_ms)
         )
 
     async def get_session(self, token_hash: bytes, now: datetime) -> SessionInfo | None:
         """See :meth:`Store.get_session`."""
-        return await self._read(store_ops.get_session(token_hash, to_ms(now)))
+        return await self._read(store_ops_accounts.get_session(token_hash, to_ms(now)))
 
     async def delete_session(self, token_hash: bytes) -> None:
         """See :meth:`Store.delete_session`."""
-        await self._write(lambda: store_ops.delete_session(token_hash))
+        await self._write(lambda: store_ops_accounts.delete_session(token_hash))
 
     def store_message(
         self, sender: Account, recipient: Account, client_id: str, body: str, sent_at: datetime
     ) -> asyncio.Future[Appended]:
         """See :meth:`Store.store_message` (queued in call order per sender)."""
         return self._append_queued(
-            store_ops.direct_message(sender, recipient, client_id, body, to_ms(sent_at))
+            store_ops_inbox.direct_message(sender, recipient, client_id, body, to_ms(sent_at))
         )
 
-    def _append_queued(self, entry: store_ops.NewEntry) -> asyncio.Future[Appended]:
-        """Queue the append of ``entry`` (:func:`.store_ops.append`) as a write of its sender
+    def _append_queued(self, entry: store_ops_inbox.NewEntry) -> asyncio.Future[Appended]:
+        """Queue the append of ``entry`` (:func:`.store_ops_inbox.append`) as a write of its sender
         (:meth:`_write_queued`); a backend may batch such appends into multi-row statements."""
-        return self._write_queued(entry.sender.id, lambda: store_ops.append(self.dialect, entry))
+        return self._write_queued(
+            entry.sender.id, lambda: store_ops_inbox.append(self.dialect, entry)
+        )
 
     def store_group_message(
         self, sender: Account, group: str, client_id: str, body: str, sent_at: datetime
@@ -140,7 +168,7 @@ class SqlStore(abc.ABC):
         sent_ms = to_ms(sent_at)
         return self._write_queued(
             sender.id,
-            lambda: store_ops.store_group_message(
+            lambda: store_ops_groups.store_group_message(
                 self.dialect, sender, group, client_id, body, sent_ms
             ),
         )
@@ -149,16 +177,18 @@ class SqlStore(abc.ABC):
         self, account: Account, after_sequence: int, limit: int
     ) -> list[StoredMessage]:
         """See :meth:`Store.messages_after`."""
-        return await self._read(store_ops.messages_after(account, after_sequence, limit))
+        return await self._read(store_ops_inbox.messages_after(account, after_sequence, limit))
 
     async def cursor(self, account: Account) -> InboxCursor:
         """See :meth:`Store.cursor`."""
-        return await self._read(store_ops.cursor(account))
+        return await self._read(store_ops_inbox.cursor(account))
 
     async def ack(self, account: Account, sequence: int, at: datetime) -> list[StoredMessage]:
         """See :meth:`Store.ack`."""
         at_ms = to_ms(at)
-        return await self._write(lambda: store_ops.ack(self.dialect, account, sequence, at_ms))
+        return await self._write(
+            lambda: store_ops_receipts.ack(self.dialect, account, sequence, at_ms)
+        )
 
     async def create_group(
         self, name: str, creator: Account, members: list[Account], at: datetime
@@ -166,7 +196,7 @@ class SqlStore(abc.ABC):
         """See :meth:`Store.create_group`."""
         at_ms = to_ms(at)
         return await self._write(
-            lambda: store_ops.create_group(self.dialect, name, creator, members, at_ms)
+            lambda: store_ops_groups.create_group(self.dialect, name, creator, members, at_ms)
         )
 
     async def add_members(
@@ -175,21 +205,23 @@ class SqlStore(abc.ABC):
         """See :meth:`Store.add_members`."""
         at_ms = to_ms(at)
         return await self._write(
-            lambda: store_ops.add_members(self.dialect, name, actor, members, at_ms)
+            lambda: store_ops_groups.add_members(self.dialect, name, actor, members, at_ms)
         )
 
     async def leave_group(self, name: str, account: Account, at: datetime) -> Appended:
         """See :meth:`Store.leave_group`."""
         at_ms = to_ms(at)
-        return await self._write(lambda: store_ops.leave_group(self.dialect, name, account, at_ms))
+        return await self._write(
+            lambda: store_ops_groups.leave_group(self.dialect, name, account, at_ms)
+        )
 
     async def get_group(self, name: str) -> Group | None:
         """See :meth:`Store.get_group`."""
-        return await self._read(store_ops.get_group(self.dialect, name))
+        return await self._read(store_ops_groups.get_group(self.dialect, name))
 
     async def list_groups(self, account: Account) -> list[Group]:
         """See :meth:`Store.list_groups`."""
-        return await self._read(store_ops.list_groups(account))
+        return await self._read(store_ops_groups.list_groups(account))
 
     async def history(
         self,
@@ -202,5 +234,5 @@ class SqlStore(abc.ABC):
     ) -> list[StoredMessage]:
         """See :meth:`Store.history`."""
         return await self._read(
-            store_ops.history(self.dialect, account, peer, group, before_id, limit)
+            store_ops_history.history(self.dialect, account, peer, group, before_id, limit)
         )

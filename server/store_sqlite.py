@@ -1,9 +1,10 @@
 """SQLite store (the embedded default): one file in WAL mode with synchronous=FULL.
 
-The schema, queries and inbox rules are the shared operations of
-:mod:`.store_ops` and :mod:`.schema`; this module is what is SQLite's own: the
-connection and its pragmas, the file modes, and the executor. :func:`run_op`
-is the synchronous driver of an operation on a ``sqlite3`` connection.
+The schema, queries and inbox rules are the shared operations of the
+``store_ops_*`` modules (see :mod:`.store_sql`) and :mod:`.schema`; this
+module is what is SQLite's own: the connection and its pragmas, the file modes,
+and the executor. :func:`run_op` is the synchronous driver of an operation on a
+``sqlite3`` connection.
 
 Writes go through one writer thread that commits *groups*: every write queued
 while the previous commit was syncing runs in the next transaction, each in

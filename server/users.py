@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING
 
 from . import paging, usernames
 from .errors import HubbubError
-from .models import Account, PresenceChange, UsersPage, UserView
+from .models import Account, PresenceChange, UsersPage, UserView, utc_now
 
 if TYPE_CHECKING:
     from .hub import Hub
+    from .presence_feed import PresenceFanout
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,32 @@ class Users:
         are left out."""
         found = [await self.account(n) for n in sorted(names)]
         return [a for a in found if a is not None]
+
+    async def sync_presence(self, fanout: PresenceFanout) -> None:
+        """Bring this node's presence feed in line with the shared registry (with several
+        nodes a change published by another node may not have reached this one yet, or
+        was missed while the broker was disconnected): users the registry shows online
+        are recorded online, users it does not are recorded offline. A change the feed
+        records while the registry is read is newer and wins."""
+        feed = fanout.feed
+        start = feed.generation
+        online = await self.hub.presence.online()
+        changed = await self.hub.presence.last_change()
+        now = utc_now()
+        for view in feed.online():
+            name = view.username
+            if view.bot or name in online or feed.changed_after(name, start):
+                continue
+            at = changed.get(name, now)
+            gone = UserView(name, view.display_name, False, at, False)
+            fanout.apply(PresenceChange(gone, at))
+        missing = [name for name in online if not feed.is_online(name)]
+        for account in await self.accounts_named(missing):
+            name = account.username
+            if feed.changed_after(name, start):
+                continue
+            at = changed.get(name, online[name])
+            fanout.apply(PresenceChange(UserView(name, account.display_name, True, at, False), at))
 
     async def sweep_presence(self, interval_s: float) -> None:
         """Announce users whose node died (their presence claim expired) as offline."""

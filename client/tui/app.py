@@ -23,9 +23,10 @@ from .. import render
 from ..client import DEFAULT_SERVER, Client
 from ..errors import ErrorKind, HubbubError
 from ..session_store import SessionFileError, load_session
-from .chat_screen import KEY_HELP, ChatScreen
+from .chat_screen import ChatScreen
+from .conversations import ConversationKey
 from .login_screens import LoginScreen
-from .model import ChatState, ConversationKey
+from .model import ChatState
 from .session import ChatSession, ClientFactory, remember, usable_saved_session
 from .text import visible
 
@@ -271,4 +272,4 @@ def run_tui(
     return result if isinstance(result, int) else 0
 
 
-__all__ = ["KEY_HELP", "HubbubApp", "TuiConfig", "run_tui"]
+__all__ = ["HubbubApp", "TuiConfig", "run_tui"]

@@ -2,7 +2,7 @@
 input line, status bar.
 
 It is the controller: it feeds `ChatSession` events into the sans-I/O `ChatState` and
-redraws; typed lines are parsed by `render.parse_line`, the same parser as the line-mode
+redraws; typed lines are parsed by `parsing.parse_line`, the same parser as the line-mode
 client, so the `!` commands mean the same in both.
 """
 
@@ -21,7 +21,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Input, OptionList
 
-from .. import render
+from .. import parsing, render
 from ..errors import ErrorKind, HubbubError
 from ..events import (
     ConnectionLost,
@@ -34,42 +34,14 @@ from ..events import (
     SendConfirmed,
 )
 from . import text as tx
-from .model import ChatState, ConversationKey, ConversationState
+from .conversations import ConversationKey
+from .model import ChatState
 from .password_screen import PasswordScreen
 from .session import ChatSession
 from .widgets import ChatInput, ChatSuggester, MessageLog, PaneView, Sidebar, StatusBar, status_text
 
 if TYPE_CHECKING:
     from .app import HubbubApp
-
-#: Lines `!help` adds for the keys of the full-screen client.
-KEY_HELP: tuple[str, ...] = (
-    "Keys:",
-    "  ctrl+n / alt+down    next conversation",
-    "  ctrl+p / alt+up      previous conversation",
-    "  pageup / pagedown    scroll the messages (older ones load at the top)",
-    "  tab                  complete @name, #group or !command",
-    "  up / down            the lines typed before",
-    "  ctrl+k               command palette",
-    "  ctrl+q               quit",
-    "A line without @ or # goes to the open conversation.",
-)
-
-
-def pane_title(state: ChatState, conversation: ConversationState | None) -> Text:
-    """The message pane's title: `@bob (Bob) · online`, or `#team · alice, bob, carol`."""
-    if conversation is None:
-        return Text("Hubbub")
-    key = conversation.key
-    if key.kind == "group":
-        title = Text(f"#{tx.visible(conversation.title)}", style="bold")
-        if conversation.members:
-            title.append(" · " + ", ".join(tx.visible(m) for m in conversation.members))
-        return title
-    title = Text("@" + tx.user_label(conversation.title, state.display_name(key.name)))
-    title.stylize("bold")
-    title.append(" · online" if state.online(key.name) else " · offline")
-    return title
 
 
 class ChatScreen(Screen[None]):
@@ -171,7 +143,7 @@ class ChatScreen(Screen[None]):
                 self.state.conversations.get(self.state.active) if self.state.active else None
             )
             self.pane.show(PaneView(self.state, conversation, self.tz), reset=reset)
-            self.pane.border_title = pane_title(self.state, conversation)
+            self.pane.border_title = tx.pane_title(self.state, conversation)
         self._draw_status()
 
     def _draw_status(self) -> None:
@@ -379,23 +351,23 @@ class ChatScreen(Screen[None]):
         if stripped[0] not in "@#!":
             self._send_here(line.strip())
             return
-        parsed = render.parse_line(line)
+        parsed = parsing.parse_line(line)
         conversation = self.session.conversation
-        if isinstance(parsed, render.DirectMessage):
+        if isinstance(parsed, parsing.DirectMessage):
             self._send(ConversationKey.user(parsed.recipient), parsed.body, parsed.recipient)
-        elif isinstance(parsed, render.GroupMessage):
+        elif isinstance(parsed, parsing.GroupMessage):
             self._send(ConversationKey.group(parsed.group), parsed.body, parsed.group)
-        elif isinstance(parsed, render.RandomMessage):
+        elif isinstance(parsed, parsing.RandomMessage):
             if conversation is not None:
                 cid = conversation.send_random(parsed.body)
                 self._random_bodies[cid] = parsed.body
                 self.state.sending(None, cid, parsed.body, self.clock())
                 self.note("Sending to a random online user…")
-        elif isinstance(parsed, render.Command):
+        elif isinstance(parsed, parsing.Command):
             self._command(parsed.name)
-        elif isinstance(parsed, render.Invalid):
+        elif isinstance(parsed, parsing.Invalid):
             self.note(parsed.message)
-        elif not isinstance(parsed, render.Empty):
+        elif not isinstance(parsed, parsing.Empty):
             self._request(parsed)
 
     def _send_here(self, body: str) -> None:
@@ -424,7 +396,7 @@ class ChatScreen(Screen[None]):
         if name == "!quit":
             self.run_worker(self.hubbub_app().action_quit())
         elif name == "!help":
-            self.note("\n".join((*render.help_lines(), *KEY_HELP)))
+            self.note("\n".join((*render.help_lines(), *tx.KEY_HELP)))
         elif name == "!password":
             self.app.push_screen(PasswordScreen(), self._password_chosen)
         elif name == "!who":
@@ -478,30 +450,30 @@ class ChatScreen(Screen[None]):
         self.note("\n".join(lines))
 
     @work(group="commands")
-    async def _request(self, parsed: render.ParsedLine) -> None:
+    async def _request(self, parsed: parsing.ParsedLine) -> None:
         client = self.session.client
         try:
-            if isinstance(parsed, render.CreateGroup):
+            if isinstance(parsed, parsing.CreateGroup):
                 group = await client.create_group(parsed.group, parsed.members)
                 key = ConversationKey.group(group.name)
                 self.state.set_groups([(group.name, group.members)])
                 self.state.conversation(key).history_token = ""
                 self.open(key)
                 self.note(render.group_created(group.name, group.members))
-            elif isinstance(parsed, render.AddMembers):
+            elif isinstance(parsed, parsing.AddMembers):
                 group = await client.add_group_members(parsed.group, parsed.members)
                 self.state.set_groups([(group.name, group.members)])
                 added = render.canonical_members(parsed.members, group.members)
                 self.note(render.members_added(group.name, added))
-            elif isinstance(parsed, render.LeaveGroup):
+            elif isinstance(parsed, parsing.LeaveGroup):
                 await client.leave_group(parsed.group)
                 self.state.remove(ConversationKey.group(parsed.group))
                 self.note(render.group_left(parsed.group))
-            elif isinstance(parsed, render.SetDisplayName):
+            elif isinstance(parsed, parsing.SetDisplayName):
                 user = await client.update_profile(display_name=parsed.display_name)
                 self.state.my_display_name = user.display_name
                 self.note(render.display_name_changed(user.display_name or parsed.display_name))
-            elif isinstance(parsed, render.ShowHistory):
+            elif isinstance(parsed, parsing.ShowHistory):
                 if parsed.group:
                     self.open(ConversationKey.group(parsed.group))
                 else:

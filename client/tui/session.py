@@ -21,7 +21,8 @@ from ..conversation import Conversation
 from ..errors import HubbubError
 from ..events import HistoryPage, LoginResult, UserInfo
 from ..session_store import SavedSession, SessionFileError, load_session, save_session
-from .model import ChatState, ConversationKey
+from .conversations import ConversationKey
+from .model import ChatState
 
 #: Makes a connected, not yet logged-in `Client` (the CLI passes one that knows the
 #: server addresses and TLS settings). Raises HubbubError(UNAVAILABLE) if unreachable.

@@ -7,6 +7,9 @@ separators (U+2028/U+2029) and bidi/zero-width format characters become `<U+XXXX
 tabs become spaces. A body's newlines are structure, not text: each extra line is an
 indented continuation row, and so is every row a long line wraps onto, so only the
 client itself ever writes in the time column and no sender can forge a line.
+
+The fixed text of the full-screen client lives here too: the key help of `!help`
+(`KEY_HELP`) and the message pane's title (`pane_title`).
 """
 
 from __future__ import annotations
@@ -15,12 +18,16 @@ import unicodedata
 import zlib
 from collections.abc import Sequence
 from datetime import datetime, tzinfo
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from rich.console import Console
 from rich.text import Text
 
 from .. import render
+
+if TYPE_CHECKING:
+    from .conversations import ConversationState
+    from .model import ChatState
 
 #: Cells of the time column ("14:02 "); continuation rows are indented by as many.
 TIME_WIDTH: Final = 6
@@ -134,3 +141,33 @@ def rule_row(label: str, width: int, style: str = "dim") -> Text:
 def plain_rows(rows: Sequence[Text]) -> list[str]:
     """The rows as plain strings (for tests and screen dumps)."""
     return [row.plain for row in rows]
+
+
+#: Lines `!help` adds for the keys of the full-screen client.
+KEY_HELP: tuple[str, ...] = (
+    "Keys:",
+    "  ctrl+n / alt+down    next conversation",
+    "  ctrl+p / alt+up      previous conversation",
+    "  pageup / pagedown    scroll the messages (older ones load at the top)",
+    "  tab                  complete @name, #group or !command",
+    "  up / down            the lines typed before",
+    "  ctrl+k               command palette",
+    "  ctrl+q               quit",
+    "A line without @ or # goes to the open conversation.",
+)
+
+
+def pane_title(state: ChatState, conversation: ConversationState | None) -> Text:
+    """The message pane's title: `@bob (Bob) · online`, or `#team · alice, bob, carol`."""
+    if conversation is None:
+        return Text("Hubbub")
+    key = conversation.key
+    if key.kind == "group":
+        title = Text(f"#{visible(conversation.title)}", style="bold")
+        if conversation.members:
+            title.append(" · " + ", ".join(visible(m) for m in conversation.members))
+        return title
+    title = Text("@" + user_label(conversation.title, state.display_name(key.name)))
+    title.stylize("bold")
+    title.append(" · online" if state.online(key.name) else " · offline")
+    return title

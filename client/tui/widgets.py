@@ -26,7 +26,8 @@ from textual.widgets.option_list import Option
 
 from .. import render
 from . import text as tx
-from .model import ChatState, ConversationKey, ConversationState, Entry, MessageEntry, NoteEntry
+from .conversations import ConversationKey, ConversationState, Entry, MessageEntry, NoteEntry
+from .model import ChatState
 
 # --- sidebar ------------------------------------------------------------------------------
 

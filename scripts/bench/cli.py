@@ -5,7 +5,8 @@ subprocess on 127.0.0.1, through warm-up, ping-pong, max throughput, light
 load (open loop at 20% of the relay's max) and idle streams (300). Opt-in:
 ``--streams N`` (N live streams on one node, one group message fanned out to
 all), ``--cluster`` (two nodes on throw-away PostgreSQL + Redis),
-``--profile DIR`` (py-spy recordings of each server's max and light phases).
+``--profile DIR`` (py-spy recordings of each server's max and light phases, and of the
+``--streams`` connects).
 Timing is never asserted. Exit status: 0 ok, 1 messages lost, duplicated or
 corrupted, 2 setup failure.
 """
@@ -61,6 +62,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=100,
         help="--streams: Chat streams multiplexed on one client channel (default 100)",
+    )
+    p.add_argument(
+        "--streams-presence",
+        choices=["on", "off"],
+        default="on",
+        help="--streams: 'off' opens the streams with hubbub-presence: off (default on)",
     )
     p.add_argument(
         "--cluster",
@@ -147,7 +154,15 @@ async def run_bench(
     if args.streams:
         from .streams import run_streams
 
-        streams = await run_streams(args.streams, args.streams_per_channel, cfg, tmp, progress)
+        streams = await run_streams(
+            args.streams,
+            args.streams_per_channel,
+            cfg,
+            tmp,
+            progress,
+            args.profile,
+            presence=args.streams_presence == "on",
+        )
         extra += streams.lines()
         extra_json["streams"] = asdict(streams)
     if args.cluster:

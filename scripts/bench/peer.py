@@ -32,6 +32,7 @@ class Peer:
         channel: grpc.aio.Channel | None = None,
         on_message: Callable[[Peer, pb.Message, int], None] | None = None,
         batching: bool = False,
+        presence: bool = True,
     ) -> None:
         """A peer for user ``name`` (bearer ``token``) on ``address``; acks every
         ``ack_every`` inbox entries.
@@ -44,6 +45,8 @@ class Peer:
             batching: negotiate batching as the client library does (Hubbub only, not the
                 relay): Resume.batching, and the sends and acks queued while a write is
                 under way go out as one ChatRequest.batch frame.
+            presence: False: open the stream with ``hubbub-presence: off`` (no presence
+                events, as a bot would).
         """
         self.name = name
         self.token = token
@@ -52,6 +55,9 @@ class Peer:
         self.ack_every = ack_every
         self.shared_channel = channel
         self.on_message = on_message
+        self.metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {token}"),)
+        if not presence:
+            self.metadata += (("hubbub-presence", "off"),)
         self.channel: grpc.aio.Channel | None = channel
         self.call: Any = None
         self.reader: asyncio.Task[None] | None = None
@@ -69,7 +75,7 @@ class Peer:
         if self.channel is None:
             self.channel = grpc.aio.insecure_channel(self.address)
         stub = pb_grpc.MessengerServiceStub(self.channel)
-        self.call = stub.Chat(None, metadata=(("authorization", f"Bearer {self.token}"),))
+        self.call = stub.Chat(None, metadata=self.metadata)
         first = await asyncio.wait_for(self.call.read(), EVENT_TIMEOUT_S)
         if not isinstance(first, pb.ChatResponse) or first.WhichOneof("event") != "welcome":
             raise RuntimeError(f"{self.name}: expected welcome, got {first!r}")

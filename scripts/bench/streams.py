@@ -38,6 +38,7 @@ from .config import Config
 from .peer import Peer, make_body
 from .phases import open_streams, settle
 from .procstat import process_cpu_s, process_rss_bytes, raise_nofile
+from .profiling import recording
 from .report import fmt
 from .seed import open_sqlite, seed_database
 from .servers import start_server_process
@@ -59,6 +60,7 @@ class StreamsResult:
 
     wanted: int = 0
     channels: int = 0
+    presence: bool = True
     seed_s: float | None = None
     connected: int = 0
     alive: int = 0
@@ -84,7 +86,8 @@ class StreamsResult:
         capped = " (TIME-CAPPED)" if self.connect_capped else ""
         return [
             f"--streams {self.wanted} on one hubbub node (SQLite), {self.channels} client "
-            f"channels, open files {self.nofile_limit}:",
+            f"channels, open files {self.nofile_limit}, presence events "
+            f"{'on' if self.presence else 'off (hubbub-presence: off)'}:",
             f"  streams connected           {self.connected} of {self.wanted} in "
             f"{fmt(self.connect_s)} s{capped}, quiet {fmt(self.settle_s)} s later (server CPU "
             f"{fmt(self.server_cpu_connect_s)} s); seeding users {fmt(self.seed_s)} s",
@@ -172,10 +175,19 @@ async def relay_streams(
 
 
 async def run_streams(
-    n: int, per_channel: int, cfg: Config, tmp: Path, progress: TextIO
+    n: int,
+    per_channel: int,
+    cfg: Config,
+    tmp: Path,
+    progress: TextIO,
+    profile: Path | None = None,
+    presence: bool = True,
 ) -> StreamsResult:
-    """Seed N users in one group, open N streams, read RSS, fan one message out."""
-    result = StreamsResult(wanted=n, channels=math.ceil(n / max(1, per_channel)))
+    """Seed N users in one group, open N streams, read RSS, fan one message out.
+    ``profile``: a directory for a py-spy recording of the server while the streams
+    connect and settle (``streams-connect.txt``). ``presence`` False: the streams opt
+    out of presence events (``hubbub-presence: off``), as bots would."""
+    result = StreamsResult(wanted=n, channels=math.ceil(n / max(1, per_channel)), presence=presence)
     result.nofile_limit = raise_nofile(n + 4096)
     workdir = tmp / "streams"
     workdir.mkdir(mode=0o700)
@@ -210,6 +222,8 @@ async def run_streams(
             1,
             channel=channels[i // max(1, per_channel)],
             on_message=on_message,
+            presence=presence,
+            batching=True,  # as the client library does: queued events share a frame
         )
         for i, name in enumerate(names)
     ]
@@ -220,11 +234,12 @@ async def run_streams(
         print(f"[streams] opening {n} streams over {result.channels} channels…", file=progress)
         t0 = time.perf_counter()
         cap = max(MIN_CONNECT_CAP_S, cfg.phase_cap_s)
-        connected = await open_streams(peers, CONNECT_CONCURRENCY, time.monotonic() + cap)
-        result.connect_s = time.perf_counter() - t0
-        result.connect_capped = len(connected) < n
-        result.connected = len(connected)
-        result.settle_s = await settle(server.pid, cfg.idle_settle_s, SETTLE_MAX_S)
+        async with recording(server.pid, profile / "streams-connect.txt" if profile else None):
+            connected = await open_streams(peers, CONNECT_CONCURRENCY, time.monotonic() + cap)
+            result.connect_s = time.perf_counter() - t0
+            result.connect_capped = len(connected) < n
+            result.connected = len(connected)
+            result.settle_s = await settle(server.pid, cfg.idle_settle_s, SETTLE_MAX_S)
         cpu1 = process_cpu_s(server.pid)
         if cpu0 is not None and cpu1 is not None:
             result.server_cpu_connect_s = cpu1 - cpu0

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import pytest
 from asyncpg.exceptions import DeadlockDetectedError
 
-from hubbub.server import store_ops, store_postgres
+from hubbub.server import store_ops_inbox, store_postgres
 from hubbub.server.models import Account, Appended, EntryKind, utc_now
 from hubbub.server.sql import Dialect, Op
 from hubbub.server.store_postgres import PostgresStore
@@ -43,17 +43,17 @@ async def test_batch_that_deadlocks_reruns_each_member_once(
     bob = await store.create_account("bob", "Bob", "hash")
     now = utc_now()
     stored = await store.store_message(alice, bob, "c0", "before", now)
-    real = store_ops.append_many
+    real = store_ops_inbox.append_many
     failed: list[int] = []
 
-    def deadlocking(d: Dialect, entries: Sequence[store_ops.NewEntry]) -> Op[list[Appended]]:
+    def deadlocking(d: Dialect, entries: Sequence[store_ops_inbox.NewEntry]) -> Op[list[Appended]]:
         result = yield from real(d, entries)
         if len(entries) > 1 and not failed:
             failed.append(len(entries))
             raise DeadlockDetectedError("deadlock detected (injected)")
         return result
 
-    monkeypatch.setattr(store_ops, "append_many", deadlocking)
+    monkeypatch.setattr(store_ops_inbox, "append_many", deadlocking)
     senders: list[Account] = [alice] * 6
     queued = [
         store.store_message(sender, bob, f"c{n}", f"m{n}", now) for n, sender in enumerate(senders)

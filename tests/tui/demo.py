@@ -11,7 +11,8 @@ from pathlib import Path
 
 from hubbub.client import Client, DeliveryReceipt, IncomingMessage, SendConfirmed, UserInfo
 from hubbub.client.tui.app import HubbubApp, TuiConfig
-from hubbub.client.tui.model import ChatState, ConversationKey
+from hubbub.client.tui.conversations import ConversationKey
+from hubbub.client.tui.model import ChatState
 from hubbub.client.tui.session import ChatSession
 
 T0 = datetime(2026, 5, 3, 16, 40, tzinfo=UTC)

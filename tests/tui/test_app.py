@@ -14,7 +14,7 @@ from hubbub.client import Client
 from hubbub.client.session_store import load_session
 from hubbub.client.tui.app import HubbubApp
 from hubbub.client.tui.chat_screen import ChatScreen
-from hubbub.client.tui.model import ConversationKey
+from hubbub.client.tui.conversations import ConversationKey
 from hubbub.server.app import start_server
 from hubbub.server.config import ServerConfig
 from tests.integration.conftest import Node

@@ -8,7 +8,7 @@ import pytest
 from textual.content import Content
 
 from hubbub.client.tui.chat_screen import ChatScreen
-from hubbub.client.tui.model import ConversationKey
+from hubbub.client.tui.conversations import ConversationKey
 
 from .demo import demo_app, show
 

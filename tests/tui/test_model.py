@@ -15,7 +15,8 @@ from hubbub.client import (
     SendConfirmed,
     UserInfo,
 )
-from hubbub.client.tui.model import ChatState, ConversationKey, MessageEntry
+from hubbub.client.tui.conversations import ConversationKey, MessageEntry
+from hubbub.client.tui.model import ChatState
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -11,8 +11,8 @@ from prompt_toolkit.document import Document
 from hubbub.client import IncomingMessage, UserInfo
 from hubbub.client.arguments import build_parser
 from hubbub.client.cli import main
-from hubbub.client.interactive import ChatCompleter
 from hubbub.client.json_output import message_json, user_json
+from hubbub.client.line_input import ChatCompleter
 
 COMMANDS = ["chat", "register", "login", "logout", "who", "send", "listen"]
 

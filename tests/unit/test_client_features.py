@@ -23,10 +23,10 @@ from hubbub.client import (
 from hubbub.client.arguments import build_parser
 from hubbub.client.cli import main
 from hubbub.client.failures import Failure
-from hubbub.client.interactive import ChatCompleter, rejection_line
+from hubbub.client.interactive import rejection_line
 from hubbub.client.json_output import group_json, history_json
-from hubbub.client.password_input import read_profile_passwords
-from hubbub.client.render import (
+from hubbub.client.line_input import ChatCompleter
+from hubbub.client.parsing import (
     AddMembers,
     Command,
     CreateGroup,
@@ -37,6 +37,7 @@ from hubbub.client.render import (
     ShowHistory,
     parse_line,
 )
+from hubbub.client.password_input import read_profile_passwords
 
 T0 = datetime(2026, 3, 1, 20, 0, tzinfo=UTC)
 IST = timezone(timedelta(hours=5, minutes=30))
@@ -155,17 +156,26 @@ def test_group_refusal_lines_by_server_reason() -> None:
 
 
 def test_group_refusal_lines_without_a_reason_fall_back_on_the_kind() -> None:
-    """Without an ErrorInfo reason the status kind decides (a group NOT_FOUND is recognised
-    by the sentence)."""
+    """Without an ErrorInfo reason the status kind decides; NOT_FOUND alone cannot tell a
+    group from a user, so the server's sentence is shown as it is (never parsed)."""
     line = render.group_error_line
     assert line("", "already_exists", "team", "x") == "The group name #team is already taken."
     assert line("", "permission_denied", "team", "x") == "You are not a member of #team."
     assert line("", "not_found", "t", "The group 't' does not exist.") == (
-        "The group #t does not exist."
+        "The group 't' does not exist."
     )
     assert line("", "not_found", "t", "The user 'z' does not exist.") == (
         "The user 'z' does not exist."
     )
+
+
+def test_a_missing_user_named_like_a_group_is_not_reported_as_a_missing_group() -> None:
+    """The decision comes from the reason/kind, not the message text: a user 'groupie'
+    that does not exist is not "The group #team does not exist"."""
+    line = render.group_error_line
+    missing = "The user 'groupie' does not exist."
+    assert line("", "not_found", "team", missing) == missing
+    assert line("USER_NOT_FOUND", "not_found", "team", missing) == missing
 
 
 def _rejected(reason: str, kind: ErrorKind, fields: tuple[str, ...] = ()) -> EventRejected:

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from hubbub.client import render
+from hubbub.client import parsing, render
 from hubbub.client.backoff import Backoff
-from hubbub.client.render import Command, DirectMessage, Empty, Invalid, parse_line
+from hubbub.client.parsing import Command, DirectMessage, Empty, Invalid, parse_line
 
 
 def test_dm_is_parsed_into_recipient_and_body() -> None:
@@ -188,7 +188,7 @@ def test_backoff_reset_starts_again_from_the_base() -> None:
 
 def test_group_message_is_parsed() -> None:
     """`#team hi all` sends "hi all" to the group team; `#team` alone is refused."""
-    assert parse_line("#team hi all") == render.GroupMessage("team", "hi all")
+    assert parse_line("#team hi all") == parsing.GroupMessage("team", "hi all")
     parsed = parse_line("#team")
     assert isinstance(parsed, Invalid) and "#team" in parsed.message
 

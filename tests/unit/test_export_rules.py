@@ -8,7 +8,7 @@ import pytest
 
 from hubbub.server.backup_errors import ExportFormatError
 from hubbub.server.errors import InvalidArgument
-from hubbub.server.export import parse_export
+from hubbub.server.export_validation import parse_export
 from hubbub.server.sending import check_send
 
 LIMIT = 65536

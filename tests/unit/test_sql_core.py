@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from hubbub.server import schema, store_ops
+from hubbub.server import schema, store_ops_accounts, store_ops_groups, store_ops_receipts
 from hubbub.server.errors import GroupNotFound, UsernameTaken
 from hubbub.server.models import Account, utc_now
 from hubbub.server.sql import POSTGRES, SQLITE, Dialect, Fetch, Op, Query, numbered
@@ -70,7 +70,7 @@ def test_ack_is_one_rule_with_row_locks_only_where_writers_run_in_parallel(
     dialect: Dialect,
 ) -> None:
     """The same ack operation makes one receipt for alice on both; only PostgreSQL locks rows."""
-    receipts, queries = drive(store_ops.ack(dialect, BOB, 2, 1000), ack_answers)
+    receipts, queries = drive(store_ops_receipts.ack(dialect, BOB, 2, 1000), ack_answers)
     assert [(r.recipient, r.sequence, r.client_id, r.ref_message_id) for r in receipts] == [
         ("alice", 5, "c-7", 7)
     ]
@@ -83,6 +83,8 @@ def test_ack_is_one_rule_with_row_locks_only_where_writers_run_in_parallel(
 def test_taken_username_and_unknown_group_raise_the_domain_errors() -> None:
     """A conflicting insert (no id returned) is UsernameTaken; no group row is GroupNotFound."""
     with pytest.raises(UsernameTaken):
-        drive(store_ops.create_account(SQLITE, "bob", "Bob", "h", False, 0), lambda q: None)
+        drive(
+            store_ops_accounts.create_account(SQLITE, "bob", "Bob", "h", False, 0), lambda q: None
+        )
     with pytest.raises(GroupNotFound):
-        drive(store_ops.member_group(POSTGRES, "team", ALICE), lambda q: [])
+        drive(store_ops_groups.member_group(POSTGRES, "team", ALICE), lambda q: [])

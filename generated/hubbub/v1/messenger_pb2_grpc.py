@@ -257,6 +257,14 @@ class MessengerServiceServicer:
         already queued for the stream, so batching never delays an event. Any
         client may send ChatRequest.batch. A client that never sets
         Resume.batching (grpcurl, simple scripts) receives one event per frame.
+
+        Presence changes are coalesced: a stream receives the latest state of each
+        user that changed since its last presence_change, within about 50 ms (up
+        to 1 s on a node with many live streams). A client that does not track
+        presence (a bot, a script) may send the metadata `hubbub-presence: off`:
+        its stream then receives no presence_change events (Welcome still lists
+        the users online). Values other than `on` and `off` are refused with
+        INVALID_ARGUMENT.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -138,6 +138,14 @@ class MessengerServiceStub:
     already queued for the stream, so batching never delays an event. Any
     client may send ChatRequest.batch. A client that never sets
     Resume.batching (grpcurl, simple scripts) receives one event per frame.
+
+    Presence changes are coalesced: a stream receives the latest state of each
+    user that changed since its last presence_change, within about 50 ms (up
+    to 1 s on a node with many live streams). A client that does not track
+    presence (a bot, a script) may send the metadata `hubbub-presence: off`:
+    its stream then receives no presence_change events (Welcome still lists
+    the users online). Values other than `on` and `off` are refused with
+    INVALID_ARGUMENT.
     """
 
 @_typing.type_check_only
@@ -247,6 +255,14 @@ class MessengerServiceAsyncStub(MessengerServiceStub):
     already queued for the stream, so batching never delays an event. Any
     client may send ChatRequest.batch. A client that never sets
     Resume.batching (grpcurl, simple scripts) receives one event per frame.
+
+    Presence changes are coalesced: a stream receives the latest state of each
+    user that changed since its last presence_change, within about 50 ms (up
+    to 1 s on a node with many live streams). A client that does not track
+    presence (a bot, a script) may send the metadata `hubbub-presence: off`:
+    its stream then receives no presence_change events (Welcome still lists
+    the users online). Values other than `on` and `off` are refused with
+    INVALID_ARGUMENT.
     """
 
 class MessengerServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -425,6 +441,14 @@ class MessengerServiceServicer(metaclass=_abc_1.ABCMeta):
         already queued for the stream, so batching never delays an event. Any
         client may send ChatRequest.batch. A client that never sets
         Resume.batching (grpcurl, simple scripts) receives one event per frame.
+
+        Presence changes are coalesced: a stream receives the latest state of each
+        user that changed since its last presence_change, within about 50 ms (up
+        to 1 s on a node with many live streams). A client that does not track
+        presence (a bot, a script) may send the metadata `hubbub-presence: off`:
+        its stream then receives no presence_change events (Welcome still lists
+        the users online). Values other than `on` and `off` are refused with
+        INVALID_ARGUMENT.
         """
 
 def add_MessengerServiceServicer_to_server(servicer: MessengerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
