@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -201,6 +202,15 @@ class RedisBroker:
         """Announce a stored inbox entry to every node."""
         await self._publish(encode_message(message))
 
+    async def publish_messages(self, messages: Sequence[StoredMessage]) -> None:
+        """Announce stored inbox entries to every node, in order, in ONE round trip (a
+        pipeline of PUBLISH commands, not a transaction; none for an empty sequence).
+
+        See https://redis.io/docs/latest/develop/use/pipelining/.
+        """
+        if messages:
+            await self._publish_all([encode_message(m) for m in messages])
+
     async def publish_presence(self, change: PresenceChange) -> None:
         """Announce a presence change to every node."""
         await self._publish(encode_presence(change))
@@ -210,8 +220,17 @@ class RedisBroker:
         await self._publish(encode_session_event(event))
 
     async def _publish(self, payload: str) -> None:
+        await self._publish_all([payload])
+
+    async def _publish_all(self, payloads: list[str]) -> None:
         try:
-            await self._publisher.publish(self.channel, payload)
+            if len(payloads) == 1:
+                await self._publisher.publish(self.channel, payloads[0])
+            else:
+                async with self._publisher.pipeline(transaction=False) as pipe:
+                    for payload in payloads:
+                        pipe.publish(self.channel, payload)
+                    await pipe.execute()
         except (RedisError, OSError) as exc:
             if not self._publish_failing:
                 log.warning(
