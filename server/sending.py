@@ -86,8 +86,7 @@ class CommitFanout:
         self.hub = hub
         self._pending: list[tuple[Sequence[StoredMessage], Collection[str], asyncio.Future[bool]]]
         self._pending = []
-        self._flushes: set[asyncio.Task[None]] = set()
-        self.flushes = 0  # flushes run (tests, bench): sends per flush = group size seen here
+        self._flushes: set[asyncio.Task[None]] = set()  # running flushes (strong references)
 
     async def publish_and_check(
         self, entries: Sequence[StoredMessage], names: Collection[str]
@@ -115,7 +114,6 @@ class CommitFanout:
     async def _flush(
         self, batch: list[tuple[Sequence[StoredMessage], Collection[str], asyncio.Future[bool]]]
     ) -> None:
-        self.flushes += 1
         entries = [entry for item in batch for entry in item[0]]
         names = {name for item in batch for name in item[1]}
         try:
@@ -126,6 +124,10 @@ class CommitFanout:
             else:
                 await self.hub.publish(entries)
                 online = set()
+        except asyncio.CancelledError:  # the loop is shutting down: nobody is answered
+            for _, _, future in batch:
+                future.cancel()
+            raise
         except Exception as exc:
             for _, _, future in batch:
                 if not future.done():
