@@ -62,7 +62,7 @@ def check_send(client_id: str, body: str, max_message_bytes: int) -> None:
         )
 
 
-class CommitFanout:
+class CommitPublisher:
     """Publishes the entries of every send answered in one event-loop pass together, and
     looks up their recipients' presence together.
 
@@ -149,7 +149,7 @@ class SendPipeline:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self.tasks: set[asyncio.Task[None]] = set()  # stream sends awaiting their commit
-        self.fanout = CommitFanout(hub)
+        self.publisher = CommitPublisher(hub)
 
     async def send(self, sender: Account, event: InSend) -> SendReceipt:
         """Store one message durably, publish it, and return the receipt (unary SendMessage).
@@ -269,7 +269,7 @@ class SendPipeline:
             known = any(e.recipient in sessions for e in appended.entries)
             ask = () if known else [e.recipient for e in appended.entries]
             sequence = 0
-        online = await self.fanout.publish_and_check(appended.entries, ask) or known
+        online = await self.publisher.publish_and_check(appended.entries, ask) or known
         return SendReceipt(
             client_id=client_id,
             message_id=appended.message_id,
