@@ -11,6 +11,7 @@ pins the contract on every backend).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Protocol
 
 from .models import PresenceChange, SessionEvent, StoredMessage
@@ -43,6 +44,11 @@ class Broker(Protocol):
 
     async def publish_message(self, message: StoredMessage) -> None:
         """Announce a stored message to the node(s) serving its recipient."""
+
+    async def publish_messages(self, messages: Sequence[StoredMessage]) -> None:
+        """Announce several stored messages, in order, as :meth:`publish_message` of each
+        would (Redis: one pipelined round trip for all of them; nothing for an empty
+        sequence)."""
 
     async def publish_presence(self, change: PresenceChange) -> None:
         """Announce a presence change to every node."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from .broker import BrokerHandler, deliver
 from .models import PresenceChange, SessionEvent, StoredMessage
 
@@ -20,6 +22,11 @@ class MemoryBroker:
         """Hand the message to the local hub."""
         if self._handler is not None:
             deliver(self._handler, message)
+
+    async def publish_messages(self, messages: Sequence[StoredMessage]) -> None:
+        """Hand each message, in order, to the local hub."""
+        for message in messages:
+            await self.publish_message(message)
 
     async def publish_presence(self, change: PresenceChange) -> None:
         """Hand the presence change to the local hub."""

@@ -1,6 +1,7 @@
 """Fan-out between nodes through Redis pub/sub.
 
-Every node publishes the inbox entries it stored, the presence changes of its
+Every node publishes the inbox entries it stored (those of one group commit as one
+``messages`` event, :meth:`RedisBroker.publish_messages`), the presence changes of its
 streams and session events (revocations, takeovers) as JSON on one channel
 (``{prefix}:events``), and every node subscribes to it and hands each event to
 its hub (``on_message`` / ``on_presence`` / ``on_session_event``); a hub ignores
@@ -27,6 +28,7 @@ import contextlib
 import json
 import logging
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -55,31 +57,59 @@ POLL_S = 1.0  # subscriber wake-up interval (to notice close())
 MAX_BACKOFF_S = 5.0
 SESSION_RETRY_S = 0.5  # interval of publishing again the session events Redis refused
 MAX_PENDING_SESSION_EVENTS = 10_000  # kept while Redis refuses them (oldest dropped)
+#: Longest ``messages`` event (characters of JSON) that :meth:`RedisBroker.publish_messages`
+#: builds: a batch of larger total size goes out as several PUBLISHes (one pipeline), so a
+#: subscriber's output buffer never holds one huge event (Redis ``client-output-buffer-limit
+#: pubsub``, 8 MB soft by default).
+PUBLISH_CHUNK_CHARS = 256 * 1024
+
+
+def _message_fields(message: StoredMessage) -> dict[str, Any]:
+    return {
+        "sequence": message.sequence,
+        "message_id": message.message_id,
+        "sender": message.sender,
+        "sender_display_name": message.sender_display_name,
+        "recipient": message.recipient,
+        "body": message.body,
+        "sent_ms": to_ms(message.sent_at),
+        "client_id": message.client_id,
+        "kind": int(message.kind),
+        "group": message.group,
+        "ref_message_id": message.ref_message_id,
+        "action": None if message.action is None else str(message.action),
+        "members": list(message.members),
+        "ref_message_ids": list(message.ref_message_ids),
+        "ref_client_ids": list(message.ref_client_ids),
+    }
 
 
 def encode_message(message: StoredMessage) -> str:
     """A stored inbox entry as a JSON event."""
-    return json.dumps(
-        {
-            "type": "message",
-            "sequence": message.sequence,
-            "message_id": message.message_id,
-            "sender": message.sender,
-            "sender_display_name": message.sender_display_name,
-            "recipient": message.recipient,
-            "body": message.body,
-            "sent_ms": to_ms(message.sent_at),
-            "client_id": message.client_id,
-            "kind": int(message.kind),
-            "group": message.group,
-            "ref_message_id": message.ref_message_id,
-            "action": None if message.action is None else str(message.action),
-            "members": list(message.members),
-            "ref_message_ids": list(message.ref_message_ids),
-            "ref_client_ids": list(message.ref_client_ids),
-        },
-        separators=(",", ":"),
-    )
+    return json.dumps({"type": "message", **_message_fields(message)}, separators=(",", ":"))
+
+
+def encode_messages(messages: Sequence[StoredMessage]) -> list[str]:
+    """Stored inbox entries, in order, as JSON events of type ``messages`` (a list each),
+    cut so that each event is at most :data:`PUBLISH_CHUNK_CHARS` long unless one entry
+    alone is longer (then it is an event by itself)."""
+    events: list[str] = []
+    chunk: list[str] = []
+    size = 0
+    for message in messages:
+        item = json.dumps(_message_fields(message), separators=(",", ":"))
+        if chunk and size + len(item) > PUBLISH_CHUNK_CHARS:
+            events.append(_messages_event(chunk))
+            chunk, size = [], 0
+        chunk.append(item)
+        size += len(item) + 1
+    if chunk:
+        events.append(_messages_event(chunk))
+    return events
+
+
+def _messages_event(items: list[str]) -> str:
+    return '{"type":"messages","messages":[' + ",".join(items) + "]}"
 
 
 def encode_presence(change: PresenceChange) -> str:
@@ -113,32 +143,40 @@ def encode_session_event(event: SessionEvent) -> str:
     )
 
 
-def decode(raw: bytes | str) -> StoredMessage | PresenceChange | SessionEvent:
-    """The event encoded by :func:`encode_message`, :func:`encode_presence` or
-    :func:`encode_session_event`.
+def _decode_message(data: dict[str, Any]) -> StoredMessage:
+    return StoredMessage(
+        sequence=int(data["sequence"]),
+        message_id=int(data["message_id"]),
+        sender=str(data["sender"]),
+        sender_display_name=str(data["sender_display_name"]),
+        recipient=str(data["recipient"]),
+        body=str(data["body"]),
+        sent_at=from_ms(int(data["sent_ms"])),
+        client_id=str(data["client_id"]),
+        kind=EntryKind(int(data["kind"])),
+        group=str(data["group"]),
+        ref_message_id=int(data["ref_message_id"]),
+        action=None if data["action"] is None else GroupAction(data["action"]),
+        members=tuple(str(m) for m in data["members"]),
+        ref_message_ids=tuple(int(i) for i in data.get("ref_message_ids", ())),
+        ref_client_ids=tuple(str(c) for c in data.get("ref_client_ids", ())),
+    )
+
+
+def decode(
+    raw: bytes | str,
+) -> StoredMessage | list[StoredMessage] | PresenceChange | SessionEvent:
+    """The event encoded by :func:`encode_message`, :func:`encode_messages` (a list, in
+    order), :func:`encode_presence` or :func:`encode_session_event`.
 
     Raises:
         ValueError, KeyError, TypeError: not such an event.
     """
     data: dict[str, Any] = json.loads(raw)
     if data["type"] == "message":
-        return StoredMessage(
-            sequence=int(data["sequence"]),
-            message_id=int(data["message_id"]),
-            sender=str(data["sender"]),
-            sender_display_name=str(data["sender_display_name"]),
-            recipient=str(data["recipient"]),
-            body=str(data["body"]),
-            sent_at=from_ms(int(data["sent_ms"])),
-            client_id=str(data["client_id"]),
-            kind=EntryKind(int(data["kind"])),
-            group=str(data["group"]),
-            ref_message_id=int(data["ref_message_id"]),
-            action=None if data["action"] is None else GroupAction(data["action"]),
-            members=tuple(str(m) for m in data["members"]),
-            ref_message_ids=tuple(int(i) for i in data.get("ref_message_ids", ())),
-            ref_client_ids=tuple(str(c) for c in data.get("ref_client_ids", ())),
-        )
+        return _decode_message(data)
+    if data["type"] == "messages":
+        return [_decode_message(item) for item in data["messages"]]
     if data["type"] == "presence":
         changed = data["changed_ms"]
         view = UserView(
@@ -215,6 +253,17 @@ class RedisBroker:
         """Announce a stored inbox entry to every node."""
         await self._publish(encode_message(message))
 
+    async def publish_messages(self, messages: Sequence[StoredMessage]) -> None:
+        """Announce stored inbox entries to every node, in order, in ONE round trip: one
+        PUBLISH of a ``messages`` event per :data:`PUBLISH_CHUNK_CHARS` of JSON (so every
+        subscriber reads and decodes one event per batch), several pipelined if the batch
+        is larger (not a transaction). Nothing for an empty sequence.
+
+        See https://redis.io/docs/latest/develop/use/pipelining/.
+        """
+        if messages:
+            await self._publish_all(encode_messages(messages))
+
     async def publish_presence(self, change: PresenceChange) -> None:
         """Announce a presence change to every node."""
         await self._publish(encode_presence(change))
@@ -250,8 +299,19 @@ class RedisBroker:
 
     async def _publish(self, payload: str) -> bool:
         """Publish one event; False (logged once per outage) if Redis refused it."""
+        return await self._publish_all([payload])
+
+    async def _publish_all(self, payloads: list[str]) -> bool:
+        """Publish events in order, several as one pipeline (one round trip); False
+        (logged once per outage) if Redis refused them."""
         try:
-            await self._publisher.publish(self.channel, payload)
+            if len(payloads) == 1:
+                await self._publisher.publish(self.channel, payloads[0])
+            else:
+                async with self._publisher.pipeline(transaction=False) as pipe:
+                    for payload in payloads:
+                        pipe.publish(self.channel, payload)
+                    await pipe.execute()
         except (RedisError, OSError) as exc:
             if not self._publish_failing:
                 log.warning(
@@ -329,4 +389,8 @@ class RedisBroker:
         except (ValueError, KeyError, TypeError):
             log.warning("redis broker: ignored a malformed event on %s", self.channel)
             return
-        deliver(handler, event)
+        if isinstance(event, list):  # one handler failure does not drop the rest
+            for message in event:
+                deliver(handler, message)
+        else:
+            deliver(handler, event)

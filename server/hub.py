@@ -439,13 +439,17 @@ class Hub:
         that stored a message answers it, so with several nodes a bot works once
         per message, not once per node. Called for duplicates too: the first
         publish may have been lost in a crash; receivers drop sequences they
-        already have (and a bot's answer is idempotent).
+        already have (and a bot's answer is idempotent). The other entries go to
+        the broker together, in order (:meth:`Broker.publish_messages`: one Redis round
+        trip).
         """
+        others: list[StoredMessage] = []
         for entry in entries:
             if entry.recipient in self.bots.accounts:
                 self.bots.queue.put_nowait(entry)
             else:
-                await self.broker.publish_message(entry)
+                others.append(entry)
+        await self.broker.publish_messages(others)
 
     async def store_ack(self, account: Account, sequence: int) -> None:
         """Store a cumulative ack and deliver the delivery receipts it creates."""

@@ -8,7 +8,7 @@ stream), or when the node holding it is dead; otherwise a second claim is refuse
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -59,6 +59,11 @@ class PresenceRegistry(Protocol):
 
     async def is_online(self, username: str) -> bool:
         """True if ``username`` has a live stream on a live node."""
+        ...
+
+    async def is_online_many(self, usernames: Collection[str]) -> set[str]:
+        """The subset of ``usernames`` that :meth:`is_online` would report online, looked up
+        at once (Redis: one round trip whatever their number; none for no names)."""
         ...
 
     async def online(self) -> dict[str, datetime]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 
 from .presence import Claim, LostClaimHandler
@@ -38,6 +39,10 @@ class MemoryPresence:
     async def is_online(self, username: str) -> bool:
         """True if ``username`` is online."""
         return username in self._online
+
+    async def is_online_many(self, usernames: Collection[str]) -> set[str]:
+        """The online ones of ``usernames``."""
+        return {name for name in usernames if name in self._online}
 
     async def online(self) -> dict[str, datetime]:
         """Online usernames → since."""

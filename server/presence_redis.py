@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Collection
 from datetime import datetime
 
 import redis.asyncio as aioredis
@@ -99,6 +100,25 @@ if not cur then return 0 end
     + _PARSE
     + """
 return redis.call('EXISTS', ARGV[1] .. (node or ''))
+"""
+)
+# KEYS: the claim key of each username asked about. ARGV: node key prefix.
+# Returns one 0/1 per key, as _IS_ONLINE would.
+_IS_ONLINE_MANY = (
+    """
+local result = {}
+for i = 1, #KEYS do
+    local cur = redis.call('GET', KEYS[i])
+    local online = 0
+    if cur then
+"""
+    + _PARSE
+    + """
+        online = redis.call('EXISTS', ARGV[1] .. (node or ''))
+    end
+    result[i] = online
+end
+return result
 """
 )
 # KEYS: index set, changes hash, then the claim key of each username in ARGV[3..].
@@ -180,6 +200,7 @@ class RedisPresence:
         self._claim = self._redis.register_script(_CLAIM)
         self._release = self._redis.register_script(_RELEASE)
         self._is_online = self._redis.register_script(_IS_ONLINE)
+        self._is_online_many = self._redis.register_script(_IS_ONLINE_MANY)
         self._purge = self._redis.register_script(_PURGE)
         self._reassert = self._redis.register_script(_REASSERT)
         self._heartbeat_task: asyncio.Task[None] | None = None
@@ -245,6 +266,17 @@ class RedisPresence:
     async def is_online(self, username: str) -> bool:
         """True if a live node holds a claim for ``username``."""
         return bool(await self._is_online(keys=[self._key(username)], args=[self._node_prefix]))
+
+    async def is_online_many(self, usernames: Collection[str]) -> set[str]:
+        """The names of ``usernames`` a live node holds a claim for: one script call (one
+        round trip) whatever their number, none for no names."""
+        names = list(dict.fromkeys(usernames))
+        if not names:
+            return set()
+        flags = await self._is_online_many(
+            keys=[self._key(n) for n in names], args=[self._node_prefix]
+        )
+        return {name for name, flag in zip(names, flags, strict=True) if flag}
 
     def on_claim_lost(self, handler: LostClaimHandler) -> None:
         """Call ``handler(username, holder)`` when re-asserting finds a claim of this node
