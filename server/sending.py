@@ -62,6 +62,12 @@ def check_send(client_id: str, body: str, max_message_bytes: int) -> None:
         )
 
 
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Mark a send's outcome as seen (its caller may have gone away)."""
+    if not task.cancelled():
+        task.exception()
+
+
 class CommitPublisher:
     """Publishes the entries of every send answered in one event-loop pass together, and
     looks up their recipients' presence together.
@@ -148,7 +154,7 @@ class SendPipeline:
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        self.tasks: set[asyncio.Task[None]] = set()  # stream sends awaiting their commit
+        self.tasks: set[asyncio.Task[Any]] = set()  # sends awaiting their commit
         self.publisher = CommitPublisher(hub)
 
     async def send(self, sender: Account, event: InSend) -> SendReceipt:
@@ -157,7 +163,13 @@ class SendPipeline:
         Raises:
             every error of :meth:`begin_send` and of the coroutine it returns.
         """
-        return await (await self.begin_send(sender, event))
+        completion = asyncio.create_task(await self.begin_send(sender, event))
+        self.tasks.add(completion)
+        completion.add_done_callback(self.tasks.discard)
+        completion.add_done_callback(_retrieve)
+        # Once queued, the message will be stored: publish it even if the caller goes away
+        # (a cancelled unary call must not leave a committed message undelivered live).
+        return await asyncio.shield(completion)
 
     async def send_direct(
         self, sender: Account, recipient_name: str, client_id: str, body: str
