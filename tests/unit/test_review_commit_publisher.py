@@ -32,9 +32,7 @@ class _FailingHub:
         raise ConnectionError("broker down")
 
 
-async def test_a_failed_flush_fails_every_send_of_the_pass_and_a_cancelled_one_leaves_the_rest() -> (
-    None
-):
+async def test_a_failed_flush_fails_every_waiting_send() -> None:
     """Sends sharing a failed flush all get its error (none left hanging), even when one of
     them was cancelled meanwhile; the entries are still handed over once."""
     hub = _FailingHub()
@@ -45,7 +43,7 @@ async def test_a_failed_flush_fails_every_send_of_the_pass_and_a_cancelled_one_l
     ]
     await asyncio.sleep(0)
     sends[1].cancel()
-    done, pending = await asyncio.wait(sends, timeout=2)
+    _, pending = await asyncio.wait(sends, timeout=2)
     assert not pending
     assert sends[1].cancelled()
     for task in (sends[0], sends[2]):
