@@ -73,6 +73,7 @@ class Outbox:
         "_abort",
         "_bytes",
         "_closed",
+        "_coalesced",
         "_items",
         "_readable",
         "_writable",
@@ -86,6 +87,7 @@ class Outbox:
         self.max_bytes = max_bytes
         self._items: deque[tuple[OutEvent, int]] = deque()
         self._bytes = 0
+        self._coalesced = 0  # events at the head of the queue that came from the source
         self._closed = False
         self._abort = False
         self._readable = _Flag()
@@ -108,7 +110,8 @@ class Outbox:
     def _has_room(self, size: int) -> bool:
         if not self._items:
             return True  # one event always fits, whatever its size
-        return len(self._items) < self.max_events and self._bytes + size <= self.max_bytes
+        queued = len(self._items) - self._coalesced  # the source's events are not counted
+        return queued < self.max_events and self._bytes + size <= self.max_bytes
 
     def offer(self, event: OutEvent, size: int = 64) -> bool:
         """Queue ``event`` if there is room; False if full or closed. Never waits."""
@@ -133,6 +136,7 @@ class Outbox:
             return
         for event in self.source():
             self._push(event, 0)
+            self._coalesced += 1
 
     def _push(self, event: OutEvent, size: int) -> None:
         self._items.append((event, size))
@@ -161,6 +165,8 @@ class Outbox:
                 for _ in range(count):
                     event, size = self._items.popleft()
                     self._bytes -= size
+                    if self._coalesced:  # refill only runs on an empty queue: they lead
+                        self._coalesced -= 1
                     taken.append(event)
                 self._writable.set()
                 return taken
