@@ -13,7 +13,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-__all__ = ["MAX_CONNECTIONS", "POOL_TIMEOUT_S", "connect"]
+__all__ = ["MAX_CONNECTIONS", "POOL_TIMEOUT_S", "blocking_pool", "connect"]
 
 #: Connections per pool (one pool per client object: presence, broker publisher).
 MAX_CONNECTIONS = 64
@@ -21,8 +21,9 @@ MAX_CONNECTIONS = 64
 POOL_TIMEOUT_S = 10.0
 
 
-def connect(url: str, **options: Any) -> aioredis.Redis:
-    """A Redis client on a blocking pool of :data:`MAX_CONNECTIONS` connections to ``url``.
+def blocking_pool(url: str, **options: Any) -> aioredis.BlockingConnectionPool:
+    """A pool of at most :data:`MAX_CONNECTIONS` connections to ``url`` whose callers wait
+    up to :data:`POOL_TIMEOUT_S` for a free one.
 
     Args:
         url: ``redis://[:password@]host:port/db`` or ``rediss://…``.
@@ -31,7 +32,11 @@ def connect(url: str, **options: Any) -> aioredis.Redis:
     Raises:
         ValueError: ``url`` is not a Redis URL.
     """
-    pool = aioredis.BlockingConnectionPool.from_url(
+    return aioredis.BlockingConnectionPool.from_url(
         url, max_connections=MAX_CONNECTIONS, timeout=POOL_TIMEOUT_S, **options
     )
-    return aioredis.Redis.from_pool(pool)
+
+
+def connect(url: str, **options: Any) -> aioredis.Redis:
+    """A Redis client on a :func:`blocking_pool` to ``url`` (same arguments and errors)."""
+    return aioredis.Redis.from_pool(blocking_pool(url, **options))

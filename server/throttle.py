@@ -166,11 +166,7 @@ class Throttle:
         self.storage: Storage
         if redis_url:
             # Callers wait for a pooled connection instead of failing on a burst.
-            self._pool = redis.asyncio.BlockingConnectionPool.from_url(
-                redis_url,
-                max_connections=redis_pool.MAX_CONNECTIONS,
-                timeout=redis_pool.POOL_TIMEOUT_S,
-            )
+            self._pool = redis_pool.blocking_pool(redis_url)
             self.storage = RedisStorage(
                 "async+" + redis_url,
                 wrap_exceptions=True,
